@@ -1,0 +1,25 @@
+"""gunicorn settings for the Procfile's web process.
+
+gevent workers: every Server-Sent Events stream and long-poll holds a request
+open for up to minutes, so the web process must hold many of them at once
+without a thread or process per stream.
+"""
+import os
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "2000"))
+timeout = 120
+graceful_timeout = 30
+keepalive = 5
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+limit_request_field_size = 8190
+limit_request_fields = 100
+
+
+def post_fork(server, worker):
+    # psycopg2 blocks the whole process under gevent unless made cooperative.
+    if worker_class == "gevent":
+        from psycogreen.gevent import patch_psycopg
+        patch_psycopg()

@@ -1,0 +1,1 @@
+"""genline's pipeline: the job store, the Celery tasks, providers and storage."""

@@ -1,0 +1,61 @@
+"""The Celery app, built from the Flask app's config, running every task in its app context."""
+from __future__ import annotations
+
+from celery import Celery, Task
+from celery.signals import worker_process_init
+
+QUEUES = ("high", "normal", "low")
+
+
+def celery_settings(cfg) -> dict:
+    """Celery settings derived from genline's config (DESIGN §9)."""
+    # Redis re-delivers an unacknowledged message only after visibility_timeout.
+    # It must outlast the longest a task may legitimately run (the hard limit of
+    # the longest attempt, at most the deadline cap) or a long job runs twice;
+    # lost work is re-dispatched sooner by the reaper from the job row.
+    visibility = int(cfg.max_deadline_s + 600)
+    return {
+        "broker_url": cfg.redis_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"visibility_timeout": visibility, "queue_order_strategy": "priority"},
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": "normal",
+        "task_create_missing_queues": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        "broker_connection_timeout": 2,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "beat_schedule": {
+            "reap": {"task": "genline.reap", "schedule": cfg.reaper_interval_s},
+        },
+    }
+
+
+def celery_init_app(app) -> Celery:
+    """Make the Celery app for a Flask app; tasks run inside ``app.app_context()``."""
+    cfg = app.extensions["genline.config"]
+
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask, include=["pipeline.tasks", "pipeline.maintenance"])
+    celery.conf.update(celery_settings(cfg))
+    celery.set_default()
+    app.extensions["celery"] = celery
+
+    @worker_process_init.connect(weak=False)
+    def _fresh_connections(**_):
+        # A forked pool child must not share the parent's database sockets.
+        with app.app_context():
+            app.extensions["sqlalchemy"].engine.dispose(close=False)
+
+    return celery

@@ -1,0 +1,142 @@
+"""The `genline` command for operators and users (DESIGN §9)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _app():
+    from web import create_app
+    return create_app()
+
+
+def cmd_dev(args) -> int:
+    from pipeline import devserver
+    return devserver.run()
+
+
+def cmd_keys(args) -> int:
+    from web import keys
+    app = _app()
+    with app.app_context():
+        if args.action == "create":
+            row, secret = keys.create_key(args.tenant, args.name or "", args.rate_limit, args.concurrency)
+            print(f"key {row.id} for tenant {row.tenant_id}:\n{secret}\n(shown once; store it now)")
+        elif args.action == "list":
+            for row in keys.list_keys(args.tenant):
+                state = "revoked" if row.revoked_at else "active"
+                print(f"{row.id}  tenant={row.tenant_id}  prefix={row.prefix}…  {state}  name={row.name!r}")
+        elif args.action == "revoke":
+            if not keys.revoke_key(args.key_id):
+                print(f"no active key {args.key_id}", file=sys.stderr)
+                return 1
+            print(f"revoked {args.key_id}")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    import requests
+    url = args.url or os.environ.get("GENLINE_URL", "http://127.0.0.1:8000")
+    key = args.key or os.environ.get("GENLINE_API_KEY")
+    if not key:
+        print("set GENLINE_API_KEY or pass --key", file=sys.stderr)
+        return 2
+    body = {"prompt": args.prompt, "params": {"size": args.size}, "provider": args.provider}
+    headers = {"Authorization": f"Bearer {key}"}
+    if args.wait:
+        headers["Prefer"] = "wait=60"
+    response = requests.post(f"{url.rstrip('/')}/v1/jobs", json=body, headers=headers, timeout=70)
+    print(json.dumps(response.json(), indent=2))
+    return 0 if response.ok else 1
+
+
+def cmd_jobs(args) -> int:
+    from pipeline import jobs
+    from pipeline.representation import job_to_dict
+    app = _app()
+    cfg = app.extensions["genline.config"]
+    with app.app_context():
+        if args.action == "list":
+            from sqlalchemy import select
+
+            from pipeline.models import Job, db
+            stmt = select(Job).order_by(Job.id.desc()).limit(args.limit)
+            if args.status:
+                stmt = stmt.where(Job.status == args.status)
+            for job in db.session.execute(stmt).scalars():
+                print(f"{job.id}  {job.status:<10} {job.step or '-':<9} tenant={job.tenant_id} attempt={job.attempt}")
+            return 0
+        if args.action == "show":
+            job = jobs.get(args.job_id)
+            if job is None:
+                print(f"no job {args.job_id}", file=sys.stderr)
+                return 1
+            print(json.dumps(job_to_dict(job, cfg, cfg.public_url), indent=2))
+            return 0
+    print(f"genline jobs {args.action}: not available yet", file=sys.stderr)
+    return 2
+
+
+def cmd_reap(args) -> int:
+    from pipeline.reaper import reap_once
+    app = _app()
+    with app.app_context():
+        print(json.dumps(reap_once()))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="genline", description="genline: a job service for slow AI image generation")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("dev", help="run web, worker, beat and Flower here with embedded defaults").set_defaults(func=cmd_dev)
+
+    keys = sub.add_parser("keys", help="create, list and revoke API keys")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create")
+    create.add_argument("tenant")
+    create.add_argument("--name")
+    create.add_argument("--rate-limit", help="Flask-Limiter syntax, e.g. 60/minute")
+    create.add_argument("--concurrency", type=int)
+    lst = keys_sub.add_parser("list")
+    lst.add_argument("--tenant")
+    revoke = keys_sub.add_parser("revoke")
+    revoke.add_argument("key_id")
+    keys.set_defaults(func=cmd_keys)
+
+    submit = sub.add_parser("submit", help="submit a generation job through the API")
+    submit.add_argument("prompt")
+    submit.add_argument("--wait", action="store_true", help="hold until the job ends (up to 60 s)")
+    submit.add_argument("--size", default="1024x1024")
+    submit.add_argument("--provider", default="local")
+    submit.add_argument("--url", help="API base URL (GENLINE_URL)")
+    submit.add_argument("--key", help="API key (GENLINE_API_KEY)")
+    submit.set_defaults(func=cmd_submit)
+
+    jobs_p = sub.add_parser("jobs", help="list, show, cancel and retry jobs (operators: every tenant)")
+    jobs_sub = jobs_p.add_subparsers(dest="action", required=True)
+    jl = jobs_sub.add_parser("list")
+    jl.add_argument("--status")
+    jl.add_argument("--limit", type=int, default=20)
+    js = jobs_sub.add_parser("show")
+    js.add_argument("job_id")
+    jobs_p.set_defaults(func=cmd_jobs)
+
+    sub.add_parser("reap", help="run the reaper once").set_defaults(func=cmd_reap)
+    return p
+
+
+def main(argv=None) -> int:
+    from pipeline.config import ConfigError
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ConfigError as exc:
+        print(f"genline: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

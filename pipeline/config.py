@@ -1,0 +1,203 @@
+"""Configuration: one class read from the environment, parsed once.
+
+Every variable is optional in development. A bad value stops the start with the
+variable's name in the message (``ConfigError``), never later in a request.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A variable of the environment holds a value genline cannot use."""
+
+
+def _int(env, name, default, minimum=0):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env, name, default, minimum=0.0):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(env, name, default=False):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1/0, true/false, yes/no or on/off, got {raw!r}")
+
+
+def _list(env, name):
+    raw = env.get(name) or ""
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def fix_database_url(url: str) -> str:
+    """Accept ``postgres://`` as PaaS set it, and name the driver genline ships (psycopg2)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
+
+
+def parse_api_keys(raw: tuple[str, ...], name="GENLINE_API_KEYS") -> dict[str, str]:
+    """``tenant:key,tenant:key`` -> {key: tenant}."""
+    keys = {}
+    for item in raw:
+        tenant, sep, key = item.partition(":")
+        if not sep or not tenant or not key:
+            raise ConfigError(f"{name} entries must look like tenant:key, got {item!r}")
+        keys[key] = tenant
+    return keys
+
+
+def _storage_url(env, var_dir: Path) -> str:
+    url = env.get("STORAGE_URL") or (var_dir / "outputs").resolve().as_uri()
+    if not (url.startswith("file://") or url.startswith("s3://")):
+        raise ConfigError(f"STORAGE_URL must start with s3:// or file://, got {url!r}")
+    return url
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything genline reads from its environment (DESIGN §9)."""
+
+    database_url: str
+    redis_url: str
+    storage_url: str
+    s3_endpoint_url: str | None
+    secret_key: str
+    api_keys: dict = field(default_factory=dict)
+    allow_simulate: bool = False
+    default_timeout_s: float = 60.0
+    default_deadline_s: float = 120.0
+    default_max_attempts: int = 2
+    max_timeout_s: float = 600.0
+    max_deadline_s: float = 3600.0
+    max_max_attempts: int = 5
+    webhook_allow_private: bool = False
+    webhook_secret: str = ""
+    openai_api_key: str | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    http_provider_url: str | None = None
+    http_provider_token: str | None = None
+    cors_origins: tuple = ()
+    demo: bool = False
+    demo_rate_limit: str = "8/minute"
+    rate_limit: str = "60/minute"
+    tenant_concurrency: int = 4
+    max_body_bytes: int = 1024 * 1024
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 16_000_000
+    retention_days: float = 7.0
+    lease_s: float = 30.0
+    reaper_interval_s: float = 10.0
+    max_lost: int = 3
+    url_ttl_s: int = 3600
+    token_ttl_s: int = 86400
+    metrics_public: bool = False
+    var_dir: str = "var"
+    public_url: str = "http://127.0.0.1:8000"
+
+    @classmethod
+    def from_env(cls, env=None) -> "Config":
+        """Read and check every variable; raise ConfigError naming a bad one."""
+        env = os.environ if env is None else env
+        var_dir = Path(env.get("GENLINE_VAR_DIR") or "var")
+        production = _bool(env, "GENLINE_PRODUCTION", False)
+        secret = env.get("SECRET_KEY")
+        if not secret:
+            if production:
+                raise ConfigError("SECRET_KEY is required when GENLINE_PRODUCTION=1")
+            secret = secrets.token_hex(32)
+        database_url = fix_database_url(
+            env.get("DATABASE_URL") or f"sqlite:///{(var_dir / 'genline.db').resolve()}"
+        )
+        if "://" not in database_url:
+            raise ConfigError(f"DATABASE_URL must be a URL, got {database_url!r}")
+        redis_url = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}")
+        cfg = cls(
+            database_url=database_url,
+            redis_url=redis_url,
+            storage_url=_storage_url(env, var_dir),
+            s3_endpoint_url=env.get("S3_ENDPOINT_URL") or None,
+            secret_key=secret,
+            api_keys=parse_api_keys(_list(env, "GENLINE_API_KEYS")),
+            allow_simulate=_bool(env, "GENLINE_ALLOW_SIMULATE"),
+            default_timeout_s=_float(env, "GENLINE_DEFAULT_TIMEOUT_S", 60.0, 0.1),
+            default_deadline_s=_float(env, "GENLINE_DEFAULT_DEADLINE_S", 120.0, 0.1),
+            default_max_attempts=_int(env, "GENLINE_DEFAULT_MAX_ATTEMPTS", 2, 1),
+            max_timeout_s=_float(env, "GENLINE_MAX_TIMEOUT_S", 600.0, 0.1),
+            max_deadline_s=_float(env, "GENLINE_MAX_DEADLINE_S", 3600.0, 0.1),
+            max_max_attempts=_int(env, "GENLINE_MAX_MAX_ATTEMPTS", 5, 1),
+            webhook_allow_private=_bool(env, "GENLINE_WEBHOOK_ALLOW_PRIVATE"),
+            webhook_secret=env.get("GENLINE_WEBHOOK_SECRET") or "",
+            openai_api_key=env.get("OPENAI_API_KEY") or None,
+            openai_base_url=(env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/"),
+            http_provider_url=env.get("GENLINE_HTTP_PROVIDER_URL") or None,
+            http_provider_token=env.get("GENLINE_HTTP_PROVIDER_TOKEN") or None,
+            cors_origins=_list(env, "GENLINE_CORS_ORIGINS"),
+            demo=_bool(env, "GENLINE_DEMO"),
+            demo_rate_limit=env.get("GENLINE_DEMO_RATE_LIMIT") or "8/minute",
+            rate_limit=env.get("GENLINE_RATE_LIMIT") or "60/minute",
+            tenant_concurrency=_int(env, "GENLINE_TENANT_CONCURRENCY", 4, 1),
+            max_body_bytes=_int(env, "GENLINE_MAX_BODY_BYTES", 1024 * 1024, 1024),
+            max_upload_bytes=_int(env, "GENLINE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, 1024),
+            max_pixels=_int(env, "GENLINE_MAX_PIXELS", 16_000_000, 1),
+            retention_days=_float(env, "GENLINE_RETENTION_DAYS", 7.0, 0.0),
+            lease_s=_float(env, "GENLINE_LEASE_S", 30.0, 1.0),
+            reaper_interval_s=_float(env, "GENLINE_REAPER_INTERVAL_S", 10.0, 0.2),
+            max_lost=_int(env, "GENLINE_MAX_LOST", 3, 1),
+            url_ttl_s=_int(env, "GENLINE_URL_TTL_S", 3600, 1),
+            token_ttl_s=_int(env, "GENLINE_TOKEN_TTL_S", 86400, 1),
+            metrics_public=_bool(env, "GENLINE_METRICS_PUBLIC"),
+            var_dir=str(var_dir),
+            public_url=(env.get("GENLINE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
+        )
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """Cross-field checks: defaults must sit within their caps."""
+        pairs = [
+            ("GENLINE_DEFAULT_TIMEOUT_S", self.default_timeout_s, "GENLINE_MAX_TIMEOUT_S", self.max_timeout_s),
+            ("GENLINE_DEFAULT_DEADLINE_S", self.default_deadline_s, "GENLINE_MAX_DEADLINE_S", self.max_deadline_s),
+            ("GENLINE_DEFAULT_MAX_ATTEMPTS", self.default_max_attempts, "GENLINE_MAX_MAX_ATTEMPTS", self.max_max_attempts),
+        ]
+        for name, value, cap_name, cap in pairs:
+            if value > cap:
+                raise ConfigError(f"{name}={value} is above {cap_name}={cap}")
+
+    def replace(self, **changes) -> "Config":
+        """A copy with some fields changed (tests and the dev runner use it)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Config(**values)

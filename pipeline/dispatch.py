@@ -1,0 +1,65 @@
+"""Sending step messages. The chain is driven by the job row: each step, once its
+output is recorded, sends the next, so any step can be sent again from the row
+alone (by a retry, a resume or the reaper) with time limits computed at that
+moment rather than fixed when the job was submitted.
+
+Each send also sets a marker in Redis that lives as long as the message may
+wait; the reaper treats an active job with neither a marker nor a live lease as
+one whose message was lost (a Redis restart loses both together).
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import current_app as current_celery
+from kombu.exceptions import OperationalError as BrokerError
+from redis import RedisError
+
+from pipeline import budget, events
+from pipeline.lifecycle import Step
+from pipeline.models import utcnow
+
+log = logging.getLogger("genline.dispatch")
+
+TASK_NAMES = {
+    Step.VALIDATE: "genline.validate",
+    Step.GENERATE: "genline.generate",
+    Step.UPLOAD: "genline.upload",
+    Step.NOTIFY: "genline.notify",
+}
+MARKER = "genline:inflight:{}"
+
+
+def step_options(job, step: Step, countdown: float = 0.0) -> dict:
+    """apply_async options of a step message: queue, and time limits for generate."""
+    options = {"queue": getattr(job, "priority", None) or "normal"}
+    if countdown > 0:
+        options["countdown"] = countdown
+    if Step(step) is Step.GENERATE:
+        start = utcnow() + timedelta(seconds=countdown)
+        soft, hard = budget.attempt_limits(job.timeout_s, job.deadline_at, start)
+        options.update(soft_time_limit=soft, time_limit=hard)
+    return options
+
+
+def send_step(job, step: Step, countdown: float = 0.0) -> bool:
+    """Send the message of ``step`` for ``job`` (a snapshot). False if the broker is down."""
+    step = Step(step)
+    try:
+        result = current_celery.send_task(TASK_NAMES[step], args=[job.id], **step_options(job, step, countdown))
+    except (BrokerError, RedisError, OSError) as exc:
+        log.warning("dispatch failed job_id=%s step=%s error=%s", job.id, step.value, exc)
+        return False
+    mark_inflight(job, countdown)
+    log.debug("dispatched job_id=%s step=%s task_id=%s", job.id, step.value, result.id)
+    return True
+
+
+def mark_inflight(job, countdown: float = 0.0) -> None:
+    """Note that a message for this job is on its way (see the module docstring)."""
+    ttl = max(5, int(budget.remaining_s(job.deadline_at, utcnow()) + countdown + 60))
+    try:
+        events.client().set(MARKER.format(job.id), "1", ex=ttl)
+    except (RedisError, RuntimeError) as exc:
+        log.warning("inflight marker not set job_id=%s error=%s", job.id, exc)

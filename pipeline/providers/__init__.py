@@ -1,0 +1,24 @@
+"""Providers by name. ``get_provider`` is the one place that maps a name to code."""
+from __future__ import annotations
+
+from pipeline.errors import InvalidInput
+from pipeline.providers.base import AttemptContext, GeneratedImage, Provider, ProviderRequest
+
+PROVIDER_NAMES = ("local", "openai", "http")
+
+
+def get_provider(name: str, cfg) -> Provider:
+    """The provider called ``name``, configured from ``cfg``."""
+    if name == "local":
+        from pipeline.providers.local import LocalProvider
+        return LocalProvider(allow_simulate=cfg.allow_simulate)
+    if name == "openai":
+        from pipeline.providers.openai import OpenAIProvider
+        return OpenAIProvider.from_config(cfg)
+    if name == "http":
+        from pipeline.providers.http import HTTPProvider
+        return HTTPProvider.from_config(cfg)
+    raise InvalidInput(f"unknown provider {name!r}; known: {', '.join(PROVIDER_NAMES)}")
+
+
+__all__ = ["AttemptContext", "GeneratedImage", "Provider", "ProviderRequest", "get_provider", "PROVIDER_NAMES"]

@@ -1,0 +1,74 @@
+"""The reaper: the job row wins. Run by beat every GENLINE_REAPER_INTERVAL_S.
+
+1. An active job past its deadline fails with ``deadline_exceeded``.
+2. An active job whose lease expired lost its worker (SIGKILL, machine loss,
+   hard time limit): its step is sent again, or after GENLINE_MAX_LOST losses
+   the job fails with ``internal_error`` instead of looping.
+3. An active job with no lease and no in-flight marker lost its message (a
+   Redis restart): its step is sent again.
+Every move is a compare-and-set, so a reaper racing a worker changes nothing twice.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import and_, select
+
+from pipeline import dispatch, events, jobs
+from pipeline.errors import DeadlineExceeded, InternalError
+from pipeline.lifecycle import Step
+from pipeline.models import Job, db, utcnow
+from pipeline.steps import fail
+
+log = logging.getLogger("genline.reaper")
+
+BATCH = 500
+SETTLE_S = 2.0
+"""A job changed this recently may have its message in flight without a marker yet."""
+
+
+def _active(*conditions):
+    rows = db.session.execute(
+        select(Job).where(Job.status.in_(jobs.ACTIVE_STATUSES), *conditions).limit(BATCH)
+    ).scalars().all()
+    snaps = [jobs.snapshot(r) for r in rows]
+    db.session.rollback()
+    return snaps
+
+
+def reap_once() -> dict:
+    """One pass of the reaper; returns what it did, by kind."""
+    cfg = current_app.extensions["genline.config"]
+    now = utcnow()
+    done = {"deadline": 0, "lost_worker": 0, "lost_message": 0, "gave_up": 0}
+
+    for job in _active(Job.deadline_at <= now):
+        if fail(job, Step(job.step or "validate"), DeadlineExceeded(f"the job passed its deadline of {job.deadline_s:g}s")):
+            done["deadline"] += 1
+
+    for job in _active(Job.lease_until < now, Job.deadline_at > now):
+        if job.lost_count + 1 >= cfg.max_lost:
+            error = InternalError(f"the worker running step {job.step} was lost {job.lost_count + 1} times")
+            if fail(job, Step(job.step), error, where=(Job.lease_owner == job.lease_owner,)):
+                done["gave_up"] += 1
+            continue
+        if jobs.record(job.id, None, where=(Job.lease_owner == job.lease_owner, Job.lease_until < now),
+                       lease_owner=None, lease_until=None, lost_count=Job.lost_count + 1):
+            log.warning("worker lost job_id=%s step=%s attempt=%s lost_count=%s", job.id, job.step, job.attempt, job.lost_count + 1)
+            dispatch.send_step(job, Step(job.step))
+            done["lost_worker"] += 1
+
+    settled = now - timedelta(seconds=SETTLE_S)
+    candidates = _active(and_(Job.lease_until.is_(None), Job.updated_at < settled, Job.deadline_at > now))
+    if candidates:
+        markers = events.client().mget([dispatch.MARKER.format(j.id) for j in candidates])
+        for job, marker in zip(candidates, markers):
+            if marker is None:
+                log.warning("message lost job_id=%s step=%s status=%s", job.id, job.step, job.status)
+                dispatch.send_step(job, Step(job.step))
+                done["lost_message"] += 1
+    if any(done.values()):
+        log.info("reaper %s", " ".join(f"{k}={v}" for k, v in done.items()))
+    return done

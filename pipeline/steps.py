@@ -1,0 +1,185 @@
+"""Running one step of a job: claim its lease, do the work, record the outcome.
+
+Every step task goes through ``run_step``, so claiming, lease renewal, failure
+handling and retries are decided here once. Work functions get a job snapshot
+and return the step's output; they never hold a database session while they
+call a provider or storage.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from datetime import timedelta
+
+from billiard.exceptions import SoftTimeLimitExceeded
+from flask import current_app
+
+from pipeline import budget, dispatch, jobs
+from pipeline.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, Timeout
+from pipeline.lifecycle import JobStatus, Step, next_step
+from pipeline.models import Job, utcnow
+
+log = logging.getLogger("genline.steps")
+
+MAX_UPLOAD_ATTEMPTS = 3
+"""Attempts of the upload step for storage errors (generate uses the job's max_attempts)."""
+
+
+def config():
+    return current_app.extensions["genline.config"]
+
+
+def run_step(task, job_id: str, step: Step, work) -> None:
+    """Claim ``step`` of ``job_id`` for this message and run ``work(job, owner)``."""
+    cfg = config()
+    owner = task.request.id or f"local-{time.monotonic_ns()}"
+    job = jobs.claim(job_id, step, owner, cfg.lease_s)
+    if job is None:
+        _unclaimed(job_id, step)
+        return
+    log.info("step started job_id=%s step=%s attempt=%s status=%s", job_id, step.value, job.attempt, job.status)
+    started = time.monotonic()
+    try:
+        with lease_keeper(job_id, owner, cfg.lease_s) as lease:
+            output = work(job, owner, lease)
+    except SoftTimeLimitExceeded:
+        fail_attempt(job, step, owner, Timeout(f"the attempt took longer than {job.timeout_s:g}s"), started)
+    except GenlineError as exc:
+        fail_attempt(job, step, owner, exc, started)
+    except Exception as exc:  # noqa: BLE001 - a bug must still end the job, with a log line
+        log.exception("step crashed job_id=%s step=%s", job_id, step.value)
+        fail_attempt(job, step, owner, InternalError(f"{exc.__class__.__name__}: {exc}"), started)
+    else:
+        finish(job, step, owner, output, time.monotonic() - started)
+
+
+def _unclaimed(job_id: str, step: Step) -> None:
+    """A message that could not claim its step: fail it if its deadline passed, else drop it."""
+    job = jobs.get(job_id)
+    if job is None:
+        log.info("message dropped job_id=%s step=%s reason=unknown-job", job_id, step.value)
+        return
+    if job.status in jobs.ACTIVE_STATUSES and job.step == step.value and job.deadline_at <= utcnow():
+        fail(job, step, DeadlineExceeded(f"the job passed its deadline of {job.deadline_s:g}s"))
+        return
+    log.info("message dropped job_id=%s step=%s status=%s reason=not-claimable", job_id, step.value, job.status)
+
+
+@contextmanager
+def lease_keeper(job_id: str, owner: str, lease_s: float):
+    """Renew the lease in a background thread while the step runs.
+
+    Yields an object whose ``lost`` is set once renewal finds the lease gone
+    (the job was canceled, or the reaper gave it to another worker).
+    """
+    app = current_app._get_current_object()
+    state = threading.Event()
+    stop = threading.Event()
+
+    def renew_loop():
+        with app.app_context():
+            while not stop.wait(lease_s / 3):
+                try:
+                    if not jobs.renew(job_id, owner, lease_s):
+                        state.set()
+                        return
+                except Exception as exc:  # noqa: BLE001 - a DB blip: try again next tick
+                    log.warning("lease renewal failed job_id=%s error=%s", job_id, exc)
+
+    thread = threading.Thread(target=renew_loop, name=f"lease-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        stop.set()
+
+
+def _merge(job, step: Step, output, seconds: float) -> dict:
+    timing = dict(job.timing or {})
+    timing[f"{step.value}_s"] = round(seconds, 3)
+    return timing
+
+
+def finish(job, step: Step, owner: str, output, seconds: float) -> None:
+    """Record a step's output and send the next step (or complete the job after upload)."""
+    timing = _merge(job, step, output, seconds)
+    step_outputs = dict(job.step_outputs or {})
+    step_outputs[step.value] = output
+    owned = (Job.lease_owner == owner, Job.step == step.value)
+    following = next_step(step)
+    if step is Step.UPLOAD:
+        now = utcnow()
+        timing["queued_s"] = jobs.seconds_between(job.created_at, job.started_at)
+        timing["total_s"] = jobs.seconds_between(job.created_at, now)
+        done = jobs.transition(
+            job.id, JobStatus.COMPLETED, where=owned, step=Step.NOTIFY.value, outputs=output,
+            step_outputs=step_outputs, timing=timing, progress=1.0, completed_at=now,
+            data={"outputs": len(output)},
+        )
+        if done:
+            from pipeline import staging
+            staging.clear(job.id)
+    else:
+        done = jobs.record(
+            job.id, None, where=owned, step=following.value, step_outputs=step_outputs,
+            timing=timing, lease_owner=None, lease_until=None,
+        )
+    if not done:
+        log.info("step result discarded job_id=%s step=%s reason=lease-lost", job.id, step.value)
+        return
+    log.info("step finished job_id=%s step=%s attempt=%s seconds=%.3f", job.id, step.value, job.attempt, seconds)
+    job.step = following.value
+    dispatch.send_step(job, following)
+
+
+def fail_attempt(job, step: Step, owner: str, error: GenlineError, started: float) -> None:
+    """An attempt failed: retry it with backoff if budget allows, else fail the job."""
+    if isinstance(error, Canceled):
+        log.info("step stopped job_id=%s step=%s reason=canceled", job.id, step.value)
+        return
+    now = utcnow()
+    elapsed_ms = round((time.monotonic() - started) * 1000)
+    tries = job.attempt - job.lost_count if step is Step.GENERATE else _upload_tries(job)
+    limit = job.max_attempts if step is Step.GENERATE else MAX_UPLOAD_ATTEMPTS
+    if error.retryable and step in (Step.GENERATE, Step.UPLOAD) and tries < limit:
+        delay = budget.retry_delay_s(tries, error.retry_after)
+        if not budget.fits_before_deadline(delay, job.deadline_at, now):
+            error = DeadlineExceeded(f"no time left for another attempt before the deadline ({error.code}: {error.message})")
+        else:
+            retried = jobs.record(
+                job.id, "retry", {"step": step.value, "attempt": job.attempt, "elapsed_ms": elapsed_ms,
+                                  "error": error.as_dict(step.value), "delay_s": round(delay, 3)},
+                where=(Job.lease_owner == owner,), lease_owner=None, lease_until=None,
+                step_outputs=_count_upload_try(job, step),
+            )
+            if retried:
+                log.info("step retry job_id=%s step=%s attempt=%s error=%s delay_s=%.2f",
+                         job.id, step.value, job.attempt, error.code, delay)
+                dispatch.send_step(job, step, countdown=delay)
+            return
+    if isinstance(error, Timeout) and job.deadline_at - timedelta(seconds=0.5) <= now:
+        error = DeadlineExceeded(f"the job passed its deadline of {job.deadline_s:g}s")
+    fail(job, step, error, where=(Job.lease_owner == owner,))
+
+
+def _upload_tries(job) -> int:
+    return int((job.step_outputs or {}).get("upload_tries", 0)) + 1
+
+
+def _count_upload_try(job, step: Step) -> dict:
+    outputs = dict(job.step_outputs or {})
+    if step is Step.UPLOAD:
+        outputs["upload_tries"] = _upload_tries(job)
+    return outputs
+
+
+def fail(job, step: Step, error: GenlineError, where: tuple = ()) -> bool:
+    """Move the job to ``failed`` with ``error`` and send notify; False if it had moved on."""
+    body = error.as_dict(step.value)
+    done = jobs.transition(job.id, JobStatus.FAILED, where=where, error=body, data={"error": body})
+    if done:
+        log.info("job failed job_id=%s step=%s attempt=%s status=failed error=%s", job.id, step.value, job.attempt, error.code)
+        dispatch.send_step(job, Step.NOTIFY)
+    return done

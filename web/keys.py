@@ -1,0 +1,59 @@
+"""API keys made by the ops CLI: shown once, stored as SHA-256 hashes."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select, update
+
+from pipeline.ids import new_id
+from pipeline.models import ApiKey, Tenant, db, utcnow
+
+KEY_PREFIX = "gl_"
+
+
+def hash_key(key: str) -> str:
+    """Keys are 32 random bytes, so a plain SHA-256 (no salt, no stretching) is enough."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def ensure_tenant(tenant_id: str) -> None:
+    if db.session.get(Tenant, tenant_id) is None:
+        db.session.add(Tenant(id=tenant_id))
+
+
+def create_key(tenant_id: str, name: str = "", rate_limit: str | None = None,
+               concurrency: int | None = None) -> tuple[ApiKey, str]:
+    """Make a key for a tenant; returns the row and the key itself (shown once)."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    ensure_tenant(tenant_id)
+    row = ApiKey(id=new_id("key"), tenant_id=tenant_id, name=name, key_hash=hash_key(secret),
+                 prefix=secret[:10], rate_limit=rate_limit, concurrency=concurrency)
+    db.session.add(row)
+    db.session.commit()
+    return row, secret
+
+
+def revoke_key(key_id: str) -> bool:
+    done = db.session.execute(
+        update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
+    ).rowcount == 1
+    db.session.commit()
+    return done
+
+
+def list_keys(tenant_id: str | None = None) -> list[ApiKey]:
+    stmt = select(ApiKey).order_by(ApiKey.created_at)
+    if tenant_id:
+        stmt = stmt.where(ApiKey.tenant_id == tenant_id)
+    rows = db.session.execute(stmt).scalars().all()
+    db.session.rollback()
+    return list(rows)
+
+
+def tenant_for_hash(key_hash: str) -> str | None:
+    """The tenant of a live key with this hash, or None."""
+    tenant = db.session.execute(
+        select(ApiKey.tenant_id).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+    ).scalar_one_or_none()
+    return tenant

@@ -1,0 +1,153 @@
+"""Request schemas (pydantic). They validate requests and are the source of the
+OpenAPI document, so the contract cannot drift from the code that enforces it.
+
+Limits that come from config (caps, pixels, simulate) are checked by
+``check_against_config`` after the shape is known.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+
+MAX_PROMPT_CHARS = 4000
+MAX_N = 4
+MAX_METADATA_BYTES = 16 * 1024
+MAX_INPUT_IMAGES = 4
+MIN_SIDE, MAX_SIDE = 16, 4096
+SIZE_PATTERN = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Simulate(Strict):
+    """Fault injection for the local provider (only with GENLINE_ALLOW_SIMULATE=1)."""
+
+    latency_s: float = Field(0, ge=0, le=3600)
+    fail_attempts: StrictInt = Field(0, ge=0, le=100)
+    fail_code: Literal[
+        "provider_error", "rate_limited", "network_error", "timeout", "storage_error",
+        "unsafe_content", "invalid_input", "internal_error",
+    ] = "provider_error"
+    hang: StrictBool = False
+
+    @field_validator("latency_s", mode="before")
+    @classmethod
+    def _number(cls, v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError("must be a number")
+        return float(v)
+
+
+class Params(Strict):
+    size: str = Field("1024x1024", description="WIDTHxHEIGHT, each side 16..4096")
+    n: StrictInt = Field(1, ge=1, le=MAX_N)
+    seed: Optional[StrictInt] = Field(None, ge=0, le=2**63 - 1)
+    format: Literal["png", "jpeg", "webp"] = "png"
+    simulate: Optional[Simulate] = None
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        match = SIZE_PATTERN.match(v)
+        if not match:
+            raise ValueError("must look like 1024x1024")
+        w, h = int(match.group(1)), int(match.group(2))
+        if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
+            raise ValueError(f"each side must be between {MIN_SIDE} and {MAX_SIDE} pixels")
+        return v
+
+
+class Inputs(Strict):
+    images: list[str] = Field(default_factory=list, max_length=MAX_INPUT_IMAGES,
+                              description="upload ids (upl_…), data: URIs or https URLs")
+    mask: Optional[str] = None
+
+
+class Budget(Strict):
+    timeout_s: Optional[float] = Field(None, gt=0)
+    deadline_s: Optional[float] = Field(None, gt=0)
+    max_attempts: Optional[StrictInt] = Field(None, ge=1)
+
+    @field_validator("timeout_s", "deadline_s", mode="before")
+    @classmethod
+    def _number(cls, v):
+        if v is None:
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError("must be a number")
+        return float(v)
+
+
+WebhookEvent = Literal["queued", "started", "progress", "retry", "completed", "failed", "canceled"]
+
+
+class Webhook(Strict):
+    url: str = Field(..., max_length=2048)
+    events: list[WebhookEvent] = Field(default_factory=lambda: ["completed", "failed", "canceled"])
+
+
+class JobCreate(Strict):
+    """The body of POST /v1/jobs."""
+
+    operation: Literal["generate", "edit", "inpaint"] = "generate"
+    prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT_CHARS)
+    provider: Union[str, list[str]] = Field("local", description="a provider name, or several to fail over in order")
+    model: Optional[str] = Field(None, max_length=100)
+    params: Params = Field(default_factory=Params)
+    inputs: Optional[Inputs] = None
+    budget: Budget = Field(default_factory=Budget)
+    priority: Literal["high", "normal", "low"] = "normal"
+    metadata: dict = Field(default_factory=dict)
+    webhook: Optional[Webhook] = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        if "\x00" in v:
+            raise ValueError("must not contain NUL characters")
+        return v
+
+    @field_validator("provider")
+    @classmethod
+    def _providers(cls, v):
+        names = [v] if isinstance(v, str) else v
+        if not names:
+            raise ValueError("name at least one provider")
+        from pipeline.providers import PROVIDER_NAMES
+        unknown = [n for n in names if n not in PROVIDER_NAMES]
+        if unknown:
+            raise ValueError(f"unknown provider {unknown[0]!r}; known: {', '.join(PROVIDER_NAMES)}")
+        return names
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, v: dict) -> dict:
+        if len(json.dumps(v)) > MAX_METADATA_BYTES:
+            raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
+        return v
+
+
+class JobList(Strict):
+    """Query of GET /v1/jobs."""
+
+    cursor: Optional[str] = None
+    limit: int = Field(20, ge=1, le=100)
+    status: Optional[str] = None
+    operation: Optional[Literal["generate", "edit", "inpaint"]] = None
+    created_after: Optional[str] = None
+    created_before: Optional[str] = None
+
+
+class BulkCancel(Strict):
+    """The body of POST /v1/jobs/cancel."""
+
+    ids: Optional[list[str]] = Field(None, max_length=1000)
+    status: Optional[list[Literal["queued", "processing"]]] = None
+    created_before: Optional[str] = None

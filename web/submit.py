@@ -1,0 +1,85 @@
+"""Turning a validated JobCreate into a stored, dispatched job."""
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+
+from pipeline import dispatch, jobs
+from pipeline.lifecycle import Step
+from pipeline.models import db
+from web.api.errors import ApiError
+from web.schemas import JobCreate
+
+
+def _invalid(field: str, message: str) -> ApiError:
+    return ApiError(422, "invalid_input", f"{field}: {message}", {field: message})
+
+
+def resolve_budget(body: JobCreate, cfg) -> tuple[float, float, int]:
+    """(timeout_s, deadline_s, max_attempts) with defaults, checked against the caps."""
+    b = body.budget
+    timeout = b.timeout_s if b.timeout_s is not None else cfg.default_timeout_s
+    deadline = b.deadline_s if b.deadline_s is not None else cfg.default_deadline_s
+    attempts = b.max_attempts if b.max_attempts is not None else cfg.default_max_attempts
+    if timeout > cfg.max_timeout_s:
+        raise _invalid("budget.timeout_s", f"must be at most {cfg.max_timeout_s:g} (GENLINE_MAX_TIMEOUT_S)")
+    if deadline > cfg.max_deadline_s:
+        raise _invalid("budget.deadline_s", f"must be at most {cfg.max_deadline_s:g} (GENLINE_MAX_DEADLINE_S)")
+    if attempts > cfg.max_max_attempts:
+        raise _invalid("budget.max_attempts", f"must be at most {cfg.max_max_attempts} (GENLINE_MAX_MAX_ATTEMPTS)")
+    return timeout, deadline, attempts
+
+
+def check_against_config(body: JobCreate, cfg) -> None:
+    """Limits that depend on the deployment's config."""
+    if body.params.simulate is not None and not cfg.allow_simulate:
+        raise _invalid("params.simulate", "is not allowed on this deployment (GENLINE_ALLOW_SIMULATE=1 enables it)")
+    w, _, h = body.params.size.partition("x")
+    if int(w) * int(h) > cfg.max_pixels:
+        raise _invalid("params.size", f"is more than the {cfg.max_pixels} pixels allowed (GENLINE_MAX_PIXELS)")
+    images = body.inputs.images if body.inputs else []
+    if body.operation in ("edit", "inpaint") and not images:
+        raise _invalid("inputs.images", f"{body.operation} needs at least one input image")
+    if body.operation == "inpaint" and not (body.inputs and body.inputs.mask):
+        raise _invalid("inputs.mask", "inpaint needs a mask")
+    if body.operation == "generate" and (images or (body.inputs and body.inputs.mask)):
+        raise _invalid("inputs", "generate takes no input images; use operation edit or inpaint")
+
+
+def build(body: JobCreate, tenant_id: str, cfg, idempotency_key=None, digest=None) -> jobs.NewJob:
+    check_against_config(body, cfg)
+    timeout, deadline, attempts = resolve_budget(body, cfg)
+    return jobs.NewJob(
+        tenant_id=tenant_id, operation=body.operation, providers=[body.provider] if isinstance(body.provider, str) else list(body.provider), prompt=body.prompt,
+        params=body.params.model_dump(exclude_none=True), model=body.model,
+        inputs=body.inputs.model_dump(exclude_none=True) if body.inputs else None,
+        timeout_s=timeout, deadline_s=deadline, max_attempts=attempts, priority=body.priority,
+        metadata=body.metadata, webhook=body.webhook.model_dump() if body.webhook else None,
+        idempotency_key=idempotency_key, request_sha256=digest,
+    )
+
+
+def submit(body: JobCreate, raw: dict, tenant_id: str, cfg, idempotency_key: str | None):
+    """Store and dispatch a job. Returns (job, created); an idempotent replay returns the first job."""
+    digest = jobs.request_digest(raw) if idempotency_key else None
+    if idempotency_key:
+        if len(idempotency_key) > 255:
+            raise ApiError(422, "invalid_input", "Idempotency-Key: must be at most 255 characters")
+        earlier = jobs.find_idempotent(tenant_id, idempotency_key)
+        if earlier is not None:
+            return _replay(earlier, digest), False
+    spec = build(body, tenant_id, cfg, idempotency_key, digest)
+    try:
+        job = jobs.create(spec)
+    except IntegrityError:
+        db.session.rollback()
+        # Two requests with one key raced; the other insert won.
+        return _replay(jobs.find_idempotent(tenant_id, idempotency_key), digest), False
+    # If the broker is down the job stays queued with no marker; the reaper sends it later.
+    dispatch.send_step(job, Step.VALIDATE)
+    return job, True
+
+
+def _replay(job, digest):
+    if job.request_sha256 != digest:
+        raise ApiError(409, "conflict", "this Idempotency-Key was used with a different request body")
+    return job
