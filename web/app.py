@@ -72,7 +72,9 @@ def create_app(config: Config | None = None) -> Flask:
 
 
 def _register_routes(app: Flask) -> None:
+    from web import limits
     from web.api import errors, health, jobs, outputs
+    limits.init_app(app)
     errors.register(app)
     for module in (jobs, outputs, health):
         app.register_blueprint(module.bp)
