@@ -58,8 +58,7 @@ def query(schema: type[BaseModel]):
         values[key] = items[0] if len(items) == 1 else items
     fields = schema.model_fields
     for key, value in list(values.items()):
-        annotation = str(fields[key].annotation) if key in fields else ""
-        if "int" in annotation and isinstance(value, str):
+        if key in fields and fields[key].annotation is int and isinstance(value, str):
             try:
                 values[key] = int(value)
             except ValueError:

@@ -1,0 +1,83 @@
+"""The lifecycle table and the job store's compare-and-set transitions."""
+from __future__ import annotations
+
+import pytest
+
+from pipeline import jobs
+from pipeline.lifecycle import JobStatus, Step, can_transition, is_terminal, next_step, sources
+
+S = JobStatus
+
+
+def test_the_legal_moves_are_exactly_those_of_the_design():
+    legal = {(a, b) for a in S for b in S if can_transition(a, b)}
+    assert legal == {
+        (S.QUEUED, S.PROCESSING), (S.QUEUED, S.CANCELED), (S.QUEUED, S.FAILED),
+        (S.PROCESSING, S.COMPLETED), (S.PROCESSING, S.FAILED), (S.PROCESSING, S.CANCELED),
+        (S.FAILED, S.QUEUED), (S.CANCELED, S.QUEUED),
+    }
+    assert sources(S.COMPLETED) == {S.PROCESSING}
+    assert all(is_terminal(s) for s in (S.COMPLETED, S.FAILED, S.CANCELED))
+    assert [next_step(s) for s in Step] == [Step.GENERATE, Step.UPLOAD, Step.NOTIFY, None]
+
+
+def _new_job(stack, tenant="lifecycle"):
+    with stack.app.app_context():
+        return jobs.create(jobs.NewJob(
+            tenant_id=tenant, operation="generate", providers=["local"], prompt="p",
+            params={"size": "16x16", "n": 1, "format": "png"}, inputs=None,
+            timeout_s=10, deadline_s=30, max_attempts=1,
+        ))
+
+
+def test_an_illegal_transition_is_refused_and_appends_nothing(stack):
+    # Given a queued job (never dispatched, so no worker touches it)
+    job = _new_job(stack)
+    with stack.app.app_context():
+        # When something tries to complete it straight from queued
+        moved = jobs.transition(job.id, S.COMPLETED)
+        # Then nothing changed and no event was appended
+        assert moved is False
+        assert jobs.get(job.id).status == "queued"
+        assert [e["type"] for e in jobs.events_after(job.id)] == ["queued"]
+
+
+def test_a_transition_happens_once_even_when_asked_twice(stack):
+    job = _new_job(stack)
+    with stack.app.app_context():
+        assert jobs.transition(job.id, S.CANCELED) is True
+        assert jobs.transition(job.id, S.CANCELED) is False
+        assert [e["type"] for e in jobs.events_after(job.id)] == ["queued", "canceled"]
+        assert jobs.transition(job.id, S.PROCESSING) is False
+
+
+def test_a_step_is_claimed_by_one_message_only(stack):
+    job = _new_job(stack)
+    with stack.app.app_context():
+        first = jobs.claim(job.id, Step.VALIDATE, "owner-a", 30)
+        second = jobs.claim(job.id, Step.VALIDATE, "owner-b", 30)
+        wrong_step = jobs.claim(job.id, Step.UPLOAD, "owner-c", 30)
+    assert first is not None and first.lease_owner == "owner-a"
+    assert second is None and wrong_step is None
+
+
+@pytest.mark.parametrize("step", ["validate", "generate", "upload"])
+def test_a_duplicated_step_message_does_not_move_a_completed_job(stack, tenant, step):
+    # Given a completed job
+    done = stack.wait(tenant, stack.submit(tenant, {"prompt": "once", "params": {"size": "16x16"}})["id"])
+    assert done["status"] == "completed"
+    before = stack.events(done["id"])
+
+    # When a late duplicate of one of its step messages reaches the worker
+    celery = stack.app.extensions["celery"]
+    celery.send_task(f"genline.{step}", args=[done["id"]], queue="normal")
+    # ... followed by a fresh job on the same worker, so the duplicate has surely been handled
+    stack.wait(tenant, stack.submit(tenant, {"prompt": "after", "params": {"size": "16x16"}})["id"])
+
+    # Then the job is unchanged and has exactly one completed event
+    after = stack.job(tenant, done["id"])
+    assert after["status"] == "completed" and after["attempt"] == done["attempt"]
+    assert after["outputs"][0]["sha256"] == done["outputs"][0]["sha256"]
+    events = stack.events(done["id"])
+    assert events == before
+    assert [e["type"] for e in events].count("completed") == 1
