@@ -34,6 +34,7 @@ def celery_settings(cfg) -> dict:
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "beat_schedule": {
             "reap": {"task": "genline.reap", "schedule": cfg.reaper_interval_s},
+            "retention": {"task": "genline.retention", "schedule": 3600.0},
         },
     }
 
