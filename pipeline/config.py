@@ -103,6 +103,10 @@ class Config:
     max_max_attempts: int = 5
     webhook_allow_private: bool = False
     webhook_secret: str = ""
+    webhook_retry_base_s: float = 10.0
+    webhook_max_attempts: int = 8
+    webhook_timeout_s: float = 10.0
+    sse_heartbeat_s: float = 15.0
     openai_api_key: str | None = None
     openai_base_url: str = "https://api.openai.com/v1"
     http_provider_url: str | None = None
@@ -160,6 +164,10 @@ class Config:
             max_max_attempts=_int(env, "GENLINE_MAX_MAX_ATTEMPTS", 5, 1),
             webhook_allow_private=_bool(env, "GENLINE_WEBHOOK_ALLOW_PRIVATE"),
             webhook_secret=env.get("GENLINE_WEBHOOK_SECRET") or "",
+            webhook_retry_base_s=_float(env, "GENLINE_WEBHOOK_RETRY_BASE_S", 10.0, 0.01),
+            webhook_max_attempts=_int(env, "GENLINE_WEBHOOK_MAX_ATTEMPTS", 8, 1),
+            webhook_timeout_s=_float(env, "GENLINE_WEBHOOK_TIMEOUT_S", 10.0, 0.1),
+            sse_heartbeat_s=_float(env, "GENLINE_SSE_HEARTBEAT_S", 15.0, 0.05),
             openai_api_key=env.get("OPENAI_API_KEY") or None,
             openai_base_url=(env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/"),
             http_provider_url=env.get("GENLINE_HTTP_PROVIDER_URL") or None,
