@@ -30,6 +30,8 @@ def base_env(database_url: str, redis_url: str, storage_url: str, **extra) -> di
         "GENLINE_REAPER_INTERVAL_S": "1",
         "GENLINE_WEBHOOK_ALLOW_PRIVATE": "1",
         "GENLINE_LOG_LEVEL": "INFO",
+        # Tests submit many jobs per key quickly; rate-limit tests set their own limit.
+        "GENLINE_RATE_LIMIT": "100000/minute",
         "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": str(services.ROOT),
     })

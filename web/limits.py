@@ -1,15 +1,114 @@
-"""Rate limits (Flask-Limiter), counted in Redis so they hold across web processes."""
+"""Rate limits (Flask-Limiter), counted in Redis so they hold across web processes.
+
+Submissions (POST /v1/jobs) are limited per API key: the key's own
+``rate_limit`` (``genline keys create --rate-limit``), else its tenant's, else
+``GENLINE_RATE_LIMIT``. Requests without a key are counted per client IP. The
+Redis counters are named by a hash of the key, never by the key itself.
+A breach answers 429 in the one error shape with ``Retry-After`` and the
+``X-RateLimit-*`` headers.
+"""
 from __future__ import annotations
 
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
+import hashlib
 
-limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)
+from flask import current_app, g, request
+from flask_limiter import Limiter
+from flask_limiter.errors import RateLimitExceeded
+from flask_limiter.util import get_remote_address
+from sqlalchemy import select
+
+from pipeline.models import ApiKey, Tenant, db
+
+
+def _config():
+    return current_app.extensions["genline.config"]
+
+
+def _bearer() -> str | None:
+    from web.auth import bearer_key
+    return bearer_key()
+
+
+def caller_key() -> str:
+    """Who a submission counts against: ``key:<sha256 prefix>`` or ``ip:<address>``."""
+    key = _bearer()
+    if key:
+        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+    return "ip:" + (get_remote_address() or "unknown")
+
+
+def submission_rate() -> str:
+    """The limit of the calling key: its own, its tenant's, or GENLINE_RATE_LIMIT."""
+    cached = g.get("genline_rate")
+    if cached:
+        return cached
+    cfg = _config()
+    rate = cfg.rate_limit
+    key = _bearer()
+    if key and key not in cfg.api_keys:
+        from web.keys import hash_key
+        try:
+            row = db.session.execute(
+                select(ApiKey.rate_limit, Tenant.rate_limit)
+                .outerjoin(Tenant, Tenant.id == ApiKey.tenant_id)
+                .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+            ).one_or_none()
+        finally:
+            db.session.rollback()
+        if row is not None:
+            rate = row[0] or row[1] or rate
+    g.genline_rate = rate
+    return rate
+
+
+def _message() -> str:
+    return (f"too many submissions: the limit is {g.get('genline_rate') or _config().rate_limit} per API key "
+            "(GENLINE_RATE_LIMIT or the key's own rate limit); retry after the time in Retry-After")
+
+
+def submissions(view):
+    """Mark a submission route: limited per API key (see the module docstring)."""
+    view.genline_limit = "submission"
+    return view
+
+
+def per_ip(view):
+    """Mark an unauthenticated route (the demo's submissions): limited per client IP."""
+    view.genline_limit = "ip"
+    return view
+
+
+def _ip_key() -> str:
+    return "ip:" + (get_remote_address() or "unknown")
+
+
+def _ip_message() -> str:
+    return f"too many requests from this address: the limit is {_config().demo_rate_limit} (GENLINE_DEMO_RATE_LIMIT)"
 
 
 def init_app(app) -> None:
+    """Give ``app`` its own limiter on its Redis (tests run several apps in one process)."""
     cfg = app.extensions["genline.config"]
-    app.config.setdefault("RATELIMIT_STORAGE_URI", cfg.redis_url)
-    app.config.setdefault("RATELIMIT_STRATEGY", "moving-window")
-    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    limiter = Limiter(key_func=caller_key, headers_enabled=True, key_prefix="genline",
+                      storage_uri=cfg.redis_url, strategy="moving-window", swallow_errors=True,
+                      storage_options={"socket_connect_timeout": 2, "socket_timeout": 2})
     limiter.init_app(app)
+    app.extensions["genline.limiter"] = limiter
+    by_submission = limiter.limit(submission_rate, key_func=caller_key, error_message=_message)
+    by_ip = limiter.limit(lambda: _config().demo_rate_limit, key_func=_ip_key, error_message=_ip_message)
+
+    @app.before_request
+    def _check_marked_route():
+        kind = getattr(app.view_functions.get(request.endpoint), "genline_limit", None)
+        if kind == "submission":
+            with by_submission:
+                pass
+        elif kind == "ip":
+            with by_ip:
+                pass
+
+    @app.errorhandler(RateLimitExceeded)
+    def _too_many(exc: RateLimitExceeded):
+        # Flask-Limiter's after_request adds Retry-After and X-RateLimit-* to this response.
+        from web.api.errors import error_response
+        return error_response(429, "rate_limited", exc.description)

@@ -11,7 +11,7 @@ from pipeline import jobs
 from pipeline.ids import is_id
 from pipeline.models import Job, db
 from pipeline.representation import job_to_dict
-from web import waiting
+from web import limits, waiting
 from web.api.errors import ApiError
 from web.auth import config, reader_for_job, require_tenant
 from web.requests import json_body, parse_time, query, wait_seconds
@@ -39,6 +39,7 @@ def get_job_or_404(job_id: str, tenant_id: str | None):
 
 
 @bp.post("/v1/jobs")
+@limits.submissions
 def create_job():
     tenant = require_tenant()
     body, raw = json_body(JobCreate)

@@ -1,0 +1,67 @@
+"""Submission rate limits per API key, counted in Redis and shared by every web process."""
+from __future__ import annotations
+
+import os
+
+import requests
+
+from tests import services
+
+BODY = {"prompt": "rate", "params": {"size": "16x16"}}
+
+
+def key_with(stack, rate_limit=None) -> dict:
+    from web.keys import create_key
+    with stack.app.app_context():
+        _row, key = create_key(f"rl-{os.urandom(4).hex()}", rate_limit=rate_limit)
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_a_keys_own_limit_answers_429_with_retry_after_in_the_error_shape(stack):
+    # Given a key made with its own limit of 3 submissions a minute
+    headers = key_with(stack, "3/minute")
+
+    # When it submits 4 jobs
+    answers = [stack.client.post("/v1/jobs", json=BODY, headers=headers) for _ in range(4)]
+
+    # Then 3 are accepted with rate-limit headers, and the 4th is 429 naming the limit
+    assert [a.status_code for a in answers] == [202, 202, 202, 429]
+    assert answers[0].headers["X-RateLimit-Limit"] == "3"
+    assert answers[2].headers["X-RateLimit-Remaining"] == "0"
+    refused = answers[3]
+    error = refused.get_json()["error"]
+    assert error["code"] == "rate_limited" and "3/minute" in error["message"]
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    assert refused.headers["X-RateLimit-Limit"] == "3"
+
+    # And another key is not affected
+    assert stack.client.post("/v1/jobs", json=BODY, headers=key_with(stack, "3/minute")).status_code == 202
+
+
+def test_reads_are_not_counted_as_submissions(stack):
+    headers = key_with(stack, "1/minute")
+    job = stack.client.post("/v1/jobs", json=BODY, headers=headers).get_json()
+    for _ in range(5):
+        assert stack.client.get(f"/v1/jobs/{job['id']}", headers=headers).status_code == 200
+    assert stack.client.post("/v1/jobs", json=BODY, headers=headers).status_code == 429
+
+
+def test_the_limit_holds_across_two_web_processes(stack, log_dir):
+    # Given two gunicorn processes on one Redis with a limit of 5 submissions a minute
+    env = {**stack.env, "GENLINE_RATE_LIMIT": "5/minute"}
+    a, url_a = services.start_gunicorn(env, log_dir)
+    b, url_b = services.start_gunicorn(env, log_dir)
+    try:
+        headers = key_with(stack)
+
+        # When one key submits 12 jobs, alternating between them
+        codes = [requests.post(f"{url}/v1/jobs", json=BODY, headers=headers, timeout=10).status_code
+                 for url in [url_a, url_b] * 6]
+
+        # Then exactly 5 are accepted in all, and every other answer is 429
+        assert codes.count(202) == 5, codes
+        assert codes.count(429) == 7, codes
+        assert codes[:5] == [202] * 5
+    finally:
+        a.stop()
+        b.stop()
