@@ -75,8 +75,43 @@ def cmd_jobs(args) -> int:
                 return 1
             print(json.dumps(job_to_dict(job, cfg, cfg.public_url), indent=2))
             return 0
+        if args.action in ("cancel", "retry"):
+            return _cancel_or_retry(args)
     print(f"genline jobs {args.action}: not available yet", file=sys.stderr)
     return 2
+
+
+def _cancel_or_retry(args) -> int:
+    """``genline jobs cancel|retry``: by ids, or (cancel) every active job matching --status/--created-before."""
+    from pipeline import control
+    if args.action == "cancel" and not args.job_ids:
+        if not (args.status or args.created_before):
+            print("give job ids, or --status and/or --created-before", file=sys.stderr)
+            return 2
+        from datetime import datetime, timezone
+        before = None
+        if args.created_before:
+            before = datetime.fromisoformat(args.created_before.replace("Z", "+00:00"))
+            before = before if before.tzinfo else before.replace(tzinfo=timezone.utc)
+        statuses = args.status.split(",") if args.status else None
+        done = control.cancel_many(None, statuses=statuses, created_before=before)
+        print(f"canceled {len(done)} job(s)")
+        return 0
+    action = control.cancel if args.action == "cancel" else control.retry
+    failed = 0
+    for job_id in args.job_ids:
+        try:
+            job = action(job_id)
+        except control.NotAllowed as exc:
+            print(f"{job_id}: {exc.message}", file=sys.stderr)
+            failed += 1
+            continue
+        if job is None:
+            print(f"{job_id}: no such job", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{job.id}  {job.status}  step={job.step}")
+    return 1 if failed else 0
 
 
 def cmd_reap(args) -> int:
@@ -122,6 +157,12 @@ def parser() -> argparse.ArgumentParser:
     jl.add_argument("--limit", type=int, default=20)
     js = jobs_sub.add_parser("show")
     js.add_argument("job_id")
+    jc = jobs_sub.add_parser("cancel", help="cancel jobs by id, or every active job matching the filters")
+    jc.add_argument("job_ids", nargs="*")
+    jc.add_argument("--status", help="queued, processing or both (comma-separated)")
+    jc.add_argument("--created-before", help="ISO 8601 time")
+    jr = jobs_sub.add_parser("retry", help="resume failed or canceled jobs from the step that did not finish")
+    jr.add_argument("job_ids", nargs="+")
     jobs_p.set_defaults(func=cmd_jobs)
 
     sub.add_parser("reap", help="run the reaper once").set_defaults(func=cmd_reap)

@@ -13,6 +13,7 @@ import logging
 from datetime import timedelta
 
 from celery import current_app as current_celery
+from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
 
@@ -29,6 +30,8 @@ TASK_NAMES = {
     Step.NOTIFY: "genline.notify",
 }
 MARKER = "genline:inflight:{}"
+ETA_MARGIN_S = 10.0
+"""Seconds past a countdown message's ETA before the reaper may consider it lost."""
 
 
 def step_options(job, step: Step, countdown: float = 0.0) -> dict:
@@ -56,9 +59,25 @@ def send_step(job, step: Step, countdown: float = 0.0) -> bool:
     return True
 
 
+def marker_ttl_s(job, countdown: float, lease_s: float) -> int:
+    """How long the in-flight marker of a message lives.
+
+    A plain message waits in a Redis list, which a Redis restart loses together
+    with the marker, so the marker may live until the deadline. A countdown (ETA)
+    message is reserved at once by a worker and held in its memory; if that whole
+    worker dies, Redis hands the message out again only after its visibility
+    timeout (an hour). So its marker lives only until the ETA plus a margin: once
+    it expires with no lease taken, the reaper sends the step again (a duplicate
+    of a message that was only late is dropped by the claim's compare-and-set).
+    """
+    if countdown > 0:
+        return max(5, int(countdown + max(ETA_MARGIN_S, 2 * lease_s)))
+    return max(5, int(budget.remaining_s(job.deadline_at, utcnow()) + 60))
+
+
 def mark_inflight(job, countdown: float = 0.0) -> None:
     """Note that a message for this job is on its way (see the module docstring)."""
-    ttl = max(5, int(budget.remaining_s(job.deadline_at, utcnow()) + countdown + 60))
+    ttl = marker_ttl_s(job, countdown, current_app.extensions["genline.config"].lease_s)
     try:
         events.client().set(MARKER.format(job.id), "1", ex=ttl)
     except (RedisError, RuntimeError) as exc:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 
 from pipeline import events
 from pipeline.ids import new_id
@@ -171,17 +171,21 @@ def claim(job_id: str, step: Step, owner: str, lease_s: float) -> SimpleNamespac
     """
     now = utcnow()
     step = Step(step)
-    values = {"lease_owner": owner, "lease_until": now + timedelta(seconds=lease_s), "task_id": owner}
+    values = {"lease_owner": owner, "lease_until": now + timedelta(seconds=lease_s), "task_id": owner,
+              # The same message coming back while its lease is held means the process
+              # running it died (a requeue on worker loss): that attempt counts as lost.
+              "lost_count": case((Job.lease_owner == owner, Job.lost_count + 1), else_=Job.lost_count)}
     if step is Step.VALIDATE:
         statuses = (JobStatus.QUEUED.value,)
-    elif step is Step.GENERATE:
-        statuses = ACTIVE_STATUSES
-        values.update(status=JobStatus.PROCESSING.value, attempt=Job.attempt + 1)
     else:
-        statuses = (JobStatus.PROCESSING.value,)
+        # generate, and upload when a retried job resumes there, move a queued job on.
+        statuses = ACTIVE_STATUSES
+        values["status"] = JobStatus.PROCESSING.value
+        if step is Step.GENERATE:
+            values["attempt"] = Job.attempt + 1
     where = [
         Job.status.in_(statuses), Job.step == step.value, Job.deadline_at > now,
-        or_(Job.lease_until.is_(None), Job.lease_until < now),
+        or_(Job.lease_until.is_(None), Job.lease_until < now, Job.lease_owner == owner),
     ]
     if step is Step.GENERATE:
         values["started_at"] = func.coalesce(Job.started_at, now)

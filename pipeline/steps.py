@@ -15,16 +15,22 @@ from datetime import timedelta
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from flask import current_app
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from pipeline import budget, dispatch, jobs
 from pipeline.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, Timeout
 from pipeline.lifecycle import JobStatus, Step, next_step
-from pipeline.models import Job, utcnow
+from pipeline.models import Job, db, utcnow
 
 log = logging.getLogger("genline.steps")
 
 MAX_UPLOAD_ATTEMPTS = 3
 """Attempts of the upload step for storage errors (generate uses the job's max_attempts)."""
+
+DB_ERRORS = (OperationalError, DBAPIError)
+DB_RETRY_S = 2.0
+DB_RETRIES = 60
+"""A step message that cannot reach the database is sent again every 2 s for about 2 minutes."""
 
 
 def config():
@@ -35,9 +41,20 @@ def run_step(task, job_id: str, step: Step, work) -> None:
     """Claim ``step`` of ``job_id`` for this message and run ``work(job, owner)``."""
     cfg = config()
     owner = task.request.id or f"local-{time.monotonic_ns()}"
-    job = jobs.claim(job_id, step, owner, cfg.lease_s)
+    try:
+        job = jobs.claim(job_id, step, owner, cfg.lease_s)
+    except DB_ERRORS as exc:
+        # The database is down: nothing was claimed, so try this message again soon
+        # (same task id). If the retry cannot be sent either, the reaper resends it.
+        db.session.rollback()
+        log.warning("claim failed job_id=%s step=%s error=%s", job_id, step.value, exc.__class__.__name__)
+        raise task.retry(exc=exc, countdown=DB_RETRY_S, max_retries=DB_RETRIES)
     if job is None:
         _unclaimed(job_id, step)
+        return
+    if job.lost_count >= cfg.max_lost:
+        fail(job, step, InternalError(f"the worker running step {step.value} was lost {job.lost_count} times"),
+             where=(Job.lease_owner == owner,))
         return
     log.info("step started job_id=%s step=%s attempt=%s status=%s", job_id, step.value, job.attempt, job.status)
     started = time.monotonic()
@@ -141,7 +158,7 @@ def fail_attempt(job, step: Step, owner: str, error: GenlineError, started: floa
         return
     now = utcnow()
     elapsed_ms = round((time.monotonic() - started) * 1000)
-    tries = job.attempt - job.lost_count if step is Step.GENERATE else _upload_tries(job)
+    tries = generate_tries(job) if step is Step.GENERATE else _upload_tries(job)
     limit = job.max_attempts if step is Step.GENERATE else MAX_UPLOAD_ATTEMPTS
     if error.retryable and step in (Step.GENERATE, Step.UPLOAD) and tries < limit:
         delay = budget.retry_delay_s(tries, error.retry_after)
@@ -162,6 +179,25 @@ def fail_attempt(job, step: Step, owner: str, error: GenlineError, started: floa
     if isinstance(error, Timeout) and job.deadline_at - timedelta(seconds=0.5) <= now:
         error = DeadlineExceeded(f"the job passed its deadline of {job.deadline_s:g}s")
     fail(job, step, error, where=(Job.lease_owner == owner,))
+
+
+def generate_tries(job) -> int:
+    """Generate attempts that count against max_attempts: lost ones and those before a retry do not."""
+    return job.attempt - job.lost_count - int((job.step_outputs or {}).get("tries_offset", 0))
+
+
+def hard_timeout(job_id: str, owner: str, seconds: float) -> None:
+    """The pool killed the process running ``owner``'s attempt at its hard time limit.
+
+    Called in the worker's main process, so the attempt ends the same way a soft
+    timeout does (a ``timeout`` attempt, retried within budget), not as a lost worker.
+    """
+    job = jobs.get(job_id)
+    if job is None or job.lease_owner != owner or job.status not in jobs.ACTIVE_STATUSES:
+        return
+    log.warning("hard time limit job_id=%s step=%s attempt=%s seconds=%.1f", job_id, job.step, job.attempt, seconds)
+    error = Timeout(f"the attempt took longer than {job.timeout_s:g}s and was killed")
+    fail_attempt(job, Step(job.step), owner, error, time.monotonic() - seconds)
 
 
 def _upload_tries(job) -> int:

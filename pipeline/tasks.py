@@ -25,6 +25,9 @@ from pipeline.storage import open_storage, output_key
 
 log = logging.getLogger("genline.tasks")
 
+STEP_REQUEST = "pipeline.hardlimit:StepRequest"
+"""Records a hard time limit kill as a timeout attempt (see pipeline/hardlimit.py)."""
+
 PROGRESS_EVERY_S = 0.25
 """At most one progress event this often per attempt (each is a row and a publish)."""
 
@@ -102,19 +105,19 @@ def upload_work(job, owner, lease):
     return outputs
 
 
-@shared_task(name="genline.validate", bind=True)
+@shared_task(name="genline.validate", bind=True, Request=STEP_REQUEST)
 def validate(self, job_id: str) -> None:
     """Check a job's inputs before any provider is called."""
     run_step(self, job_id, Step.VALIDATE, validate_work)
 
 
-@shared_task(name="genline.generate", bind=True)
+@shared_task(name="genline.generate", bind=True, Request=STEP_REQUEST)
 def generate(self, job_id: str) -> None:
     """One provider attempt of a job."""
     run_step(self, job_id, Step.GENERATE, generate_work)
 
 
-@shared_task(name="genline.upload", bind=True)
+@shared_task(name="genline.upload", bind=True, Request=STEP_REQUEST)
 def upload(self, job_id: str) -> None:
     """Store a job's generated images; completes the job."""
     run_step(self, job_id, Step.UPLOAD, upload_work)
