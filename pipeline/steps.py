@@ -17,7 +17,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from pipeline import budget, dispatch, jobs
+from pipeline import budget, concurrency, dispatch, jobs
 from pipeline.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, Timeout
 from pipeline.lifecycle import JobStatus, Step, next_step
 from pipeline.models import Job, db, utcnow
@@ -50,6 +50,8 @@ def run_step(task, job_id: str, step: Step, work) -> None:
         log.warning("claim failed job_id=%s step=%s error=%s", job_id, step.value, exc.__class__.__name__)
         raise task.retry(exc=exc, countdown=DB_RETRY_S, max_retries=DB_RETRIES)
     if job is None:
+        if step is Step.GENERATE and concurrency.park(job_id):
+            return
         _unclaimed(job_id, step)
         return
     if job.lost_count >= cfg.max_lost:
@@ -62,7 +64,13 @@ def run_step(task, job_id: str, step: Step, work) -> None:
         with lease_keeper(job_id, owner, cfg.lease_s) as lease:
             output = work(job, owner, lease)
     except SoftTimeLimitExceeded:
-        fail_attempt(job, step, owner, Timeout(f"the attempt took longer than {job.timeout_s:g}s"), started)
+        # Also how a cancel's revoke (SIGUSR1) interrupts a running attempt.
+        current = jobs.get(job_id)
+        if current is not None and current.status == JobStatus.CANCELED.value:
+            error = Canceled("the job was canceled")
+        else:
+            error = Timeout(f"the attempt took longer than {job.timeout_s:g}s")
+        fail_attempt(job, step, owner, error, started)
     except GenlineError as exc:
         fail_attempt(job, step, owner, exc, started)
     except Exception as exc:  # noqa: BLE001 - a bug must still end the job, with a log line
@@ -70,6 +78,8 @@ def run_step(task, job_id: str, step: Step, work) -> None:
         fail_attempt(job, step, owner, InternalError(f"{exc.__class__.__name__}: {exc}"), started)
     else:
         finish(job, step, owner, output, time.monotonic() - started)
+    if step is Step.GENERATE:
+        concurrency.wake(job.tenant_id)  # this job's slot may be free now
 
 
 def _unclaimed(job_id: str, step: Step) -> None:
