@@ -1,0 +1,48 @@
+"""Priority queues: a high-priority job does not wait behind a flood of low-priority ones.
+
+The worker consumes ``-Q high,normal,low`` and the Redis transport polls the
+queues in that order (``queue_order_strategy: priority``), so a free worker
+process takes the next high-priority message before any low one.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+RUN_S = 1.0
+
+
+def generate_started(stack, job_id):
+    for e in stack.events(job_id):
+        if e["type"] == "started" and e["data"].get("step") == "generate":
+            return datetime.fromisoformat(e["created_at"].replace("Z", "+00:00"))
+    return None
+
+
+def test_a_high_priority_job_starts_within_one_jobs_run_time_behind_50_low_ones(make_stack):
+    # Given one worker process busy with the first of 50 queued low-priority jobs
+    stack = make_stack(GENLINE_TENANT_CONCURRENCY=100)
+    stack.start_worker(concurrency=1, name="prio")
+    tenant = stack.new_tenant("batch")
+    slow = {"prompt": "batch", "params": {"size": "16x16", "simulate": {"latency_s": RUN_S}}, "priority": "low"}
+    low = [stack.submit(tenant, slow)["id"] for _ in range(50)]
+    end = time.monotonic() + 30
+    while generate_started(stack, low[0]) is None and time.monotonic() < end:
+        time.sleep(0.05)
+    assert generate_started(stack, low[0]) is not None
+
+    # When a high-priority job of another tenant is submitted
+    user = stack.new_tenant("interactive")
+    high = stack.submit(user, {"prompt": "now", "params": {"size": "16x16"}, "priority": "high"})
+    submitted = datetime.fromisoformat(high["created_at"].replace("Z", "+00:00"))
+    done = stack.wait(user, high["id"], timeout=60)
+
+    # Then it completed while most low jobs still wait, starting within one job's run time
+    assert done["status"] == "completed", done["error"]
+    started = generate_started(stack, high["id"])
+    waited = (started - submitted).total_seconds()
+    assert waited < RUN_S + 3.0, f"the high-priority job waited {waited:.2f}s"
+    overtaking = [i for i in low if (s := generate_started(stack, i)) is not None and submitted < s < started]
+    assert len(overtaking) <= 1, f"{len(overtaking)} low jobs started generating ahead of it"
+    still_queued = sum(stack.job(tenant, i)["status"] == "queued" for i in low)
+    assert still_queued >= 40
