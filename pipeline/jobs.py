@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 from sqlalchemy import case, func, or_, select, update
 
-from pipeline import events
+from pipeline import concurrency, events
 from pipeline.ids import new_id
 from pipeline.lifecycle import EVENT_FOR, JobStatus, Step, sources
 from pipeline.models import Job, JobEvent, db, utcnow
@@ -189,6 +189,9 @@ def claim(job_id: str, step: Step, owner: str, lease_s: float) -> SimpleNamespac
     ]
     if step is Step.GENERATE:
         values["started_at"] = func.coalesce(Job.started_at, now)
+        # Per-tenant concurrency: a queued job also needs a free slot of its tenant.
+        where.append(concurrency.claim_condition())
+        concurrency.serialize_claims(job_id)
     row = _apply(job_id, where, values, "started",
                  lambda r: {"step": step.value, "attempt": r.attempt})
     if row is None:

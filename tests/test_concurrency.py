@@ -1,0 +1,105 @@
+"""Per-tenant concurrency: at most N of a tenant's jobs in generate at once; the rest
+wait queued (with a queue position) without holding a worker process."""
+from __future__ import annotations
+
+import threading
+import time
+
+from sqlalchemy import func, select
+
+from pipeline.models import Job, db
+
+SLOW = {"prompt": "slow", "params": {"size": "16x16", "simulate": {"latency_s": 2}}}
+
+
+def generate_intervals(stack, job_id):
+    """(start, end) of each generate attempt, from the job's event log."""
+    events = stack.events(job_id)
+    starts = [e for e in events if e["type"] == "started" and e["data"].get("step") == "generate"]
+    ends = [e for e in events if (e["type"] == "started" and e["data"].get("step") == "upload")
+            or e["type"] in ("retry", "failed", "canceled")]
+    return [(s["created_at"], next((e["created_at"] for e in ends if e["id"] > s["id"]), "9999")) for s in starts]
+
+
+def most_at_once(intervals) -> int:
+    edges = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1]))
+    now = peak = 0
+    for _, delta in edges:
+        now += delta
+        peak = max(peak, now)
+    return peak
+
+
+def test_a_tenant_never_has_more_than_its_limit_in_generate(make_stack):
+    # Given a limit of 2 per tenant and a worker with 3 processes
+    stack = make_stack(GENLINE_TENANT_CONCURRENCY=2)
+    stack.start_worker(concurrency=3, name="conc")
+    stack.start_beat()
+    busy, other = stack.new_tenant("busy"), stack.new_tenant("other")
+    tenant_id = busy["X-Tenant"]
+
+    # And a sampler of the database while the jobs run
+    peak, stop = [0], threading.Event()
+
+    def sample():
+        with stack.app.app_context():
+            while not stop.is_set():
+                n = db.session.execute(select(func.count()).select_from(Job).where(
+                    Job.tenant_id == tenant_id, Job.status == "processing", Job.step == "generate")).scalar_one()
+                db.session.rollback()
+                peak[0] = max(peak[0], n)
+                time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        # When the tenant submits 6 slow jobs
+        ids = [stack.submit(busy, SLOW)["id"] for _ in range(6)]
+
+        # Then, once two are generating, the others wait queued with a queue position
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            jobs = [stack.job(busy, i) for i in ids]
+            if sum(j["status"] == "processing" for j in jobs) == 2 and any(j["step"] == "generate" and j["status"] == "queued" for j in jobs):
+                break
+            time.sleep(0.05)
+        waiting = [j for j in jobs if j["status"] == "queued"]
+        assert waiting, [(j["status"], j["step"]) for j in jobs]
+        assert all(isinstance(j["queue_position"], int) and j["queue_position"] >= 1 for j in waiting)
+
+        # And another tenant's job runs at once, while the first tenant still has jobs waiting
+        quick = stack.submit(other, {"prompt": "quick", "params": {"size": "16x16"}})
+        done = stack.wait(other, quick["id"], timeout=30)
+        assert done["status"] == "completed", done["error"]
+        still_waiting = [i for i in ids if stack.job(busy, i)["status"] == "queued"]
+        assert still_waiting, "the other tenant's job had to wait for the busy tenant's jobs"
+
+        # And every job of the busy tenant completes, never more than 2 generating at once
+        finished = [stack.wait(busy, i, timeout=90) for i in ids]
+        assert [j["status"] for j in finished] == ["completed"] * 6, [j["error"] for j in finished]
+    finally:
+        stop.set()
+        sampler.join(5)
+    intervals = [iv for i in ids for iv in generate_intervals(stack, i)]
+    assert len(intervals) == 6
+    assert most_at_once(intervals) == 2, intervals
+    assert peak[0] <= 2
+
+
+def test_a_keys_concurrency_sets_its_tenants_limit(make_stack):
+    # Given a tenant whose key allows only 1 job in generate (the default is 4)
+    from web.keys import create_key
+    stack = make_stack()
+    stack.start_worker(concurrency=3, name="conc1")
+    with stack.app.app_context():
+        _row, key = create_key("solo", concurrency=1)
+    headers = {"Authorization": f"Bearer {key}"}
+
+    # When it submits 3 slow jobs
+    ids = [stack.submit(headers, {**SLOW, "params": {"size": "16x16", "simulate": {"latency_s": 1}}})["id"]
+           for _ in range(3)]
+    finished = [stack.wait(headers, i, timeout=60) for i in ids]
+
+    # Then they ran one at a time
+    assert [j["status"] for j in finished] == ["completed"] * 3
+    assert most_at_once([iv for i in ids for iv in generate_intervals(stack, i)]) == 1
