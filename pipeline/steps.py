@@ -17,7 +17,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from pipeline import budget, concurrency, dispatch, jobs
+from pipeline import budget, concurrency, dispatch, failover, jobs
 from pipeline.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, Timeout
 from pipeline.lifecycle import JobStatus, Step, next_step
 from pipeline.models import Job, db, utcnow
@@ -170,6 +170,8 @@ def fail_attempt(job, step: Step, owner: str, error: GenlineError, started: floa
     elapsed_ms = round((time.monotonic() - started) * 1000)
     tries = generate_tries(job) if step is Step.GENERATE else _upload_tries(job)
     limit = job.max_attempts if step is Step.GENERATE else MAX_UPLOAD_ATTEMPTS
+    if step is Step.GENERATE and failover.take_over(job, owner, error, tries, elapsed_ms):
+        return  # the next provider of the job's list was sent (or the job failed)
     if error.retryable and step in (Step.GENERATE, Step.UPLOAD) and tries < limit:
         delay = budget.retry_delay_s(tries, error.retry_after)
         if not budget.fits_before_deadline(delay, job.deadline_at, now):

@@ -15,7 +15,7 @@ from PIL import Image
 
 from pipeline import budget, jobs, staging
 from pipeline.errors import InvalidInput
-from pipeline.inputs import load_inputs
+from pipeline.inputs import load_inputs, provider_urls
 from pipeline.lifecycle import JobStatus, Step
 from pipeline.models import Job, utcnow
 from pipeline.providers import AttemptContext, ProviderRequest, get_provider
@@ -74,11 +74,16 @@ def generate_work(job, owner, lease):
     provider = get_provider(job.provider, cfg)
     request = ProviderRequest(operation=job.operation, prompt=job.prompt, params=job.params,
                               model=job.model, images=images, mask=mask)
+    if provider.name != "local":  # remote providers fetch inputs by signed, expiring URL
+        request.input_urls, request.mask_url = provider_urls(job, cfg)
     results = provider.run(request, ctx)
     if not results:
         raise InvalidInput("the provider returned no image")
     staging.replace(job.id, results, provider.name, job.model)
-    return {"provider": provider.name, "images": len(results)}
+    # The job names the provider and model that made its outputs (failover may have moved on).
+    model = results[0].model or job.model
+    jobs.record(job.id, None, where=(Job.lease_owner == owner,), provider=provider.name, model=model)
+    return {"provider": provider.name, "model": model, "images": len(results)}
 
 
 def upload_work(job, owner, lease):

@@ -73,9 +73,9 @@ def create_app(config: Config | None = None) -> Flask:
 
 def _register_routes(app: Flask) -> None:
     from web import limits
-    from web.api import actions, errors, health, jobs, outputs
+    from web.api import actions, errors, health, jobs, outputs, uploads
     limits.init_app(app)
     errors.register(app)
-    for module in (jobs, actions, outputs, health):
+    for module in (jobs, actions, outputs, uploads, health):
         app.register_blueprint(module.bp)
     app.json.sort_keys = False

@@ -21,6 +21,7 @@ class ProviderRequest:
     images: list[Image.Image] = field(default_factory=list)
     mask: Image.Image | None = None
     input_urls: list[str] = field(default_factory=list)
+    mask_url: str | None = None  # remote providers fetch inputs by (signed, expiring) URL
 
 
 @dataclass
