@@ -44,11 +44,7 @@ def run_step(task, job_id: str, step: Step, work) -> None:
     try:
         job = jobs.claim(job_id, step, owner, cfg.lease_s)
     except DB_ERRORS as exc:
-        # The database is down: nothing was claimed, so try this message again soon
-        # (same task id). If the retry cannot be sent either, the reaper resends it.
-        db.session.rollback()
-        log.warning("claim failed job_id=%s step=%s error=%s", job_id, step.value, exc.__class__.__name__)
-        raise task.retry(exc=exc, countdown=DB_RETRY_S, max_retries=DB_RETRIES)
+        raise _retry_later(task, job_id, step, exc)
     if job is None:
         if step is Step.GENERATE and concurrency.park(job_id):
             return
@@ -71,6 +67,11 @@ def run_step(task, job_id: str, step: Step, work) -> None:
         else:
             error = Timeout(f"the attempt took longer than {job.timeout_s:g}s")
         fail_attempt(job, step, owner, error, started)
+    except DB_ERRORS as exc:
+        # Not the attempt's fault: run it again once the database is back (the
+        # same task id re-takes its own lease). Errors while recording the
+        # outcome below propagate instead; the lease then expires and the reaper acts.
+        raise _retry_later(task, job_id, step, exc) from exc
     except GenlineError as exc:
         fail_attempt(job, step, owner, exc, started)
     except Exception as exc:  # noqa: BLE001 - a bug must still end the job, with a log line
@@ -80,6 +81,20 @@ def run_step(task, job_id: str, step: Step, work) -> None:
         finish(job, step, owner, output, time.monotonic() - started)
     if step is Step.GENERATE:
         concurrency.wake(job.tenant_id)  # this job's slot may be free now
+
+
+def _retry_later(task, job_id: str, step: Step, exc: Exception):
+    """The database is down: send this message again in a moment (same task id).
+
+    If the retry cannot be sent either, the job's lease or in-flight marker
+    expires and the reaper sends the step again.
+    """
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - the connection is gone; the pool replaces it
+        pass
+    log.warning("database unavailable job_id=%s step=%s error=%s", job_id, step.value, exc.__class__.__name__)
+    return task.retry(exc=exc, countdown=DB_RETRY_S, max_retries=DB_RETRIES)
 
 
 def _unclaimed(job_id: str, step: Step) -> None:

@@ -1,0 +1,202 @@
+"""Recovery: workers, Redis and the database fail under running jobs; every job still ends.
+
+Each test builds its own stack (own Redis, own database, own workers) and kills
+or restarts only processes it started.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from tests import services
+from tests.conftest import TERMINAL, Stack, base_env
+from tests.services import wait_for
+
+BODY = {"prompt": "survive", "params": {"size": "32x32", "simulate": {"latency_s": 4}}}
+
+
+def children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (the prefork pool of a worker)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def generate_starts(stack, job_id) -> int:
+    return sum(1 for e in stack.events(job_id) if e["type"] == "started" and e["data"]["step"] == "generate")
+
+
+def wait_generating(stack, job_id, count=1):
+    wait_for(lambda: generate_starts(stack, job_id) >= count, 60, f"generate start #{count}")
+    time.sleep(0.3)
+
+
+def test_pool_child_killed_mid_generate_the_job_still_completes(make_stack):
+    # Given a job generating in the single pool child of a worker
+    stack = make_stack()
+    worker = stack.start_worker(concurrency=1, name="child-kill")
+    headers = stack.new_tenant()
+    job = stack.submit(headers, BODY)
+    wait_generating(stack, job["id"])
+    # When that pool child is SIGKILLed
+    (child,) = children(worker.pid)
+    os.kill(child, signal.SIGKILL)
+    # Then the message is requeued (acks late + reject on worker lost), re-taken, and the job completes
+    done = stack.wait(headers, job["id"], timeout=60)
+    assert done["status"] == "completed", done["error"]
+    assert generate_starts(stack, job["id"]) == 2
+    assert done["attempt"] == 2
+
+
+def test_whole_worker_killed_the_reaper_gives_the_job_to_another_worker(make_stack):
+    # Given a job generating on worker A, and beat running the reaper
+    stack = make_stack()
+    first = stack.start_worker(concurrency=1, name="machine-a")
+    stack.start_beat()
+    headers = stack.new_tenant()
+    job = stack.submit(headers, BODY)
+    wait_generating(stack, job["id"])
+    # When worker A and its children are SIGKILLed (a machine loss) and worker B starts
+    first.kill_group()
+    killed = time.monotonic()
+    stack.start_worker(concurrency=1, name="machine-b")
+    # Then the lease expires, the reaper sends the step again, and B completes the job within a minute
+    done = stack.wait(headers, job["id"], timeout=60)
+    assert done["status"] == "completed", done["error"]
+    assert time.monotonic() - killed < 60
+    assert generate_starts(stack, job["id"]) == 2
+
+
+def test_a_job_that_kills_its_worker_every_time_ends_with_internal_error(make_stack):
+    # Given GENLINE_MAX_LOST=2 and a job whose every attempt loses its process
+    stack = make_stack(GENLINE_MAX_LOST=2)
+    worker = stack.start_worker(concurrency=1, name="crashy")
+    stack.start_beat()
+    headers = stack.new_tenant()
+    job = stack.submit(headers, {"prompt": "poison", "params": {"size": "32x32", "simulate": {"latency_s": 30}}})
+    # When the pool child is killed each time the job starts generating
+    for attempt in (1, 2):
+        wait_generating(stack, job["id"], attempt)
+        for child in children(worker.pid):
+            os.kill(child, signal.SIGKILL)
+    # Then the job fails with internal_error instead of looping
+    done = stack.wait(headers, job["id"], timeout=60)
+    assert done["status"] == "failed" and done["error"]["code"] == "internal_error", done["error"]
+    assert "lost 2 times" in done["error"]["message"]
+
+
+def test_redis_restarted_without_persistence_every_job_still_ends(make_stack):
+    # Given jobs queued and running, workers and beat on a Redis of our own
+    stack = make_stack()
+    stack.start_worker(concurrency=2, name="redis-a")
+    stack.start_beat()
+    headers = stack.new_tenant()
+    ids = [stack.submit(headers, {**BODY, "params": {"size": "32x32", "simulate": {"latency_s": 2}}})["id"]
+           for _ in range(6)]
+    wait_generating(stack, ids[0])
+    # When Redis is SIGKILLed (losing every queued message and marker) and restarted empty
+    stack.redis.restart()
+    # Then every job reaches a terminal state, completed
+    for job_id in ids:
+        done = stack.wait(headers, job_id, timeout=90)
+        assert done["status"] == "completed", (job_id, done["error"])
+
+
+def test_submit_while_redis_is_down_stores_the_job_and_runs_it_when_redis_is_back(make_stack):
+    # Given a stack whose Redis is down
+    stack = make_stack()
+    headers = stack.new_tenant()
+    stack.redis.kill()
+    # When a job is submitted
+    job = stack.submit(headers, {"prompt": "broker outage", "params": {"size": "32x32"}})
+    # Then it is stored and queued (202), not refused
+    assert job["status"] == "queued"
+    # When Redis is back with a worker and beat
+    stack.redis.start()
+    stack.start_worker(concurrency=1, name="after-outage")
+    stack.start_beat()
+    # Then the reaper dispatches it (no message, no marker) and it completes
+    done = stack.wait(headers, job["id"], timeout=60)
+    assert done["status"] == "completed", done["error"]
+
+
+def test_graceful_sigterm_mid_job_loses_nothing(make_stack):
+    # Given a job generating on a worker
+    stack = make_stack()
+    worker = stack.start_worker(concurrency=1, name="sigterm")
+    headers = stack.new_tenant()
+    job = stack.submit(headers, BODY)
+    waiting = stack.submit(headers, {"prompt": "next", "params": {"size": "32x32"}})
+    wait_generating(stack, job["id"])
+    # When the worker gets SIGTERM (a deploy or scale-down) and a new worker starts after it exits
+    worker.signal(signal.SIGTERM)
+    worker.proc.wait(60)
+    stack.start_worker(concurrency=1, name="after-sigterm")
+    # Then the running job was finished by the warm shutdown and the queued one by the new worker
+    for job_id in (job["id"], waiting["id"]):
+        done = stack.wait(headers, job_id, timeout=60)
+        assert done["status"] == "completed", done["error"]
+    assert generate_starts(stack, job["id"]) == 1
+
+
+def test_database_down_answers_503_with_the_error_shape(redis_server, log_dir, tmp_path):
+    # Given an API whose database refuses connections
+    dead = f"postgresql://postgres@127.0.0.1:{services.free_port()}/nothing"
+    stack = Stack(base_env(dead, redis_server.url.replace("/0", "/5"), tmp_path.as_uri()), log_dir)
+    headers = {"Authorization": "Bearer static-test-key"}
+    # When jobs are read or submitted
+    from pipeline.ids import new_id
+    for response in (stack.client.get(f"/v1/jobs/{new_id('job')}", headers=headers),
+                     stack.client.post("/v1/jobs", headers=headers, json={"prompt": "x"}),
+                     stack.client.get("/v1/jobs", headers=headers)):
+        # Then 503 with Retry-After and the one error shape, never a 500
+        assert response.status_code == 503, response.get_data(as_text=True)
+        assert response.get_json()["error"]["code"] == "service_unavailable"
+        assert response.headers["Retry-After"]
+
+
+def _database_connections(url: str, allow: bool) -> None:
+    name = url.rsplit("/", 1)[1]
+    conn = services._admin()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {"true" if allow else "false"}')
+            if not allow:
+                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+    finally:
+        conn.close()
+
+
+def test_worker_rides_out_a_database_outage_mid_job(make_stack):
+    # Given a job generating, with the reaper running
+    stack = make_stack()
+    stack.start_worker(concurrency=1, name="db-outage")
+    stack.start_beat()
+    headers = stack.new_tenant()
+    job = stack.submit(headers, {"prompt": "db outage", "params": {"size": "32x32", "simulate": {"latency_s": 3}}})
+    wait_generating(stack, job["id"])
+    # When its database refuses every connection for a few seconds (this test's database only)
+    url = stack.env["DATABASE_URL"]
+    _database_connections(url, allow=False)
+    try:
+        time.sleep(4)
+    finally:
+        _database_connections(url, allow=True)
+    # Then the worker retries once the database is back and the job ends completed, not in a wrong state
+    with stack.app.app_context():
+        from pipeline.models import db
+        db.engine.dispose()
+    done = stack.wait(headers, job["id"], timeout=60)
+    assert done["status"] == "completed", done["error"]
+    types = [e["type"] for e in stack.events(job["id"])]
+    assert types.count("completed") == 1 and "failed" not in types
+    assert done["status"] in TERMINAL
