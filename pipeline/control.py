@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import select
 
 from pipeline import dispatch, jobs
@@ -59,9 +60,8 @@ def stop_running(job) -> None:
     """
     if not job.task_id:
         return
-    from celery import current_app as current_celery
     try:
-        current_celery.control.revoke(job.task_id, terminate=True, signal="SIGUSR1")
+        current_app.extensions["celery"].control.revoke(job.task_id, terminate=True, signal="SIGUSR1")
     except Exception as exc:  # noqa: BLE001 - the broker may be down; the cooperative check still stops it
         log.warning("revoke failed job_id=%s task_id=%s error=%s", job.id, job.task_id, exc)
 

@@ -14,7 +14,9 @@ import logging
 from datetime import timedelta
 
 from flask import current_app
+from redis import RedisError
 from sqlalchemy import and_, select
+from sqlalchemy.exc import DBAPIError
 
 from pipeline import dispatch, events, jobs
 from pipeline.errors import DeadlineExceeded, InternalError
@@ -39,7 +41,23 @@ def _active(*conditions):
 
 
 def reap_once() -> dict:
-    """One pass of the reaper; returns what it did, by kind."""
+    """One pass of the reaper; returns what it did, by kind.
+
+    With the database or Redis down the pass is skipped with one warning line
+    (beat runs it again next interval), instead of a traceback every second.
+    """
+    try:
+        return _reap()
+    except (DBAPIError, RedisError) as exc:
+        try:
+            db.session.rollback()
+        except DBAPIError:
+            pass
+        log.warning("reaper skipped error=%s", exc.__class__.__name__)
+        return {"skipped": exc.__class__.__name__}
+
+
+def _reap() -> dict:
     cfg = current_app.extensions["genline.config"]
     now = utcnow()
     done = {"deadline": 0, "lost_worker": 0, "lost_message": 0, "gave_up": 0}
