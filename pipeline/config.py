@@ -126,6 +126,7 @@ class Config:
     url_ttl_s: int = 3600
     token_ttl_s: int = 86400
     metrics_public: bool = False
+    metrics_token: str | None = None
     var_dir: str = "var"
     public_url: str = "http://127.0.0.1:8000"
 
@@ -187,6 +188,7 @@ class Config:
             url_ttl_s=_int(env, "GENLINE_URL_TTL_S", 3600, 1),
             token_ttl_s=_int(env, "GENLINE_TOKEN_TTL_S", 86400, 1),
             metrics_public=_bool(env, "GENLINE_METRICS_PUBLIC"),
+            metrics_token=env.get("GENLINE_METRICS_TOKEN") or None,
             var_dir=str(var_dir),
             public_url=(env.get("GENLINE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
         )

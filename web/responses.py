@@ -1,0 +1,99 @@
+"""Response schemas (pydantic) of the API, for the OpenAPI document.
+
+Requests are validated by ``web/schemas.py``; these describe what comes back.
+The schemathesis test checks every live response against them, so they cannot
+silently drift from ``pipeline/representation.py``. New response fields are
+allowed (``extra="allow"``): adding a field is not a breaking change.
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorBody(Open):
+    code: str = Field(..., description="a stable, machine-readable code, e.g. invalid_input, not_found, rate_limited")
+    message: str = Field(..., description="for humans; names the limit or field at fault")
+    fields: dict[str, Optional[str]] = Field(default_factory=dict, description="field path -> what is wrong")
+
+
+class Error(Open):
+    """The one error shape of every endpoint."""
+
+    error: ErrorBody
+
+
+class JobError(Open):
+    code: str
+    message: str
+    retryable: Optional[bool] = None
+    step: Optional[str] = None
+
+
+class Output(Open):
+    url: str = Field(..., description="signed, expiring URL of the bytes")
+    media_type: Optional[str] = None
+    bytes: Optional[int] = None
+    width: Optional[int] = None
+    height: Optional[int] = None
+    sha256: Optional[str] = None
+
+
+class JobUrls(Open):
+    self: str = Field(..., description="the job, with a job-scoped read token")
+    events: str = Field(..., description="Server-Sent Events of the job, with the token")
+    cancel: str
+
+
+class Job(Open):
+    """A job: every field is always present, null where unknown."""
+
+    id: str
+    status: Literal["queued", "processing", "completed", "failed", "canceled"]
+    operation: Literal["generate", "edit", "inpaint"]
+    provider: Optional[str]
+    model: Optional[str]
+    prompt: Optional[str] = Field(..., description="returned verbatim, as text; removed by retention")
+    prompt_sha256: str
+    params: dict
+    inputs: Optional[dict]
+    budget: dict[str, Optional[float]]
+    priority: Literal["high", "normal", "low"]
+    step: Optional[str]
+    attempt: int
+    progress: Optional[float]
+    queue_position: Optional[int] = Field(..., description="1 = next to start; null unless queued")
+    error: Optional[JobError]
+    outputs: Optional[list[Output]]
+    metadata: dict
+    webhook: Optional[dict]
+    created_at: str
+    started_at: Optional[str]
+    completed_at: Optional[str]
+    deadline_at: Optional[str]
+    timing: dict[str, Optional[float]]
+    urls: JobUrls
+
+
+class JobPage(Open):
+    data: list[Job]
+    next_cursor: Optional[str] = Field(..., description="pass as ?cursor= for the next page; null at the end")
+
+
+class BulkCanceled(Open):
+    canceled: int
+    data: list[Job]
+
+
+class Health(Open):
+    status: str
+
+
+class Ready(Open):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]
