@@ -35,6 +35,7 @@ def celery_settings(cfg) -> dict:
         "beat_schedule": {
             "reap": {"task": "genline.reap", "schedule": cfg.reaper_interval_s},
             "retention": {"task": "genline.retention", "schedule": 3600.0},
+            "webhook-retries": {"task": "genline.webhook_sweep", "schedule": 30.0},
         },
     }
 
@@ -48,7 +49,7 @@ def celery_init_app(app) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
-    celery = Celery(app.name, task_cls=FlaskTask, include=["pipeline.tasks", "pipeline.maintenance"])
+    celery = Celery(app.name, task_cls=FlaskTask, include=["pipeline.tasks", "pipeline.maintenance", "pipeline.webhook_tasks"])
     celery.conf.update(celery_settings(cfg))
     celery.set_default()
     app.extensions["celery"] = celery

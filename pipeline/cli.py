@@ -114,6 +114,15 @@ def _cancel_or_retry(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_webhooks(args) -> int:
+    """Print the secret webhooks of a tenant (or of the deployment) are signed with."""
+    from pipeline import webhooks
+    app = _app()
+    with app.app_context():
+        print(webhooks.secret_for(args.tenant or "", app.extensions["genline.config"]))
+    return 0
+
+
 def cmd_reap(args) -> int:
     from pipeline.reaper import reap_once
     app = _app()
@@ -171,6 +180,12 @@ def parser() -> argparse.ArgumentParser:
     jobs_p.set_defaults(func=cmd_jobs)
 
     sub.add_parser("reap", help="run the reaper once").set_defaults(func=cmd_reap)
+
+    hooks = sub.add_parser("webhooks", help="webhook signing")
+    hooks_sub = hooks.add_subparsers(dest="action", required=True)
+    secret = hooks_sub.add_parser("secret", help="print the whsec_ secret receivers verify signatures with")
+    secret.add_argument("--tenant", help="a tenant with its own secret (default: the deployment's)")
+    hooks.set_defaults(func=cmd_webhooks)
 
     from pipeline.bench import add_arguments
     bench = sub.add_parser("bench", help="measure submit, end-to-end, throughput and notify against raw Celery")

@@ -86,6 +86,9 @@ def create(spec: NewJob) -> SimpleNamespace:
     db.session.commit()
     snap = snapshot(job)
     events.publish(job.id, event_dict(event))
+    if spec.webhook:
+        from pipeline import notify
+        notify.on_event(job.id, spec.webhook, event_dict(event), spec.priority)
     return snap
 
 
@@ -119,7 +122,7 @@ def _apply(job_id: str, where: list, values: dict, event_type: str | None, data=
         values["event_seq"] = Job.event_seq + 1
     stmt = (
         update(Job).where(Job.id == job_id, *where).values(**values)
-        .returning(Job.event_seq, Job.attempt).execution_options(synchronize_session=False)
+        .returning(Job.event_seq, Job.attempt, Job.webhook, Job.priority).execution_options(synchronize_session=False)
     )
     row = db.session.execute(stmt).one_or_none()
     if row is None:
@@ -132,7 +135,12 @@ def _apply(job_id: str, where: list, values: dict, event_type: str | None, data=
         db.session.add(event)
     db.session.commit()
     if event is not None:
-        events.publish(job_id, event_dict(event))
+        wire = event_dict(event)
+        events.publish(job_id, wire)
+        if row.webhook:
+            # Non-terminal events a webhook subscribed to; terminal ones go through the notify step.
+            from pipeline import notify
+            notify.on_event(job_id, row.webhook, wire, row.priority or "normal")
     return row
 
 

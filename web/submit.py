@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 
-from pipeline import dispatch, jobs
+from pipeline import dispatch, jobs, ssrf
+from pipeline.errors import InvalidInput
 from pipeline.lifecycle import Step
 from pipeline.models import db
 from web.api.errors import ApiError
@@ -43,6 +44,16 @@ def check_against_config(body: JobCreate, cfg) -> None:
         raise _invalid("inputs.mask", "inpaint needs a mask")
     if body.operation == "generate" and (images or (body.inputs and body.inputs.mask)):
         raise _invalid("inputs", "generate takes no input images; use operation edit or inpaint")
+    if body.webhook is not None:
+        check_webhook_url(body.webhook.url, cfg)
+
+
+def check_webhook_url(url: str, cfg) -> None:
+    """Refuse a webhook URL into our own network (checked again at every send: DNS changes)."""
+    try:
+        ssrf.check_url(url, allow_private=cfg.webhook_allow_private, what="webhook.url")
+    except InvalidInput as exc:
+        raise ApiError(422, "invalid_input", exc.message, {"webhook.url": exc.message}) from None
 
 
 def build(body: JobCreate, tenant_id: str, cfg, idempotency_key=None, digest=None) -> jobs.NewJob:
