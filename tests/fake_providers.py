@@ -128,7 +128,8 @@ class ImageServer:
                 return self._error(h, word)
         if "garbage" in prompt.split():
             return self._send(h, 200, b"not an image at all", "image/png")
-        n = int((rec["json"] or {}).get("n") or (rec["form"].get("n") or ["1"])[0])
+        body = rec["json"] or {}
+        n = int(body.get("n") or (body.get("params") or {}).get("n") or (rec["form"].get("n") or ["1"])[0])
         if h.path == "/infer" and "raw" in prompt.split():
             return self._send(h, 200, png(), "image/png")
         items = [{"b64_json": base64.b64encode(png(colour=(10 * i, 100, 200))).decode()} for i in range(n)]
