@@ -31,6 +31,12 @@ from pipeline.models import ApiKey, Job, Tenant, db, utcnow
 
 log = logging.getLogger("genline.concurrency")
 
+PARKED = "genline:parked:{}"
+"""Redis set of a tenant's parked job ids: only these are woken. A queued job at
+step generate whose message is still on its way is not parked, and sending it
+another message would only make a duplicate for a worker to drop. A lost set
+(Redis restart) leaves the reaper's backstop."""
+
 PRIORITY_RANK = case({"high": 0, "normal": 1, "low": 2}, value=Job.priority, else_=1)
 
 
@@ -81,7 +87,8 @@ def park(job_id: str) -> bool:
         return False
     ttl = max(2, round(3 * _config().reaper_interval_s))
     try:
-        events.client().set(dispatch.MARKER.format(job_id), "1", ex=ttl)
+        events.client().pipeline().set(dispatch.MARKER.format(job_id), "1", ex=ttl).sadd(
+            PARKED.format(tenant), job_id).execute()
     except Exception as exc:  # noqa: BLE001 - without a marker the reaper resends it sooner; still correct
         log.warning("parked marker not set job_id=%s error=%s", job_id, exc)
     log.info("job parked job_id=%s tenant=%s reason=tenant-concurrency", job_id, tenant)
@@ -111,18 +118,24 @@ def wake(tenant_id: str) -> int:
 
 
 def _wake(tenant_id: str) -> int:
+    parked = {m.decode() for m in events.client().smembers(PARKED.format(tenant_id))}
+    if not parked:
+        return 0
     free = free_slots(tenant_id)
     if not free:
         return 0
     from pipeline.jobs import snapshot
     rows = db.session.execute(
-        select(Job).where(Job.tenant_id == tenant_id, Job.status == JobStatus.QUEUED.value,
+        select(Job).where(Job.id.in_(sorted(parked)), Job.status == JobStatus.QUEUED.value,
                           Job.step == Step.GENERATE.value, Job.lease_owner.is_(None),
                           Job.deadline_at > utcnow())
-        .order_by(PRIORITY_RANK, Job.id).limit(free)
+        .order_by(PRIORITY_RANK, Job.id)
     ).scalars().all()
-    waiting = [snapshot(r) for r in rows]
+    waiting = [snapshot(r) for r in rows[:free]]
     db.session.rollback()
+    # Woken ones get a message now; ids no longer waiting (claimed, canceled, failed) are stale.
+    done = parked - {r.id for r in rows[free:]}
+    events.client().srem(PARKED.format(tenant_id), *done)
     for job in waiting:
         dispatch.send_step(job, Step.GENERATE)
         log.info("job woken job_id=%s tenant=%s", job.id, tenant_id)
