@@ -5,7 +5,7 @@
 What it does is chosen by the prompt, so one server serves many tests at once:
 
 - ``status:503`` (optionally ``status:429:retry=2``, ``status:400:code=moderation_blocked``)
-  answers that error;
+  answers that error; ``openai-status:503`` only on the OpenAI paths (for failover);
 - ``slow:5`` waits 5 s before answering; ``hang`` never answers (until stopped);
 - ``raw`` (endpoint only) answers the PNG itself instead of JSON;
 - ``garbage`` answers 200 with bytes that are no image;
@@ -126,6 +126,8 @@ class ImageServer:
                 return
             if word.startswith("status:"):
                 return self._error(h, word)
+            if word.startswith("openai-status:") and h.path.startswith("/v1/"):
+                return self._error(h, word.removeprefix("openai-"))
         if "garbage" in prompt.split():
             return self._send(h, 200, b"not an image at all", "image/png")
         body = rec["json"] or {}

@@ -5,6 +5,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pipeline import dispatch, jobs, ssrf
 from pipeline.errors import InvalidInput
+from pipeline.inputs import check_ref
 from pipeline.lifecycle import Step
 from pipeline.models import db
 from web.api.errors import ApiError
@@ -56,8 +57,23 @@ def check_webhook_url(url: str, cfg) -> None:
         raise ApiError(422, "invalid_input", exc.message, {"webhook.url": exc.message}) from None
 
 
+def check_input_refs(body: JobCreate, tenant_id: str, cfg) -> None:
+    """Input references of a known form, and upload ids of this tenant: caught here, not in validate."""
+    if not body.inputs:
+        return
+    refs = [(f"inputs.images[{i}]", ref) for i, ref in enumerate(body.inputs.images)]
+    if body.inputs.mask:
+        refs.append(("inputs.mask", body.inputs.mask))
+    for field, ref in refs:
+        try:
+            check_ref(ref, field, tenant_id, allow_http=cfg.webhook_allow_private)
+        except InvalidInput as exc:
+            raise _invalid(field, exc.message.removeprefix(f"{field} ")) from None
+
+
 def build(body: JobCreate, tenant_id: str, cfg, idempotency_key=None, digest=None) -> jobs.NewJob:
     check_against_config(body, cfg)
+    check_input_refs(body, tenant_id, cfg)
     timeout, deadline, attempts = resolve_budget(body, cfg)
     return jobs.NewJob(
         tenant_id=tenant_id, operation=body.operation, providers=[body.provider] if isinstance(body.provider, str) else list(body.provider), prompt=body.prompt,
