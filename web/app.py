@@ -78,4 +78,9 @@ def _register_routes(app: Flask) -> None:
     errors.register(app)
     for module in (jobs, actions, outputs, uploads, health):
         app.register_blueprint(module.bp)
+    from web import cors, demo
+    from web.api import events as events_api, webhooks
+    for module in (events_api, webhooks, demo):
+        app.register_blueprint(module.bp)
+    cors.init_app(app)
     app.json.sort_keys = False

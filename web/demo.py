@@ -1,0 +1,100 @@
+"""The demo page at ``/`` (``GENLINE_DEMO=1``): submit as the anonymous ``demo`` tenant.
+
+Submissions need no key and are limited per client IP (``GENLINE_DEMO_RATE_LIMIT``).
+The page reads its job with the job's token like any frontend would, and may
+cancel only demo-tenant jobs it holds the token of.
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from flask import Blueprint, jsonify, render_template, request, url_for
+from pydantic import Field
+
+from pipeline import dispatch, jobs, tokens
+from pipeline.errors import Canceled
+from pipeline.lifecycle import JobStatus, Step
+from web import limits
+from web.api.errors import ApiError
+from web.api.jobs import render
+from web.auth import config
+from web.requests import json_body
+from web.schemas import Budget, JobCreate, Simulate, Strict
+from web.submit import submit
+
+bp = Blueprint("demo", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/demo/static")
+
+TENANT = "demo"
+SIZES = ("256x256", "512x512", "768x512", "512x768", "1024x1024")
+
+
+class DemoSubmit(Strict):
+    """What the demo form sends; turned into a regular JobCreate."""
+
+    prompt: str = Field(..., max_length=10_000)
+    operation: Literal["generate", "edit", "inpaint"] = "generate"
+    size: str = "512x512"
+    image: Optional[str] = Field(None, max_length=900_000)
+    mask: Optional[str] = Field(None, max_length=900_000)
+    simulate: Optional[Simulate] = None
+    budget: Optional[Budget] = None
+
+
+def _enabled() -> None:
+    if not config().demo:
+        raise ApiError(404, "not_found", "the demo page is off on this deployment (GENLINE_DEMO=1 turns it on)")
+
+
+def _job_json(job) -> dict:
+    out = render(job)
+    token = tokens.job_token(config().secret_key, job.id)
+    # The page cancels through the demo route with the job's token, not with an API key.
+    out["urls"]["cancel"] = url_for("demo.cancel", job_id=job.id, token=token, _external=True)
+    return out
+
+
+@bp.get("/")
+def page():
+    _enabled()
+    cfg = config()
+    return render_template("demo.html", sizes=SIZES, allow_simulate=cfg.allow_simulate,
+                           rate_limit=cfg.demo_rate_limit)
+
+
+@bp.post("/demo/jobs")
+@limits.per_ip
+def create():
+    _enabled()
+    form, _raw = json_body(DemoSubmit)
+    raw = {"operation": form.operation, "prompt": form.prompt, "params": {"size": form.size}}
+    if form.simulate is not None:
+        raw["params"]["simulate"] = form.simulate.model_dump()
+    if form.budget is not None:
+        raw["budget"] = form.budget.model_dump(exclude_none=True)
+    if form.image:
+        raw["inputs"] = {"images": [form.image]} | ({"mask": form.mask} if form.mask else {})
+    body = JobCreate.model_validate(raw)
+    job, _created = submit(body, raw, TENANT, config(), None)
+    response = jsonify(_job_json(job))
+    response.status_code = 202
+    return response
+
+
+@bp.post("/demo/jobs/<job_id>/cancel")
+def cancel(job_id: str):
+    """Cancel a demo job; the job's token proves the caller is the page that submitted it."""
+    _enabled()
+    cfg = config()
+    granted = tokens.job_from_token(cfg.secret_key, request.args.get("token") or "", cfg.token_ttl_s)
+    job = jobs.get(job_id, TENANT) if granted == job_id else None
+    if job is None:
+        raise ApiError(404, "not_found", f"no demo job {job_id!r} for this token")
+    error = Canceled("canceled from the demo page").as_dict(job.step)
+    if not jobs.transition(job.id, JobStatus.CANCELED, error=error, data={"step": job.step, "by": "demo"}):
+        current = jobs.get(job.id)
+        raise ApiError(409, "conflict", f"the job is already {current.status}")
+    dispatch.send_step(job, Step.NOTIFY)
+    response = jsonify(_job_json(jobs.get(job.id)))
+    response.status_code = 202
+    return response
