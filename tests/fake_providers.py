@@ -109,6 +109,10 @@ class ImageServer:
         h.wfile.write(body)
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        if h.command == "GET" and h.path.startswith("/files/big"):
+            buf = io.BytesIO()
+            Image.effect_noise((96, 96), 80).save(buf, "PNG")
+            return self._send(h, 200, buf.getvalue(), "image/png")
         if h.command == "GET" and h.path.startswith("/files/"):
             return self._send(h, 200, png((8, 8)), "image/png")
         rec = self._parse(h)
