@@ -4,7 +4,8 @@ A job names its providers in order (``job.providers``); ``job.provider`` is the
 one whose turn it is. Each provider gets up to ``max_attempts`` attempts for
 retryable failures. When its attempts are used up, or it fails in a way that
 retrying cannot fix (bad credentials, not configured: ``exhausts_provider``),
-the next provider is tried at once, under the same deadline. A failure that is
+or it asks to wait (Retry-After) past the deadline, the next provider is tried
+at once, under the same deadline. A failure that is
 not retryable (invalid_input, unsafe_content) ends the job: another provider
 would refuse the same request.
 
@@ -37,7 +38,10 @@ def next_provider(job, error: GenlineError, tries: int) -> str | None:
     """The provider to try next when ``error`` ends the current one's turn; None to go on as usual."""
     if not error.retryable:
         return None
-    if tries < job.max_attempts and not getattr(error, "exhausts_provider", False):
+    # A Retry-After that would run past the deadline ends this provider's turn too.
+    waits_too_long = bool(error.retry_after) and not budget.fits_before_deadline(
+        error.retry_after, job.deadline_at, utcnow())
+    if tries < job.max_attempts and not getattr(error, "exhausts_provider", False) and not waits_too_long:
         return None
     providers = list(job.providers or [])
     index = current_index(job) + 1

@@ -120,6 +120,37 @@ def test_failover_from_a_failing_to_a_working_provider_within_one_job(remote_sta
     assert all(r["error"]["code"] == "provider_error" for r in retries)
 
 
+def test_rate_limited_waits_for_retry_after(remote_stack, server):
+    # Given a provider that answers 429 with Retry-After: 2
+    headers = remote_stack.new_tenant()
+    job = remote_stack.submit(headers, {"prompt": "status:429:retry=2 wait", "provider": "openai",
+                                        "budget": {"max_attempts": 2, "deadline_s": 60}})
+    done = remote_stack.wait(headers, job["id"], timeout=60)
+    # Then the retry waited at least those 2 s, and the job ends rate_limited
+    assert done["status"] == "failed" and done["error"]["code"] == "rate_limited"
+    [retry] = [e["data"] for e in remote_stack.events(job["id"]) if e["type"] == "retry"]
+    assert retry["delay_s"] >= 2 and retry["error"]["code"] == "rate_limited"
+    times = [e["created_at"] for e in remote_stack.events(job["id"]) if e["type"] == "started" and e["data"]["step"] == "generate"]
+    assert parse(times[1]) - parse(times[0]) >= timedelta(seconds=2)
+
+
+def test_a_retry_after_past_the_deadline_moves_to_the_next_provider(remote_stack, server):
+    # Given openai asking to wait 600 s, more than the job's deadline, and http after it
+    headers = remote_stack.new_tenant()
+    job = remote_stack.submit(headers, {"prompt": "openai-status:429:retry=600 busy", "provider": ["openai", "http"],
+                                        "budget": {"max_attempts": 3, "deadline_s": 60}})
+    done = remote_stack.wait(headers, job["id"], timeout=60)
+    # Then http is tried at once instead of waiting past the deadline
+    assert done["status"] == "completed", done["error"]
+    assert [r["path"] for r in server.seen("openai-status:429:retry=600 busy")] == ["/v1/images/generations", "/infer"]
+    # and with no provider left, the same wait ends the job as deadline_exceeded without waiting
+    alone = remote_stack.submit(headers, {"prompt": "openai-status:429:retry=600 alone", "provider": "openai",
+                                          "budget": {"max_attempts": 3, "deadline_s": 60}})
+    failed = remote_stack.wait(headers, alone["id"], timeout=30)
+    assert failed["status"] == "failed" and failed["error"]["code"] == "deadline_exceeded"
+    assert "rate_limited" in failed["error"]["message"]
+
+
 def test_a_refusal_is_not_failed_over(remote_stack, server):
     # A prompt the first provider refuses as unsafe would be refused by the next too
     headers = remote_stack.new_tenant()
