@@ -32,8 +32,15 @@ def celery_settings(cfg) -> dict:
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         "broker_connection_timeout": 2,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # A cold shutdown (SIGQUIT, or SIGTERM with REMAP_SIGTERM=SIGQUIT as on a PaaS)
+        # first waits this long for running tasks, then cancels and requeues them.
+        "worker_soft_shutdown_timeout": cfg.worker_soft_shutdown_s,
         "beat_schedule": {
-            "reap": {"task": "genline.reap", "schedule": cfg.reaper_interval_s},
+            # On the high queue so a pass runs as soon as any slot frees; a pass older
+            # than a few intervals is stale and dropped rather than piling up while no
+            # worker runs (they would all run at once afterwards).
+            "reap": {"task": "genline.reap", "schedule": cfg.reaper_interval_s,
+                     "options": {"queue": "high", "expires": max(5.0, 3 * cfg.reaper_interval_s)}},
             "retention": {"task": "genline.retention", "schedule": 3600.0},
             "webhook-retries": {"task": "genline.webhook_sweep", "schedule": 30.0},
         },

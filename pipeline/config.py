@@ -123,6 +123,7 @@ class Config:
     lease_s: float = 30.0
     reaper_interval_s: float = 10.0
     max_lost: int = 3
+    worker_soft_shutdown_s: float = 25.0
     url_ttl_s: int = 3600
     token_ttl_s: int = 86400
     metrics_public: bool = False
@@ -185,6 +186,7 @@ class Config:
             lease_s=_float(env, "GENLINE_LEASE_S", 30.0, 1.0),
             reaper_interval_s=_float(env, "GENLINE_REAPER_INTERVAL_S", 10.0, 0.2),
             max_lost=_int(env, "GENLINE_MAX_LOST", 3, 1),
+            worker_soft_shutdown_s=_float(env, "GENLINE_WORKER_SOFT_SHUTDOWN_S", 25.0, 0.0),
             url_ttl_s=_int(env, "GENLINE_URL_TTL_S", 3600, 1),
             token_ttl_s=_int(env, "GENLINE_TOKEN_TTL_S", 86400, 1),
             metrics_public=_bool(env, "GENLINE_METRICS_PUBLIC"),

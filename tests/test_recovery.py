@@ -148,6 +148,25 @@ def test_graceful_sigterm_mid_job_loses_nothing(make_stack):
     assert generate_starts(stack, job["id"]) == 1
 
 
+def test_paas_sigterm_to_the_whole_worker_group_with_remap_sigterm_loses_nothing(make_stack):
+    # Given a PaaS-style worker (REMAP_SIGTERM=SIGQUIT, 1 s soft shutdown) generating a long job
+    stack = make_stack(REMAP_SIGTERM="SIGQUIT", GENLINE_WORKER_SOFT_SHUTDOWN_S=1)
+    worker = stack.start_worker(concurrency=1, name="paas")
+    stack.start_beat()
+    headers = stack.new_tenant()
+    job = stack.submit(headers, {"prompt": "dyno restart", "params": {"size": "32x32", "simulate": {"latency_s": 8}}})
+    wait_generating(stack, job["id"])
+    # When the platform sends SIGTERM to every process of the worker, which then exits
+    os.killpg(worker.pid, signal.SIGTERM)
+    worker.proc.wait(30)
+    # And a new worker starts (the restarted dyno)
+    stack.start_worker(concurrency=1, name="paas-next")
+    # Then the interrupted job is run again and completes
+    done = stack.wait(headers, job["id"], timeout=60)
+    assert done["status"] == "completed", done["error"]
+    assert generate_starts(stack, job["id"]) == 2
+
+
 def test_database_down_answers_503_with_the_error_shape(redis_server, log_dir, tmp_path):
     # Given an API whose database refuses connections
     dead = f"postgresql://postgres@127.0.0.1:{services.free_port()}/nothing"
