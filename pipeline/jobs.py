@@ -83,12 +83,14 @@ def create(spec: NewJob) -> SimpleNamespace:
     db.session.add(job)
     event = JobEvent(job_id=job.id, seq=1, type="queued", data={}, created_at=now)
     db.session.add(event)
+    db.session.flush()
+    # Read both before the commit expires them: afterwards each read is one more SELECT.
+    snap, wire = snapshot(job), event_dict(event)
     db.session.commit()
-    snap = snapshot(job)
-    events.publish(job.id, event_dict(event))
+    events.publish(job.id, wire)
     if spec.webhook:
         from pipeline import notify
-        notify.on_event(job.id, spec.webhook, event_dict(event), spec.priority)
+        notify.on_event(job.id, spec.webhook, wire, spec.priority)
     return snap
 
 
@@ -133,9 +135,10 @@ def _apply(job_id: str, where: list, values: dict, event_type: str | None, data=
         payload = data(row) if callable(data) else (data or {})
         event = JobEvent(job_id=job_id, seq=row.event_seq, type=event_type, data=payload, created_at=now)
         db.session.add(event)
+    # The wire form before the commit expires the event (afterwards: one more SELECT).
+    wire = event_dict(event) if event is not None else None
     db.session.commit()
     if event is not None:
-        wire = event_dict(event)
         events.publish(job_id, wire)
         if row.webhook:
             # Non-terminal events a webhook subscribed to; terminal ones go through the notify step.
