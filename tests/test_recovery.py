@@ -94,6 +94,26 @@ def test_a_job_that_kills_its_worker_every_time_ends_with_internal_error(make_st
     assert "lost 2 times" in done["error"]["message"]
 
 
+def test_countdown_retry_held_by_a_worker_that_dies_is_sent_again_by_the_reaper(make_stack):
+    # Given a job whose third attempt failed, its retry message held by worker A until a 2-4 s ETA
+    stack = make_stack()
+    first = stack.start_worker(concurrency=1, name="eta-a")
+    headers = stack.new_tenant()
+    job = stack.submit(headers, {"prompt": "eta", "params": {"size": "32x32", "simulate": {"fail_attempts": 3}},
+                                 "budget": {"max_attempts": 4, "deadline_s": 120}})
+    retries = lambda: [e for e in stack.events(job["id"]) if e["type"] == "retry"]  # noqa: E731
+    wait_for(lambda: len(retries()) == 3, 60, "the third retry event", 0.01)
+    time.sleep(0.3)  # A reserves the ETA message at once
+    # When worker A dies with it (Redis would hand it out again only after the visibility timeout)
+    first.kill_group()
+    stack.start_worker(concurrency=1, name="eta-b")
+    stack.start_beat()
+    # Then the in-flight marker expires soon after the ETA, the reaper sends the step again, and it completes
+    done = stack.wait(headers, job["id"], timeout=60)
+    assert done["status"] == "completed", done["error"]
+    assert done["attempt"] == 4
+
+
 def test_redis_restarted_without_persistence_every_job_still_ends(make_stack):
     # Given jobs queued and running, workers and beat on a Redis of our own
     stack = make_stack()
