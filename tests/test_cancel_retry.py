@@ -160,3 +160,23 @@ def test_upload_failure_is_retried_without_generating_again_and_cancel_while_upl
         assert len(events_of(stack, job["id"], "started", "generate")) == 1
         assert (root / "outputs" / job["id"]).is_dir()
     shutil.rmtree(root, ignore_errors=True)
+
+
+def test_idempotency_key_returns_the_same_job_and_refuses_another_body(stack, tenant):
+    # Given a job submitted with an Idempotency-Key
+    body = {"prompt": "once", "params": SMALL}
+    first = stack.client.post("/v1/jobs", json=body, headers={**tenant, "Idempotency-Key": "k-1"})
+    assert first.status_code == 202
+    # When the same key and body are sent again, Then the same job comes back with 200
+    again = stack.client.post("/v1/jobs", json=body, headers={**tenant, "Idempotency-Key": "k-1"})
+    assert again.status_code == 200 and again.get_json()["id"] == first.get_json()["id"]
+    # When the same key comes with another body, Then 409 and no new job
+    other = stack.client.post("/v1/jobs", json={"prompt": "twice", "params": SMALL},
+                              headers={**tenant, "Idempotency-Key": "k-1"})
+    assert other.status_code == 409 and other.get_json()["error"]["code"] == "conflict"
+    listed = stack.client.get("/v1/jobs", headers=tenant).get_json()["data"]
+    assert [j["id"] for j in listed] == [first.get_json()["id"]]
+    # And another tenant's same key is its own
+    stranger = stack.new_tenant()
+    theirs = stack.client.post("/v1/jobs", json=body, headers={**stranger, "Idempotency-Key": "k-1"})
+    assert theirs.status_code == 202 and theirs.get_json()["id"] != first.get_json()["id"]
