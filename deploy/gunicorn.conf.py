@@ -14,6 +14,9 @@ timeout = 120
 graceful_timeout = 30
 keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+# The path without its query string (%(U)s, not the request line %(r)s) and no
+# Referer: job URLs carry read tokens in ``?token=``, which must not reach logs.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss "%(a)s"'
 limit_request_field_size = 8190
 limit_request_fields = 100
 

@@ -1,0 +1,95 @@
+"""`genline keys create|list|revoke`: keys shown once, stored as hashes, bound to a
+tenant with optional limits; static keys from GENLINE_API_KEYS keep working."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+
+from sqlalchemy import select
+
+from pipeline.models import ApiKey, db
+from tests import services
+
+
+def genline(stack, *args) -> subprocess.CompletedProcess:
+    """Run the real CLI entry point with the stack's environment."""
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=stack.env, cwd=services.ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def created_key(result) -> tuple[str, str]:
+    assert result.returncode == 0, result.stderr
+    key_id = re.search(r"key (key_\w+)", result.stdout).group(1)
+    secret = re.search(r"^(gl_\S+)$", result.stdout, re.M).group(1)
+    return key_id, secret
+
+
+def bearer(secret: str) -> dict:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_create_shows_the_key_once_and_stores_only_its_hash(stack):
+    tenant = f"cli-{os.urandom(3).hex()}"
+    # When an operator creates a key
+    key_id, secret = created_key(genline(stack, "keys", "create", tenant, "--name", "ci"))
+
+    # Then the database holds its hash and prefix, never the key
+    with stack.app.app_context():
+        row = db.session.execute(select(ApiKey).where(ApiKey.id == key_id)).scalar_one()
+        values = {c.key: str(getattr(row, c.key)) for c in ApiKey.__table__.columns}
+        db.session.rollback()
+    assert values["key_hash"] == hashlib.sha256(secret.encode()).hexdigest()
+    assert values["tenant_id"] == tenant and secret not in values.values() and secret.startswith(values["prefix"])
+
+    # And `list` shows the key by id and prefix only
+    listing = genline(stack, "keys", "list", "--tenant", tenant)
+    assert listing.returncode == 0 and key_id in listing.stdout and "active" in listing.stdout
+    assert secret not in listing.stdout
+
+    # And the key works against the API as that tenant
+    job = stack.submit(bearer(secret), {"prompt": "cli", "params": {"size": "16x16"}})
+    assert stack.client.get("/v1/jobs", headers=bearer(secret)).get_json()["data"][0]["id"] == job["id"]
+
+
+def test_revoked_keys_are_refused(stack):
+    key_id, secret = created_key(genline(stack, "keys", "create", "cli-revoke"))
+    assert stack.client.get("/v1/jobs", headers=bearer(secret)).status_code == 200
+
+    revoked = genline(stack, "keys", "revoke", key_id)
+    assert revoked.returncode == 0 and key_id in revoked.stdout
+
+    answer = stack.client.get("/v1/jobs", headers=bearer(secret))
+    assert answer.status_code == 401 and answer.get_json()["error"]["code"] == "unauthorized"
+    assert "revoked" in genline(stack, "keys", "list", "--tenant", "cli-revoke").stdout
+    # Revoking twice, or an unknown key, says so and exits non-zero
+    assert genline(stack, "keys", "revoke", key_id).returncode == 1
+    assert genline(stack, "keys", "revoke", "key_doesnotexist").returncode == 1
+
+
+def test_a_keys_own_rate_limit_and_concurrency_are_stored_and_used(stack):
+    key_id, secret = created_key(genline(stack, "keys", "create", f"cli-{os.urandom(3).hex()}",
+                                         "--rate-limit", "2/minute", "--concurrency", "3"))
+    with stack.app.app_context():
+        limits = db.session.execute(select(ApiKey.rate_limit, ApiKey.concurrency).where(ApiKey.id == key_id)).one()
+        db.session.rollback()
+    assert tuple(limits) == ("2/minute", 3)
+    codes = [stack.client.post("/v1/jobs", json={"prompt": "x", "params": {"size": "16x16"}}, headers=bearer(secret)).status_code
+             for _ in range(3)]
+    assert codes == [202, 202, 429]
+
+
+def test_static_keys_from_the_environment_keep_working(stack):
+    # conftest sets GENLINE_API_KEYS=static-tenant:static-test-key
+    answer = stack.client.get("/v1/jobs", headers=bearer("static-test-key"))
+    assert answer.status_code == 200
+    assert stack.client.get("/v1/jobs", headers=bearer("static-test-key-not")).status_code == 401
+
+
+def test_a_bad_environment_is_a_clear_cli_error(stack):
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "keys", "list"],
+                            env={**stack.env, "GENLINE_API_KEYS": "no-colon"}, cwd=services.ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "GENLINE_API_KEYS" in result.stderr and "Traceback" not in result.stderr
