@@ -110,8 +110,9 @@ def gunicorn_argv(port: int, workers: int, app: str) -> list[str]:
 class LocalStack:
     """Everything one bench run needs, started here and stopped in reverse order."""
 
-    def __init__(self, workers: int, web_workers: int, database_url: str | None = None):
+    def __init__(self, workers: int, web_workers: int, database_url: str | None = None, extra_env: dict | None = None):
         self.workers, self.web_workers = workers, web_workers
+        self.extra_env = dict(extra_env or {})
         self.dir = Path(tempfile.mkdtemp(prefix="genline-bench-"))
         self.database_url = database_url or f"sqlite:///{self.dir / 'genline.db'}"
         self.redis_port = free_port()
@@ -142,6 +143,7 @@ class LocalStack:
             "GENLINE_BENCH_REDIS_URL": self.baseline_redis_url,
             "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT),
         })
+        env.update(self.extra_env)
         return env
 
     def _start(self, name: str, argv: list[str]) -> Process:
@@ -174,8 +176,8 @@ class LocalStack:
             if done.returncode:
                 raise RuntimeError(f"migrations failed:\n{done.stderr.decode(errors='replace')[-3000:]}")
             self.url = self._web("web", "web:create_app()")
-            workers.append(self._start("worker", worker_argv("pipeline.worker", self.workers, "high,normal,low",
-                                                             "bench", True)))
+            if self.workers:
+                workers.append(self.start_worker(wait=False))
         if baseline:
             self.baseline_url = self._web("baseline-web", "pipeline.bench.baseline:create_flask_app()")
             workers.append(self._start("baseline-worker", worker_argv("pipeline.bench.baseline", self.workers,
@@ -183,6 +185,13 @@ class LocalStack:
         for worker in workers:
             worker.wait_for_log("ready.", 90)
         return self
+
+    def start_worker(self, wait: bool = True) -> Process:
+        """One genline worker, ``-c workers``, with task events on as the Procfile runs it."""
+        proc = self._start("worker", worker_argv("pipeline.worker", self.workers, "high,normal,low", "bench", True))
+        if wait:
+            proc.wait_for_log("ready.", 90)
+        return proc
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
