@@ -82,5 +82,8 @@ def _register_routes(app: Flask) -> None:
     from web.api import events as events_api, webhooks
     for module in (events_api, webhooks, demo):
         app.register_blueprint(module.bp)
+    from web.api import metrics, openapi
+    for module in (metrics, openapi):
+        app.register_blueprint(module.bp)
     cors.init_app(app)
     app.json.sort_keys = False
