@@ -5,6 +5,7 @@ import shutil
 import time
 from pathlib import Path
 
+from tests import services
 from tests.services import wait_for
 
 SMALL = {"size": "32x32"}
@@ -180,3 +181,27 @@ def test_idempotency_key_returns_the_same_job_and_refuses_another_body(stack, te
     stranger = stack.new_tenant()
     theirs = stack.client.post("/v1/jobs", json=body, headers={**stranger, "Idempotency-Key": "k-1"})
     assert theirs.status_code == 202 and theirs.get_json()["id"] != first.get_json()["id"]
+
+
+def test_operator_cli_cancels_and_retries_jobs(stack, tenant):
+    import subprocess
+    import sys
+
+    def genline(*args):
+        return subprocess.run([sys.executable, "-m", "pipeline.cli", "jobs", *args], env=stack.env,
+                              capture_output=True, text=True, timeout=60, cwd=services.ROOT)
+
+    # Given a running job
+    job = stack.submit(tenant, {"prompt": "ops", "params": {**SMALL, "simulate": {"latency_s": 10}}})
+    # When an operator cancels it by id, Then it is canceled (and a second cancel fails with the reason)
+    result = genline("cancel", job["id"])
+    assert result.returncode == 0 and "canceled" in result.stdout, result.stderr
+    assert stack.job(tenant, job["id"])["status"] == "canceled"
+    again = genline("cancel", job["id"])
+    assert again.returncode == 1 and "already canceled" in again.stderr
+    # When the operator retries it, Then it is queued again and completes
+    result = genline("retry", job["id"])
+    assert result.returncode == 0 and "queued" in result.stdout, result.stderr
+    assert stack.wait(tenant, job["id"], timeout=60)["status"] == "completed"
+    # And a cancel without ids or filters is refused
+    assert genline("cancel").returncode == 2
