@@ -66,3 +66,14 @@ def test_an_eta_message_marker_expires_soon_after_its_eta():
     assert marker_ttl_s(job, 0, lease_s=30) >= 3000
     assert marker_ttl_s(job, 4.0, lease_s=3) == int(4 + ETA_MARGIN_S)
     assert marker_ttl_s(job, 4.0, lease_s=30) == 64
+
+
+def test_visibility_timeout_outlasts_the_longest_hard_limit():
+    # Given the largest budget the config allows
+    from pipeline.celery_app import celery_settings
+    from pipeline.config import Config
+    cfg = Config.from_env({"GENLINE_MAX_TIMEOUT_S": "3000", "GENLINE_MAX_DEADLINE_S": "3000"})
+    _, hard = budget.attempt_limits(cfg.max_timeout_s, NOW + timedelta(seconds=cfg.max_deadline_s), NOW)
+    # Then Redis would redeliver an unacknowledged message only after any attempt was killed
+    visibility = celery_settings(cfg)["broker_transport_options"]["visibility_timeout"]
+    assert visibility > hard and visibility > cfg.max_deadline_s

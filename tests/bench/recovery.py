@@ -67,23 +67,33 @@ def completed(stack, headers, job_id):
     return stack.job(headers, job_id)["status"] == "completed"
 
 
-def child_kill(stack, headers) -> float:
+def child_kill(stack, headers) -> tuple[float, float]:
+    """(kill -> generate restarted, kill -> completed) for one job."""
     worker = stack.processes[0]
     job_id = submit(stack, headers)
     until(lambda: generate_starts(stack, job_id) >= 1)
     for child in children(worker.pid):
         os.kill(child, signal.SIGKILL)
     killed = time.monotonic()
-    return until(lambda: completed(stack, headers, job_id)) - killed
+    restarted = until(lambda: generate_starts(stack, job_id) >= 2) - killed
+    return restarted, until(lambda: completed(stack, headers, job_id)) - killed
 
 
-def redis_restart(stack, headers, count: int) -> float:
-    ids = [submit(stack, headers) for _ in range(count)]
+def all_terminal(stack, headers, ids, restart: bool) -> float:
+    """Seconds from the moment the first job runs (and Redis is restarted, if asked) to all terminal."""
     until(lambda: generate_starts(stack, ids[0]) >= 1)
-    stack.redis.restart()
-    restarted = time.monotonic()
+    if restart:
+        stack.redis.restart()
+    start = time.monotonic()
     until(lambda: all(stack.job(headers, j)["status"] in TERMINAL for j in ids), timeout=600, interval=0.1)
-    return time.monotonic() - restarted
+    return time.monotonic() - start
+
+
+def redis_restart(stack, headers, count: int) -> tuple[float, float]:
+    """(baseline: same jobs, no restart; with Redis SIGKILLed and restarted) seconds to all terminal."""
+    baseline = all_terminal(stack, headers, [submit(stack, headers) for _ in range(count)], restart=False)
+    restarted = all_terminal(stack, headers, [submit(stack, headers) for _ in range(count)], restart=True)
+    return baseline, restarted
 
 
 def summary(values):
@@ -107,7 +117,9 @@ def main(argv=None) -> int:
         stack.start_worker(concurrency=1, name="standing")
         stack.start_beat()
         headers = stack.new_tenant()
-        results["pool_child_sigkill_to_completed"] = summary([child_kill(stack, headers) for _ in range(args.runs)])
+        child = [child_kill(stack, headers) for _ in range(args.runs)]
+        results["pool_child_sigkill_to_generate_restarted"] = summary([c[0] for c in child])
+        results["pool_child_sigkill_to_completed"] = summary([c[1] for c in child])
         # Whole worker: the victim takes the job, a rescuer is started and ready, then the victim
         # and its children are SIGKILLed. Reported: kill -> generate restarted elsewhere, and
         # kill -> completed (which includes the job's own LATENCY_S run again).
@@ -129,8 +141,9 @@ def main(argv=None) -> int:
         results["worker_sigkill_to_generate_restarted_elsewhere"] = summary(restarts)
         results["worker_sigkill_to_completed_elsewhere"] = summary(times)
         stack.start_worker(concurrency=2, name="redis-a")
-        results["redis_restart_to_all_terminal"] = summary(
-            [redis_restart(stack, headers, args.jobs) for _ in range(max(1, args.runs // 2))])
+        redis_runs = [redis_restart(stack, headers, args.jobs) for _ in range(max(1, args.runs // 2))]
+        results["same_jobs_without_restart_all_terminal"] = summary([r[0] for r in redis_runs])
+        results["redis_restart_to_all_terminal"] = summary([r[1] for r in redis_runs])
         results["redis_restart_jobs"] = args.jobs
     finally:
         teardown(stack, redis, db_url)
