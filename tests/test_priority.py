@@ -46,3 +46,23 @@ def test_a_high_priority_job_starts_within_one_jobs_run_time_behind_50_low_ones(
     assert len(overtaking) <= 1, f"{len(overtaking)} low jobs started generating ahead of it"
     still_queued = sum(stack.job(tenant, i)["status"] == "queued" for i in low)
     assert still_queued >= 40
+
+
+def test_queue_position_counts_the_queued_jobs_ahead_by_priority_then_age(make_stack):
+    # Given a stack with no worker, so every job stays queued
+    stack = make_stack()
+    tenant = stack.new_tenant("q")
+    body = {"prompt": "q", "params": {"size": "16x16"}}
+
+    # When normal, normal, low, high jobs are submitted in that order
+    a, b = stack.submit(tenant, body)["id"], stack.submit(tenant, body)["id"]
+    low = stack.submit(tenant, {**body, "priority": "low"})["id"]
+    high = stack.submit(tenant, {**body, "priority": "high"})["id"]
+
+    # Then the high one is next, then the normals by age, then the low one
+    positions = {i: stack.job(tenant, i)["queue_position"] for i in (a, b, low, high)}
+    assert positions == {high: 1, a: 2, b: 3, low: 4}
+    # And a job that is no longer queued has none
+    assert stack.client.post(f"/v1/jobs/{high}/cancel", headers=tenant).status_code == 202
+    assert stack.job(tenant, high)["queue_position"] is None
+    assert stack.job(tenant, a)["queue_position"] == 1
