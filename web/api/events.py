@@ -93,7 +93,7 @@ class Replayer:
 
 
 def stream(job_id: str, after: int, heartbeat_s: float):
-    """The SSE body of one job; the caller has subscribed ``sub`` before calling."""
+    """The SSE body of one job: subscribe first, then replay the log, then live events."""
     sub = hub.current().subscribe(job_id)
     try:
         replay = Replayer(job_id, after)
