@@ -14,29 +14,47 @@ log = logging.getLogger("genline.events")
 
 CHANNEL = "genline:events"
 
-_client: redis.Redis | None = None
+_clients: dict[str, redis.Redis] = {}
 _url: str | None = None
 
 
 def configure(redis_url: str) -> None:
     """Point the publisher at a Redis; called by the app factory."""
-    global _client, _url
-    if redis_url != _url:
-        _url = redis_url
-        _client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    global _url
+    _url = redis_url
+    _for(redis_url)
+
+
+def _for(url: str) -> redis.Redis:
+    found = _clients.get(url)
+    if found is None:
+        found = _clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return found
+
+
+def _current_url() -> str | None:
+    # The Redis of the Flask app in context: a process may hold several apps
+    # (the tests run stacks side by side); otherwise the one last configured.
+    try:
+        from flask import current_app
+        return current_app.extensions["genline.config"].redis_url
+    except (RuntimeError, KeyError):
+        return _url
 
 
 def client() -> redis.Redis:
-    if _client is None:
+    url = _current_url()
+    if url is None:
         raise RuntimeError("pipeline.events.configure() was not called")
-    return _client
+    return _for(url)
 
 
 def publish(job_id: str, event: dict) -> None:
     """Publish one event of a job to every live listener."""
-    if _client is None:
+    url = _current_url()
+    if url is None:
         return
     try:
-        _client.publish(CHANNEL, json.dumps(event, separators=(",", ":")))
+        _for(url).publish(CHANNEL, json.dumps(event, separators=(",", ":")))
     except redis.RedisError as exc:
         log.warning("event publish failed job_id=%s seq=%s error=%s", job_id, event.get("id"), exc)

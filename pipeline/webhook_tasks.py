@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-from celery import current_app as current_celery
 from celery import shared_task
 from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
@@ -35,7 +34,8 @@ def send(job_id: str, seq: int, previous_id: int | None = None, fresh: bool = Fa
     if countdown > 0:
         options["countdown"] = countdown
     try:
-        current_celery.send_task(TASK, args=[job_id, seq, previous_id, fresh], **options)
+        # The Celery app of this Flask app (celery.current_app is process-global).
+        current_app.extensions["celery"].send_task(TASK, args=[job_id, seq, previous_id, fresh], **options)
     except (BrokerError, RedisError, OSError) as exc:
         log.warning("webhook dispatch failed job_id=%s seq=%s error=%s", job_id, seq, exc)
         return False

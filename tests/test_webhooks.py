@@ -309,3 +309,39 @@ def test_backoff_grows_exponentially_over_hours():
     delays = [backoff_s(n, 10.0, rng=lambda: 0.5) for n in range(1, 8)]
     assert delays == sorted(delays) and delays[0] == 10.0
     assert sum(delays) > 3 * 3600
+
+
+def test_a_retry_due_in_the_delivery_log_is_sent_by_the_sweep(hook_stack):
+    # Given a delivered job whose log holds a failed attempt due for retry (as a long backoff leaves it)
+    from datetime import timedelta
+
+    from pipeline.models import WebhookDelivery, db, utcnow
+    from pipeline.webhook_tasks import sweep
+    receiver = Receiver().start()
+    tenant = hook_stack.new_tenant()
+    try:
+        job = hook_stack.submit(tenant, {"prompt": "swept", "params": {"size": "16x16"},
+                                         "webhook": {"url": receiver.url, "events": ["completed"]}})
+        hook_stack.wait(tenant, job["id"])
+        wait_until(lambda: len(receiver.requests) == 1, what="the first delivery")
+        first = wait_until(lambda: delivery_log(hook_stack, tenant, job["id"]), what="the log")[0]
+        with hook_stack.app.app_context():
+            db.session.add(WebhookDelivery(
+                job_id=job["id"], message_id=first["message_id"], event_type="completed",
+                event_seq=first["event_seq"], attempt=2, url=receiver.url, error="HTTP 502", delivered=False,
+                next_attempt_at=utcnow() - timedelta(seconds=1)))
+            db.session.commit()
+
+            # When beat's sweep runs (twice: a second sweep must not send it again)
+            assert sweep.run() == 1
+            sweep.run()
+
+        # Then the retry is delivered once, as the next attempt, and nothing is left due
+        log = wait_until(lambda: len(delivery_log(hook_stack, tenant, job["id"])) == 3 and
+                         delivery_log(hook_stack, tenant, job["id"]), what="the swept attempt")
+        assert [(d["attempt"], d["delivered"]) for d in log] == [(1, True), (2, False), (3, True)]
+        assert all(d["next_attempt_at"] is None for d in log)
+        time.sleep(0.5)
+        assert len(receiver.requests) == 2
+    finally:
+        receiver.stop()
