@@ -192,16 +192,21 @@ def test_operator_cli_cancels_and_retries_jobs(stack, tenant):
                               capture_output=True, text=True, timeout=60, cwd=services.ROOT)
 
     # Given a running job
-    job = stack.submit(tenant, {"prompt": "ops", "params": {**SMALL, "simulate": {"latency_s": 10}}})
+    job = stack.submit(tenant, {"prompt": "ops", "params": {**SMALL, "simulate": {"latency_s": 30}}})
     # When an operator cancels it by id, Then it is canceled (and a second cancel fails with the reason)
     result = genline("cancel", job["id"])
     assert result.returncode == 0 and "canceled" in result.stdout, result.stderr
     assert stack.job(tenant, job["id"])["status"] == "canceled"
     again = genline("cancel", job["id"])
     assert again.returncode == 1 and "already canceled" in again.stderr
-    # When the operator retries it, Then it is queued again and completes
-    result = genline("retry", job["id"])
+    # Given a job that failed its only attempt
+    failed = stack.submit(tenant, {"prompt": "ops", "params": {**SMALL, "simulate": {"fail_attempts": 1}},
+                                   "budget": {"max_attempts": 1}})
+    assert stack.wait(tenant, failed["id"])["error"]["code"] == "provider_error"
+    # When the operator retries it, Then it gets a fresh attempt and completes
+    result = genline("retry", failed["id"])
     assert result.returncode == 0 and "queued" in result.stdout, result.stderr
-    assert stack.wait(tenant, job["id"], timeout=60)["status"] == "completed"
+    done = stack.wait(tenant, failed["id"], timeout=60)
+    assert done["status"] == "completed" and done["attempt"] == 2, done["error"]
     # And a cancel without ids or filters is refused
     assert genline("cancel").returncode == 2
