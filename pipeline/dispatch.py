@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from celery import current_app as current_celery
 from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
@@ -50,7 +49,9 @@ def send_step(job, step: Step, countdown: float = 0.0) -> bool:
     """Send the message of ``step`` for ``job`` (a snapshot). False if the broker is down."""
     step = Step(step)
     try:
-        result = current_celery.send_task(TASK_NAMES[step], args=[job.id], **step_options(job, step, countdown))
+        # The Celery app of *this* Flask app: celery.current_app is process-global
+        # and would be whichever app was made last.
+        result = current_app.extensions["celery"].send_task(TASK_NAMES[step], args=[job.id], **step_options(job, step, countdown))
     except (BrokerError, RedisError, OSError) as exc:
         log.warning("dispatch failed job_id=%s step=%s error=%s", job.id, step.value, exc)
         return False
