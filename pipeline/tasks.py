@@ -53,12 +53,14 @@ def _progress_reporter(job_id: str, owner: str):
     return report
 
 
-def _is_canceled(job_id: str, lease):
+def _is_canceled(job_id: str, lease, owner: str | None = None):
     def check() -> bool:
         if lease.is_set():
             return True
         job = jobs.get(job_id)
-        return job is None or job.status == JobStatus.CANCELED.value
+        # Not ours any more: canceled, or canceled and retried, or re-leased by the reaper.
+        return job is None or job.status == JobStatus.CANCELED.value or (
+            owner is not None and job.lease_owner != owner)
     return check
 
 
@@ -69,7 +71,7 @@ def generate_work(job, owner, lease):
     soft, _hard = budget.attempt_limits(job.timeout_s, job.deadline_at, utcnow())
     ctx = AttemptContext(job_id=job.id, attempt=job.attempt - job.lost_count,
                          deadline=time.monotonic() + soft,
-                         is_canceled=_is_canceled(job.id, lease),
+                         is_canceled=_is_canceled(job.id, lease, owner),
                          on_progress=_progress_reporter(job.id, owner))
     provider = get_provider(job.provider, cfg)
     request = ProviderRequest(operation=job.operation, prompt=job.prompt, params=job.params,
