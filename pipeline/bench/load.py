@@ -105,9 +105,10 @@ def concurrent(n: int, concurrency: int, one, advance=lambda: None) -> tuple[lis
     results = [None] * n
     counter = iter(range(n))
     lock = threading.Lock()
+    stop = threading.Event()
 
     def loop():
-        while True:
+        while not stop.is_set():
             with lock:
                 i = next(counter, None)
             if i is None:
@@ -117,8 +118,11 @@ def concurrent(n: int, concurrency: int, one, advance=lambda: None) -> tuple[lis
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        for future in [pool.submit(loop) for _ in range(concurrency)]:
-            future.result()
+        try:
+            for future in [pool.submit(loop) for _ in range(concurrency)]:
+                future.result()
+        finally:
+            stop.set()  # on Ctrl-C or a failed client, the others finish their request and stop
     return results, time.perf_counter() - start
 
 

@@ -9,6 +9,7 @@ end and throughput) on the same Redis server and worker settings.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from contextlib import contextmanager
 
@@ -83,9 +84,15 @@ def measure_baseline(stack: LocalStack, a, progress) -> dict:
     return out
 
 
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
 def run(a) -> int:
     """Run the bench with parsed arguments ``a``; print the report; 0 when every job completed."""
     notes: list[str] = []
+    # SIGTERM (a CI timeout, `timeout`) stops the stack like Ctrl-C does, not leaving its processes behind.
+    signal.signal(signal.SIGTERM, _interrupt)
     key = a.key or os.environ.get("GENLINE_API_KEY")
     stack = None
     if a.url and not key:
