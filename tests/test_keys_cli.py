@@ -8,16 +8,28 @@ import re
 import subprocess
 import sys
 
+import pytest
 from sqlalchemy import select
 
 from pipeline.models import ApiKey, db
 from tests import services
 
 
-def genline(stack, *args) -> subprocess.CompletedProcess:
-    """Run the real CLI entry point with the stack's environment."""
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=stack.env, cwd=services.ROOT,
-                          capture_output=True, text=True, timeout=60)
+@pytest.fixture
+def genline(stack, monkeypatch, capsys):
+    """Run ``genline ARGS`` through its entry point (pipeline.cli.main) with the stack's environment."""
+    for name in [k for k in os.environ if k.startswith(("GENLINE_", "DATABASE_URL", "REDIS_URL", "STORAGE_URL"))]:
+        monkeypatch.delenv(name)
+    for name, value in stack.env.items():
+        monkeypatch.setenv(name, value)
+
+    def run(*args) -> subprocess.CompletedProcess:
+        from pipeline.cli import main
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+    return run
 
 
 def created_key(result) -> tuple[str, str]:
@@ -31,10 +43,10 @@ def bearer(secret: str) -> dict:
     return {"Authorization": f"Bearer {secret}"}
 
 
-def test_create_shows_the_key_once_and_stores_only_its_hash(stack):
+def test_create_shows_the_key_once_and_stores_only_its_hash(stack, genline):
     tenant = f"cli-{os.urandom(3).hex()}"
     # When an operator creates a key
-    key_id, secret = created_key(genline(stack, "keys", "create", tenant, "--name", "ci"))
+    key_id, secret = created_key(genline("keys", "create", tenant, "--name", "ci"))
 
     # Then the database holds its hash and prefix, never the key
     with stack.app.app_context():
@@ -45,7 +57,7 @@ def test_create_shows_the_key_once_and_stores_only_its_hash(stack):
     assert values["tenant_id"] == tenant and secret not in values.values() and secret.startswith(values["prefix"])
 
     # And `list` shows the key by id and prefix only
-    listing = genline(stack, "keys", "list", "--tenant", tenant)
+    listing = genline("keys", "list", "--tenant", tenant)
     assert listing.returncode == 0 and key_id in listing.stdout and "active" in listing.stdout
     assert secret not in listing.stdout
 
@@ -54,23 +66,23 @@ def test_create_shows_the_key_once_and_stores_only_its_hash(stack):
     assert stack.client.get("/v1/jobs", headers=bearer(secret)).get_json()["data"][0]["id"] == job["id"]
 
 
-def test_revoked_keys_are_refused(stack):
-    key_id, secret = created_key(genline(stack, "keys", "create", "cli-revoke"))
+def test_revoked_keys_are_refused(stack, genline):
+    key_id, secret = created_key(genline("keys", "create", "cli-revoke"))
     assert stack.client.get("/v1/jobs", headers=bearer(secret)).status_code == 200
 
-    revoked = genline(stack, "keys", "revoke", key_id)
+    revoked = genline("keys", "revoke", key_id)
     assert revoked.returncode == 0 and key_id in revoked.stdout
 
     answer = stack.client.get("/v1/jobs", headers=bearer(secret))
     assert answer.status_code == 401 and answer.get_json()["error"]["code"] == "unauthorized"
-    assert "revoked" in genline(stack, "keys", "list", "--tenant", "cli-revoke").stdout
+    assert "revoked" in genline("keys", "list", "--tenant", "cli-revoke").stdout
     # Revoking twice, or an unknown key, says so and exits non-zero
-    assert genline(stack, "keys", "revoke", key_id).returncode == 1
-    assert genline(stack, "keys", "revoke", "key_doesnotexist").returncode == 1
+    assert genline("keys", "revoke", key_id).returncode == 1
+    assert genline("keys", "revoke", "key_doesnotexist").returncode == 1
 
 
-def test_a_keys_own_rate_limit_and_concurrency_are_stored_and_used(stack):
-    key_id, secret = created_key(genline(stack, "keys", "create", f"cli-{os.urandom(3).hex()}",
+def test_a_keys_own_rate_limit_and_concurrency_are_stored_and_used(stack, genline):
+    key_id, secret = created_key(genline("keys", "create", f"cli-{os.urandom(3).hex()}",
                                          "--rate-limit", "2/minute", "--concurrency", "3"))
     with stack.app.app_context():
         limits = db.session.execute(select(ApiKey.rate_limit, ApiKey.concurrency).where(ApiKey.id == key_id)).one()
@@ -86,6 +98,14 @@ def test_static_keys_from_the_environment_keep_working(stack):
     answer = stack.client.get("/v1/jobs", headers=bearer("static-test-key"))
     assert answer.status_code == 200
     assert stack.client.get("/v1/jobs", headers=bearer("static-test-key-not")).status_code == 401
+
+
+def test_the_installed_command_runs_with_the_environment(stack):
+    # The real `genline` entry point in its own process, as an operator runs it
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "keys", "create", "cli-proc"], env=stack.env,
+                            cwd=services.ROOT, capture_output=True, text=True, timeout=60)
+    _key_id, secret = created_key(result)
+    assert stack.client.get("/v1/jobs", headers=bearer(secret)).status_code == 200
 
 
 def test_a_bad_environment_is_a_clear_cli_error(stack):
