@@ -103,3 +103,33 @@ def test_a_keys_concurrency_sets_its_tenants_limit(make_stack):
     # Then they ran one at a time
     assert [j["status"] for j in finished] == ["completed"] * 3
     assert most_at_once([iv for i in ids for iv in generate_intervals(stack, i)]) == 1
+
+
+def test_a_waiting_job_starts_even_when_no_worker_wakes_it(make_stack):
+    # Given a limit of 1 and a job that hangs in generate (its worker will not finish it soon)
+    stack = make_stack(GENLINE_TENANT_CONCURRENCY=1)
+    stack.start_worker(concurrency=2, name="backstop")
+    stack.start_beat()
+    headers = stack.new_tenant("stuck")
+    hung = stack.submit(headers, {"prompt": "hang", "params": {"size": "16x16", "simulate": {"hang": True}},
+                                  "budget": {"timeout_s": 40, "deadline_s": 60, "max_attempts": 1}})
+    stack.wait(headers, hung["id"], statuses=("processing",), timeout=30)
+    waiting = stack.submit(headers, {"prompt": "next", "params": {"size": "16x16"}})
+    end = time.monotonic() + 30
+    while time.monotonic() < end and not any(
+            e["type"] == "started" and e["data"].get("step") == "validate" for e in stack.events(waiting["id"])):
+        time.sleep(0.1)
+    time.sleep(1.5)
+    assert stack.job(headers, waiting["id"])["status"] == "queued"
+
+    # When the hung job leaves generate without its worker noticing (as a reaper deadline failure does)
+    from pipeline import jobs
+    from pipeline.lifecycle import JobStatus
+    with stack.app.app_context():
+        assert jobs.transition(hung["id"], JobStatus.FAILED, error={"code": "deadline_exceeded", "message": "test"})
+    freed = time.monotonic()
+
+    # Then the reaper's backstop sends the waiting job, long before the hung worker lets go
+    done = stack.wait(headers, waiting["id"], timeout=30)
+    assert done["status"] == "completed", done["error"]
+    assert time.monotonic() - freed < 20
