@@ -133,3 +133,20 @@ def test_a_waiting_job_starts_even_when_no_worker_wakes_it(make_stack):
     done = stack.wait(headers, waiting["id"], timeout=30)
     assert done["status"] == "completed", done["error"]
     assert time.monotonic() - freed < 20
+
+
+def test_the_limit_holds_on_sqlite(sqlite_stack):
+    # Given a tenant limited to 1 job in generate, on the embedded SQLite database
+    from web.keys import create_key
+    with sqlite_stack.app.app_context():
+        _row, key = create_key(f"lite-{time.monotonic_ns()}", concurrency=1)
+    headers = {"Authorization": f"Bearer {key}"}
+
+    # When it submits 3 slow jobs to a worker with 2 processes
+    body = {"prompt": "lite", "params": {"size": "16x16", "simulate": {"latency_s": 1}}}
+    ids = [sqlite_stack.submit(headers, body)["id"] for _ in range(3)]
+    finished = [sqlite_stack.wait(headers, i, timeout=60) for i in ids]
+
+    # Then all complete, one at a time
+    assert [j["status"] for j in finished] == ["completed"] * 3
+    assert most_at_once([iv for i in ids for iv in generate_intervals(sqlite_stack, i)]) == 1
