@@ -58,6 +58,20 @@ def _list(env, name):
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _webhook_secret(env) -> str:
+    """GENLINE_WEBHOOK_SECRET in the Standard Webhooks form ``whsec_<base64>``."""
+    import base64
+    import binascii
+    raw = (env.get("GENLINE_WEBHOOK_SECRET") or "").strip()
+    if raw:
+        try:
+            if len(base64.b64decode(raw.removeprefix("whsec_"), validate=True)) < 16:
+                raise ValueError
+        except (binascii.Error, ValueError):
+            raise ConfigError("GENLINE_WEBHOOK_SECRET must look like whsec_<base64 of at least 16 bytes>") from None
+    return raw
+
+
 def fix_database_url(url: str) -> str:
     """Accept ``postgres://`` as PaaS set it, and name the driver genline ships (psycopg2)."""
     for prefix in ("postgres://", "postgresql://"):
@@ -165,7 +179,7 @@ class Config:
             max_deadline_s=_float(env, "GENLINE_MAX_DEADLINE_S", 3600.0, 0.1),
             max_max_attempts=_int(env, "GENLINE_MAX_MAX_ATTEMPTS", 5, 1),
             webhook_allow_private=_bool(env, "GENLINE_WEBHOOK_ALLOW_PRIVATE"),
-            webhook_secret=env.get("GENLINE_WEBHOOK_SECRET") or "",
+            webhook_secret=_webhook_secret(env),
             webhook_retry_base_s=_float(env, "GENLINE_WEBHOOK_RETRY_BASE_S", 10.0, 0.01),
             webhook_max_attempts=_int(env, "GENLINE_WEBHOOK_MAX_ATTEMPTS", 8, 1),
             webhook_timeout_s=_float(env, "GENLINE_WEBHOOK_TIMEOUT_S", 10.0, 0.1),

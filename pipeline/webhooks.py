@@ -9,6 +9,7 @@ Delivery never touches the job row.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -107,9 +108,13 @@ def post(url: str, msg_id: str, body: bytes, secret: str, cfg) -> Outcome:
     except InvalidInput as exc:
         return Outcome(None, f"refused: {exc.message}", 0.0, permanent=True)
     timestamp = int(time.time())
+    try:
+        signature = sign(secret, msg_id, timestamp, body)
+    except (binascii.Error, ValueError):
+        return Outcome(None, "the webhook secret is not whsec_<base64>; fix the tenant's webhook_secret", 0.0, permanent=True)
     headers = {
         "content-type": "application/json", "user-agent": USER_AGENT, "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp), "webhook-signature": sign(secret, msg_id, timestamp, body),
+        "webhook-timestamp": str(timestamp), "webhook-signature": signature,
     }
     try:
         # No redirects: a 3xx could point anywhere, including into our own network.

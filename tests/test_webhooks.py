@@ -345,3 +345,10 @@ def test_a_retry_due_in_the_delivery_log_is_sent_by_the_sweep(hook_stack):
         assert len(receiver.requests) == 2
     finally:
         receiver.stop()
+
+
+@pytest.mark.parametrize("bad", ["not-a-secret", "whsec_abc", "whsec_!!!!"])
+def test_a_malformed_webhook_secret_stops_the_start_naming_the_variable(bad):
+    from pipeline.config import ConfigError
+    with pytest.raises(ConfigError, match="GENLINE_WEBHOOK_SECRET"):
+        Config.from_env({"GENLINE_WEBHOOK_SECRET": bad})
