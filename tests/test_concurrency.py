@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from pipeline.models import Job, db
 
-SLOW = {"prompt": "slow", "params": {"size": "16x16", "simulate": {"latency_s": 2}}}
+SLOW = {"prompt": "slow", "params": {"size": "16x16", "simulate": {"latency_s": 3}}}
 
 
 def generate_intervals(stack, job_id):
