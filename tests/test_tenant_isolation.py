@@ -99,3 +99,19 @@ def test_a_jobs_read_token_opens_that_job_only(stack, owner):
     assert stack.client.get(f"/v1/jobs/{other['id']}?token={token}").status_code == 401
     # A token is read-only: it does not cancel
     assert stack.client.post(f"/v1/jobs/{owner['job']['id']}/cancel?token={token}").status_code == 401
+
+
+def test_another_tenants_upload_id_is_unknown_in_a_submission(stack, owner):
+    if owner["upload_id"] is None:
+        pytest.skip("no /v1/uploads route")
+    # Given the owner's upload id, used by another tenant as an edit input
+    stranger = stack.new_tenant("stranger")
+    body = {"operation": "edit", "prompt": "steal", "inputs": {"images": [owner["upload_id"]]}, "params": {"size": "16x16"}}
+    answer = stack.client.post("/v1/jobs", json=body, headers=stranger)
+
+    # Then it is refused as an unknown upload, exactly like an id that does not exist
+    unknown = stack.client.post("/v1/jobs", json={**body, "inputs": {"images": ["upl_" + "0" * 26]}}, headers=stranger)
+    assert answer.status_code == unknown.status_code == 422
+    assert answer.get_json()["error"]["message"] == unknown.get_json()["error"]["message"].replace("upl_" + "0" * 26, owner["upload_id"])
+    # And the owner may use it
+    assert stack.client.post("/v1/jobs", json=body, headers=owner["headers"]).status_code == 202
