@@ -22,7 +22,11 @@ def cmd_keys(args) -> int:
     app = _app()
     with app.app_context():
         if args.action == "create":
-            row, secret = keys.create_key(args.tenant, args.name or "", args.rate_limit, args.concurrency)
+            try:
+                row, secret = keys.create_key(args.tenant, args.name or "", args.rate_limit, args.concurrency)
+            except ValueError as exc:
+                print(f"genline keys create: {exc}", file=sys.stderr)
+                return 2
             print(f"key {row.id} for tenant {row.tenant_id}:\n{secret}\n(shown once; store it now)")
         elif args.action == "list":
             for row in keys.list_keys(args.tenant):

@@ -113,3 +113,11 @@ def test_a_bad_environment_is_a_clear_cli_error(stack):
                             env={**stack.env, "GENLINE_API_KEYS": "no-colon"}, cwd=services.ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "GENLINE_API_KEYS" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_create_refuses_limits_the_api_could_not_use(stack, genline):
+    for args, named in ((["--rate-limit", "lots"], "--rate-limit"), (["--rate-limit", "0/minute"], "--rate-limit"),
+                        (["--concurrency", "0"], "--concurrency")):
+        result = genline("keys", "create", "cli-bad", *args)
+        assert result.returncode == 2 and named in result.stderr and "gl_" not in result.stdout
+    assert "cli-bad" not in genline("keys", "list").stdout

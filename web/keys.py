@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+import limits
 from sqlalchemy import select, update
 
 from pipeline.ids import new_id
@@ -22,9 +23,29 @@ def ensure_tenant(tenant_id: str) -> None:
         db.session.add(Tenant(id=tenant_id))
 
 
+def check_key_limits(tenant_id: str, rate_limit: str | None, concurrency: int | None) -> None:
+    """Refuse values the API could not use later (a bad limit would otherwise fail open)."""
+    if not tenant_id or len(tenant_id) > 64:
+        raise ValueError("tenant: must be 1..64 characters")
+    if rate_limit is not None:
+        try:
+            parsed = limits.parse_many(rate_limit)
+        except ValueError:
+            parsed = []
+        if not parsed or len(rate_limit) > 32 or any(item.amount < 1 for item in parsed):
+            raise ValueError(f"--rate-limit: {rate_limit!r} is not a limit like 60/minute or 5/second;100/hour "
+                             "(at most 32 characters)")
+    if concurrency is not None and concurrency < 1:
+        raise ValueError(f"--concurrency: must be at least 1, got {concurrency}")
+
+
 def create_key(tenant_id: str, name: str = "", rate_limit: str | None = None,
                concurrency: int | None = None) -> tuple[ApiKey, str]:
-    """Make a key for a tenant; returns the row and the key itself (shown once)."""
+    """Make a key for a tenant; returns the row and the key itself (shown once).
+
+    Raises ValueError naming a bad tenant, rate limit or concurrency.
+    """
+    check_key_limits(tenant_id, rate_limit, concurrency)
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     ensure_tenant(tenant_id)
     row = ApiKey(id=new_id("key"), tenant_id=tenant_id, name=name, key_hash=hash_key(secret),
