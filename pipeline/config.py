@@ -10,6 +10,8 @@ import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import limits
+
 
 class ConfigError(ValueError):
     """A variable of the environment holds a value genline cannot use."""
@@ -51,6 +53,18 @@ def _bool(env, name, default=False):
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name} must be 1/0, true/false, yes/no or on/off, got {raw!r}")
+
+
+def _rate(env, name, default):
+    """A Flask-Limiter rate like ``60/minute`` (or ``5/second;100/hour``)."""
+    raw = env.get(name) or default
+    try:
+        parsed = limits.parse_many(raw)
+    except ValueError:
+        parsed = []
+    if not parsed or any(item.amount < 1 for item in parsed):
+        raise ConfigError(f"{name} must be a rate like 60/minute or 5/second;100/hour, got {raw!r}")
+    return raw
 
 
 def _list(env, name):
@@ -190,8 +204,8 @@ class Config:
             http_provider_token=env.get("GENLINE_HTTP_PROVIDER_TOKEN") or None,
             cors_origins=_list(env, "GENLINE_CORS_ORIGINS"),
             demo=_bool(env, "GENLINE_DEMO"),
-            demo_rate_limit=env.get("GENLINE_DEMO_RATE_LIMIT") or "8/minute",
-            rate_limit=env.get("GENLINE_RATE_LIMIT") or "60/minute",
+            demo_rate_limit=_rate(env, "GENLINE_DEMO_RATE_LIMIT", "8/minute"),
+            rate_limit=_rate(env, "GENLINE_RATE_LIMIT", "60/minute"),
             tenant_concurrency=_int(env, "GENLINE_TENANT_CONCURRENCY", 4, 1),
             max_body_bytes=_int(env, "GENLINE_MAX_BODY_BYTES", 1024 * 1024, 1024),
             max_upload_bytes=_int(env, "GENLINE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, 1024),

@@ -65,3 +65,12 @@ def test_the_limit_holds_across_two_web_processes(stack, log_dir):
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_bad_rate_in_the_environment_stops_the_start_with_its_name(stack):
+    import pytest
+
+    from pipeline.config import Config, ConfigError
+    for name in ("GENLINE_RATE_LIMIT", "GENLINE_DEMO_RATE_LIMIT"):
+        with pytest.raises(ConfigError, match=name):
+            Config.from_env({**stack.env, name: "lots"})
