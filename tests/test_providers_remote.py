@@ -103,6 +103,9 @@ def test_a_refused_key_is_a_provider_error_that_skips_the_providers_other_attemp
         provider.run(ProviderRequest("generate", "bad key", {}), ctx())
     assert caught.value.code == "provider_error" and caught.value.exhausts_provider
     assert "401" in caught.value.message
+    good = openai(server) if which == "openai" else endpoint(server)
+    with pytest.raises(ProviderUnusable, match="403"):
+        good.run(ProviderRequest("generate", "status:403", {}), ctx())
 
 
 def test_unconfigured_providers_say_which_variable_to_set():
