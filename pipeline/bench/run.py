@@ -1,10 +1,12 @@
 """`genline bench`: run every phase against genline and the raw baselines, then report.
 
 Phases, in order: warm-up; submit load at the client concurrency (those jobs
-also give the throughput at saturation, since submit outruns the workers);
-end to end one job at a time over ``Prefer: wait`` and over SSE, tiny and real
-size; notify latency; then the baselines (bare Flask submit, raw chain end to
-end and throughput) on the same Redis server and worker settings.
+also give the throughput at saturation, since submit outruns the workers),
+then at once the bare Flask submit and the raw chain throughput; end to end
+one job at a time over ``Prefer: wait`` and over SSE, tiny and real size, the
+headline series alternating one genline job with one raw chain; notify
+latency. A shared machine's load drifts over minutes, so each ratio's two
+sides are measured as close together in time as they can be.
 """
 from __future__ import annotations
 
@@ -34,10 +36,31 @@ def _phase(progress, name: str, total: int):
     return lambda *_: progress.advance(task), lambda done: progress.update(task, completed=done)
 
 
-def measure_genline(client: load.Client, a, progress, notes: list[str]) -> dict:
-    m = {}
+class Baseline:
+    """The raw baselines of this run, measured right beside the genline figure each is compared with."""
+
+    def __init__(self, stack: LocalStack | None):
+        self.on = stack is not None and bool(stack.baseline_url)
+        if self.on:
+            baseline.configure(stack.baseline_redis_url)
+            self.flask = load.Client(stack.baseline_url, None)
+
+    def warm(self) -> None:
+        if self.on:
+            baseline.chain_latencies(5)
+            load.timed_posts(self.flask, "/v1/jobs", 5, 5, load.job_body(TINY), lambda: None)
+
+    def chain_once(self) -> float | None:
+        return baseline.chain_latencies(1)[0] if self.on else None
+
+
+def measure(client: load.Client, base: Baseline, a, progress, notes: list[str]) -> dict:
+    """Every phase. Machines are noisy (and this one may be shared), so each baseline
+    figure is taken right after its genline counterpart, and e2e samples alternate."""
+    m = {"flask": None, "chain": [], "chains_s": None, "chains_completed": None}
     advance, _ = _phase(progress, "warm-up", a.workers * 2)
     load.e2e_wait(client, a.workers * 2, TINY, advance)
+    base.warm()
     advance, _ = _phase(progress, f"submit x{a.concurrency}", a.jobs)
     m["submit"] = load.timed_posts(client, "/v1/jobs", a.jobs, a.concurrency, load.job_body(TINY), advance)
     if m["submit"]["errors"]:
@@ -47,41 +70,38 @@ def measure_genline(client: load.Client, a, progress, notes: list[str]) -> dict:
     finals = load.final_states(client, ids, min(a.concurrency, 16), advance)
     m["throughput"] = load.throughput(finals)
     submitted, completed = len(ids), sum(j["status"] == "completed" for j in finals)
-    for key, size, n in (("e2e_wait", TINY, a.e2e_jobs), ("real_wait", a.real_size, a.real_jobs)):
-        advance, _ = _phase(progress, f"e2e {size} ?wait", n)
-        m[key] = load.e2e_wait(client, n, size, advance)
-        submitted, completed = submitted + n, completed + len(m[key])
+    if base.on:
+        advance, _ = _phase(progress, f"bare Flask x{a.concurrency}", a.jobs)
+        m["flask"] = load.timed_posts(base.flask, "/v1/jobs", a.jobs, a.concurrency, load.job_body(TINY), advance)
+        _, update = _phase(progress, "raw chain throughput", a.jobs)
+        m["chains_s"], m["chains_completed"] = baseline.chain_throughput(a.jobs, update)
     # An SSE stream of a job that already completed replays its events and closes:
     # a cheap probe of whether this deployment serves SSE at all.
     has_sse = bool(ids) and client.events(ids[0], lambda *_: None)
+    if not has_sse:
+        notes.append("GET /v1/jobs/{id}/events is not served by this deployment: SSE and notify figures are null")
     m["e2e_sse"] = m["real_sse"] = m["notify"] = None
+    series = [("e2e_wait", "wait", TINY), ("real_wait", "wait", a.real_size)]
     if has_sse:
-        for key, size, n in (("e2e_sse", TINY, a.e2e_jobs), ("real_sse", a.real_size, a.real_jobs)):
-            advance, _ = _phase(progress, f"e2e {size} SSE", n)
-            m[key] = load.e2e_sse(client, n, size, advance) or []
-            submitted, completed = submitted + n, completed + len(m[key])
+        series += [("e2e_sse", "sse", TINY), ("real_sse", "sse", a.real_size)]
+    # The headline series (tiny over SSE, else over ?wait) alternates one job with one raw chain.
+    headline = "e2e_sse" if has_sse else "e2e_wait"
+    for key, via, size in series:
+        n = a.e2e_jobs if size == TINY else a.real_jobs
+        advance, _ = _phase(progress, f"e2e {size} {'SSE' if via == 'sse' else '?wait'}", n)
+        run_one = load.e2e_sse if via == "sse" else load.e2e_wait
+        m[key] = []
+        for _ in range(n):
+            m[key] += run_one(client, 1, size, advance) or []
+            if key == headline and base.on:
+                m["chain"].append(base.chain_once())
+        submitted, completed = submitted + n, completed + len(m[key])
+    if has_sse:
         advance, _ = _phase(progress, "notify", a.notify_jobs)
         m["notify"] = load.notify_latencies(client, a.notify_jobs, min(8, a.concurrency), advance)
         submitted, completed = submitted + a.notify_jobs, completed + len(m["notify"])
-    else:
-        notes.append("GET /v1/jobs/{id}/events is not served by this deployment: SSE and notify figures are null")
     m["jobs_submitted"], m["jobs_completed"] = submitted, completed
     return m
-
-
-def measure_baseline(stack: LocalStack, a, progress) -> dict:
-    baseline.configure(stack.baseline_redis_url)
-    flask = load.Client(stack.baseline_url, None)
-    advance, _ = _phase(progress, "baseline warm-up", 10)
-    baseline.chain_latencies(5, advance)
-    load.timed_posts(flask, "/v1/jobs", 5, 5, load.job_body(TINY), advance)
-    advance, _ = _phase(progress, f"bare Flask x{a.concurrency}", a.jobs)
-    out = {"flask": load.timed_posts(flask, "/v1/jobs", a.jobs, a.concurrency, load.job_body(TINY), advance)}
-    advance, _ = _phase(progress, "raw chain e2e", a.e2e_jobs)
-    out["chain"] = baseline.chain_latencies(a.e2e_jobs, advance)
-    _, update = _phase(progress, "raw chain throughput", a.jobs)
-    out["chains_s"], out["chains_completed"] = baseline.chain_throughput(a.jobs, update)
-    return out
 
 
 def _interrupt(*_):
@@ -106,13 +126,10 @@ def run(a) -> int:
                                                                                    baseline=not a.no_baseline)
             progress.update(start, total=1, completed=1)
             client = load.Client(a.url or stack.url, key or stack.key, connections=a.concurrency + 8)
-            m = measure_genline(client, a, progress, notes)
+            m = measure(client, Baseline(stack), a, progress, notes)
             if a.no_baseline:
-                m.update(flask=None, chain=[], chains_s=None)
                 notes.append("baselines skipped (--no-baseline): ratios are null")
-            else:
-                m.update(measure_baseline(stack, a, progress))
-            if a.url:
+            if a.url and not a.no_baseline:
                 notes.append("baselines ran on this machine's own Redis, not on the deployment's")
     finally:
         if stack is not None:
