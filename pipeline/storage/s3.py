@@ -23,6 +23,9 @@ from pipeline.storage.base import StoredObject
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 """Objects at least this large are sent as a multipart upload, in parts of this size."""
 
+MAX_PRESIGN_S = 7 * 24 * 3600
+"""SigV4 presigned URLs cannot live longer than a week; a longer GENLINE_URL_TTL_S is capped."""
+
 CONNECT_TIMEOUT_S = 5
 READ_TIMEOUT_S = 30
 
@@ -87,7 +90,8 @@ class S3Storage:
         """A presigned GET URL valid for ``expires_s`` seconds (signing is local: no request)."""
         try:
             return self.client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=int(expires_s))
+                "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
+                ExpiresIn=min(int(expires_s), MAX_PRESIGN_S))
         except (BotoCoreError, ClientError) as exc:
             raise _error("sign", key, exc) from exc
 
