@@ -136,7 +136,7 @@ def run(a) -> int:
             stack.stop()
     settings = {"url": a.url or "local", "workers": a.workers, "web_workers": a.web_workers,
                 "concurrency": a.concurrency, "jobs": a.jobs, "e2e_jobs": a.e2e_jobs, "real_size": a.real_size,
-                "database": "given" if a.url else ("postgres" if a.database_url else "sqlite"), "cpus": os.cpu_count()}
+                "database": "the deployment's" if a.url else ("postgres" if a.database_url else "sqlite"), "cpus": os.cpu_count()}
     result = report.build(m, settings, notes)
     print(report.to_json(result) if a.json else report.table(result))
     if a.plot:

@@ -1,0 +1,52 @@
+"""The bench report's pure parts: percentiles, ratios, targets, and the table with missing figures."""
+from __future__ import annotations
+
+from pipeline.bench import report
+from pipeline.bench.load import pct
+
+
+def measurements(**over) -> dict:
+    m = {
+        "jobs_submitted": 10, "jobs_completed": 10,
+        "submit": {"latencies": [0.01] * 9 + [0.2], "rps": 50.0, "errors": 0},
+        "e2e_wait": [0.05] * 10, "e2e_sse": [0.04] * 10, "real_wait": [0.2], "real_sse": [0.25],
+        "notify": [0.004] * 10, "chain": [0.02] * 10, "throughput": 30.0, "chains_s": 100.0,
+        "chains_completed": 10, "flask": {"latencies": [0.002] * 10, "rps": 400.0},
+    }
+    m.update(over)
+    return m
+
+
+SETTINGS = {"workers": 2, "web_workers": 2, "concurrency": 32, "database": "sqlite", "real_size": "512x512"}
+
+
+def test_percentiles_are_nearest_rank():
+    # Given 100 values 1..100
+    values = list(range(1, 101))
+    # Then p50 is the 50th and p99 the 99th; one value is its own every percentile; none is None
+    assert pct(values, 50) == 50 and pct(values, 99) == 99
+    assert pct([7], 99) == 7 and pct([], 50) is None
+
+
+def test_ratios_and_targets_from_one_run():
+    # Given measurements where SSE is served and the baselines ran
+    result = report.build(measurements(), SETTINGS, [])
+    # Then the headline e2e is over SSE, and each ratio divides by the same run's baseline
+    assert result["e2e_via"] == "sse" and result["e2e_p50_ms"] == 40.0
+    assert result["e2e_p50_ratio"] == 2.0 and result["throughput_ratio"] == 0.3
+    assert result["submit_rps_ratio"] == 0.125 and result["submit_p99_ms"] == 200.0
+    # And each target says whether it is met
+    met = {t["key"]: t["met"] for t in result["targets"]}
+    assert met["e2e_p50_ratio"] is True and met["throughput_ratio"] is False and met["notify_p50_ms"] is True
+
+
+def test_without_sse_or_baselines_the_figures_are_null_not_errors():
+    # Given a deployment without SSE, and --no-baseline
+    m = measurements(e2e_sse=None, real_sse=None, notify=None, chain=[], chains_s=None, flask=None)
+    result = report.build(m, SETTINGS, ["no SSE"])
+    # Then e2e falls back to ?wait, ratios and notify are null, targets unmeasured, and the table still renders
+    assert result["e2e_via"] == "wait" and result["e2e_p50_ms"] == 50.0
+    assert result["e2e_p50_ratio"] is None and result["notify_p50_ms"] is None
+    assert all(t["met"] is None for t in result["targets"] if t["key"] != "submit_p99_ms")
+    text = report.table(result)
+    assert "note: no SSE" in text and "submit req/s" in text
