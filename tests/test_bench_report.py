@@ -50,3 +50,15 @@ def test_without_sse_or_baselines_the_figures_are_null_not_errors():
     assert all(t["met"] is None for t in result["targets"] if t["key"] != "submit_p99_ms")
     text = report.table(result)
     assert "note: no SSE" in text and "submit req/s" in text
+
+
+def test_the_plot_is_a_png_of_the_series_that_have_samples(tmp_path):
+    # Given matplotlib (the optional 'bench' extra) and some series, one of them empty
+    import pytest
+    pytest.importorskip("matplotlib")
+    samples = {"submit": [0.01, 0.02, 0.5], "raw chain": [0.02] * 5, "notify": None}
+    # When it is plotted
+    out = tmp_path / "latency.png"
+    report.plot(samples, str(out))
+    # Then a PNG file is written
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
