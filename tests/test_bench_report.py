@@ -1,6 +1,8 @@
 """The bench report's pure parts: percentiles, ratios, targets, and the table with missing figures."""
 from __future__ import annotations
 
+import pytest
+
 from pipeline.bench import report
 from pipeline.bench.load import pct
 
@@ -54,7 +56,6 @@ def test_without_sse_or_baselines_the_figures_are_null_not_errors():
 
 def test_the_plot_is_a_png_of_the_series_that_have_samples(tmp_path):
     # Given matplotlib (the optional 'bench' extra) and some series, one of them empty
-    import pytest
     pytest.importorskip("matplotlib")
     samples = {"submit": [0.01, 0.02, 0.5], "raw chain": [0.02] * 5, "notify": None}
     # When it is plotted
