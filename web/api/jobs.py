@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import Blueprint, jsonify, request, url_for
 from sqlalchemy import select
 
 from pipeline import jobs
