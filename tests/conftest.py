@@ -5,8 +5,10 @@ Postgres missing: the Postgres tests fail in CI (CI=true) and skip locally.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import time
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -163,25 +165,34 @@ def tenant(stack) -> dict:
     return stack.new_tenant()
 
 
-@pytest.fixture
-def make_stack(pg_database, tmp_path, log_dir):
-    """Build a private stack (own Redis, own database) for tests that kill or restart things."""
-    made = []
+@contextmanager
+def private_stack(storage_dir: Path, log_dir: Path, worker: dict | None = None, **extra):
+    """A stack with its own Redis and Postgres database, torn down afterwards.
 
-    def build(**extra) -> Stack:
-        redis = services.RedisServer().start()
-        db_url = services.create_database()
-        env = base_env(db_url, redis.url, (tmp_path / f"out{len(made)}").as_uri(), **extra)
-        s = Stack(env, log_dir, redis)
+    ``worker`` (start_worker's arguments) starts one prefork worker at once.
+    """
+    redis = services.RedisServer().start()
+    db_url = services.create_database()
+    s = Stack(base_env(db_url, redis.url, storage_dir.as_uri(), **extra), log_dir, redis)
+    try:
         s.migrate()
-        made.append((s, redis, db_url))
-        return s
-
-    yield build
-    for s, redis, db_url in made:
+        if worker is not None:
+            s.start_worker(**worker)
+        yield s
+    finally:
         s.stop()
         redis.stop()
         with s.app.app_context():
             from pipeline.models import db
             db.engine.dispose()
         services.drop_database(db_url)
+
+
+@pytest.fixture
+def make_stack(pg_database, tmp_path, log_dir):
+    """Build a private stack (own Redis, own database) for tests that kill or restart things."""
+    made = itertools.count()
+    with ExitStack() as stacks:
+        def build(**extra) -> Stack:
+            return stacks.enter_context(private_stack(tmp_path / f"out{next(made)}", log_dir, **extra))
+        yield build

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests import services
-from tests.conftest import Stack, base_env
+from tests.conftest import private_stack
 from tests.fake_providers import TOKEN, ImageServer
 from tests.images import open_image, png_bytes
 
@@ -26,21 +26,10 @@ def server():
 @pytest.fixture(scope="module")
 def remote_stack(pg_database, server, tmp_path_factory, log_dir):
     """A stack whose worker (-c 1) has the openai and http providers pointed at ``server``."""
-    redis = services.RedisServer().start()
-    db_url = services.create_database()
-    env = base_env(db_url, redis.url, tmp_path_factory.mktemp("remote").as_uri(),
-                   OPENAI_API_KEY=TOKEN, OPENAI_BASE_URL=server.url + "/v1",
-                   GENLINE_HTTP_PROVIDER_URL=server.url + "/infer", GENLINE_HTTP_PROVIDER_TOKEN=TOKEN)
-    stack = Stack(env, log_dir, redis)
-    stack.migrate()
-    stack.start_worker(concurrency=1, name="remote")
-    yield stack
-    stack.stop()
-    redis.stop()
-    with stack.app.app_context():
-        from pipeline.models import db
-        db.engine.dispose()
-    services.drop_database(db_url)
+    with private_stack(tmp_path_factory.mktemp("remote"), log_dir, worker={"concurrency": 1, "name": "remote"},
+                       OPENAI_API_KEY=TOKEN, OPENAI_BASE_URL=server.url + "/v1",
+                       GENLINE_HTTP_PROVIDER_URL=server.url + "/infer", GENLINE_HTTP_PROVIDER_TOKEN=TOKEN) as stack:
+        yield stack
 
 
 def parse(ts: str) -> datetime:

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.config import Config
 from tests import services
-from tests.conftest import Stack, base_env
+from tests.conftest import private_stack
 
 SECRET = "whsec_" + base64.b64encode(b"a test secret of thirty-two bytes").decode()
 
@@ -71,20 +71,10 @@ class Receiver:
 @pytest.fixture(scope="module")
 def hook_stack(pg_database, tmp_path_factory, log_dir):
     """A stack whose webhook retries come quickly (base 0.3 s) and whose secret is known."""
-    redis = services.RedisServer().start()
-    db_url = services.create_database()
-    env = base_env(db_url, redis.url, tmp_path_factory.mktemp("hooks").as_uri(),
-                   GENLINE_WEBHOOK_RETRY_BASE_S="0.3", GENLINE_WEBHOOK_SECRET=SECRET, GENLINE_WEBHOOK_TIMEOUT_S="3")
-    stack = Stack(env, log_dir, redis)
-    stack.migrate()
-    stack.start_worker(concurrency=2, name="hooks")
-    yield stack
-    stack.stop()
-    redis.stop()
-    with stack.app.app_context():
-        from pipeline.models import db
-        db.engine.dispose()
-    services.drop_database(db_url)
+    with private_stack(tmp_path_factory.mktemp("hooks"), log_dir, worker={"concurrency": 2, "name": "hooks"},
+                       GENLINE_WEBHOOK_RETRY_BASE_S="0.3", GENLINE_WEBHOOK_SECRET=SECRET,
+                       GENLINE_WEBHOOK_TIMEOUT_S="3") as stack:
+        yield stack
 
 
 def delivery_log(stack, headers, job_id) -> list[dict]:
