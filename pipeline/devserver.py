@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -95,11 +96,15 @@ genline is starting:
   Redis      {env['REDIS_URL']}
 Stop with Ctrl-C.
 """, flush=True)
+    honcho = subprocess.Popen([sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "-d", str(ROOT),
+                               "start", "web", "worker", "beat", "flower"], env=env, cwd=ROOT)
+    # SIGTERM (a supervisor, `timeout`) stops everything as Ctrl-C does: honcho
+    # stops its processes, then the embedded Redis goes.
+    signal.signal(signal.SIGTERM, lambda *_: honcho.terminate())
     try:
-        return subprocess.call([sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "-d", str(ROOT),
-                                "start", "web", "worker", "beat", "flower"], env=env, cwd=ROOT)
+        return honcho.wait()
     except KeyboardInterrupt:
-        return 0
+        return honcho.wait()
     finally:
         if redis_proc is not None:
             redis_proc.terminate()
