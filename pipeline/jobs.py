@@ -112,11 +112,20 @@ def event_dict(event: JobEvent) -> dict:
     }
 
 
-def _apply(job_id: str, where: list, values: dict, event_type: str | None, data=None):
+_ALL_COLUMNS = [attr.columns[0] for attr in Job.__mapper__.column_attrs]
+
+
+def _snapshot_of_row(row) -> SimpleNamespace:
+    """A snapshot from a RETURNING row of every column (saves reading the row again)."""
+    mapping = row._mapping
+    return SimpleNamespace(**{attr.key: mapping[attr.columns[0]] for attr in Job.__mapper__.column_attrs})
+
+
+def _apply(job_id: str, where: list, values: dict, event_type: str | None, data=None, full: bool = False):
     """Run one compare-and-set UPDATE; append the event if it matched.
 
     ``data`` may be a callable given the updated row's (event_seq, attempt).
-    Returns that row, or None when no row matched.
+    Returns that row (every column when ``full``), or None when no row matched.
     """
     now = utcnow()
     values = dict(values, updated_at=now)
@@ -124,7 +133,8 @@ def _apply(job_id: str, where: list, values: dict, event_type: str | None, data=
         values["event_seq"] = Job.event_seq + 1
     stmt = (
         update(Job).where(Job.id == job_id, *where).values(**values)
-        .returning(Job.event_seq, Job.attempt, Job.webhook, Job.priority).execution_options(synchronize_session=False)
+        .returning(*(_ALL_COLUMNS if full else (Job.event_seq, Job.attempt, Job.webhook, Job.priority)))
+        .execution_options(synchronize_session=False)
     )
     row = db.session.execute(stmt).one_or_none()
     if row is None:
@@ -204,10 +214,10 @@ def claim(job_id: str, step: Step, owner: str, lease_s: float) -> SimpleNamespac
         where.append(concurrency.claim_condition())
         concurrency.serialize_claims(job_id)
     row = _apply(job_id, where, values, "started",
-                 lambda r: {"step": step.value, "attempt": r.attempt})
+                 lambda r: {"step": step.value, "attempt": r.attempt}, full=True)
     if row is None:
         return None
-    return get(job_id)
+    return _snapshot_of_row(row)
 
 
 def renew(job_id: str, owner: str, lease_s: float) -> bool:

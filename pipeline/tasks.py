@@ -39,11 +39,13 @@ def validate_work(job, owner, lease):
 
 
 def _progress_reporter(job_id: str, owner: str):
-    last = {"at": 0.0, "fraction": -1.0}
+    # Counting from the attempt's start: an attempt shorter than PROGRESS_EVERY_S
+    # reports nothing (its step's end follows at once), saving a write per job.
+    last = {"at": time.monotonic(), "fraction": -1.0}
 
     def report(fraction: float, message: str) -> None:
         now = time.monotonic()
-        if now - last["at"] < PROGRESS_EVERY_S and fraction < 1.0:
+        if now - last["at"] < PROGRESS_EVERY_S:
             return
         if fraction <= last["fraction"]:
             return

@@ -51,7 +51,9 @@ class AttemptContext:
         self._is_canceled = is_canceled
         self._on_progress = on_progress
         self._check_every_s = check_every_s
-        self._next_check = 0.0
+        # The attempt starts right after its claim, which found the job active:
+        # the first look at the database can wait one interval.
+        self._next_check = time.monotonic() + check_every_s
 
     def remaining_s(self) -> float:
         return self.deadline - time.monotonic()
