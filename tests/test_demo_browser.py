@@ -23,9 +23,7 @@ def demo_url(stack, log_dir):
 def chromium():
     if browser.chromium_path() is None:
         message = "no Chromium: apt-get install -y chromium (make test installs it when run as root)"
-        if services.IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.fail(message) if services.IN_CI else pytest.skip(f"{message} (this fails in CI)")
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         b = browser.launch(p)
