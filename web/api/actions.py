@@ -24,28 +24,27 @@ def _conflict(exc: control.NotAllowed) -> ApiError:
     return ApiError(409, "conflict", exc.message, {"status": exc.job.status if exc.job else None})
 
 
-@bp.post("/v1/jobs/<job_id>/cancel")
-def cancel_job(job_id: str):
-    """Cancel a queued or processing job: 202 and the job, 409 when it already ended."""
+def _act(job_id: str, action):
+    """Run ``control.cancel`` or ``control.retry`` on the caller's job: 202, 404 or 409."""
     tenant = require_tenant()
     get_job_or_404(job_id, tenant)
     try:
-        job = control.cancel(job_id, tenant)
+        job = action(job_id, tenant)
     except control.NotAllowed as exc:
         raise _conflict(exc) from None
     return _accepted(job)
+
+
+@bp.post("/v1/jobs/<job_id>/cancel")
+def cancel_job(job_id: str):
+    """Cancel a queued or processing job: 202 and the job, 409 when it already ended."""
+    return _act(job_id, control.cancel)
 
 
 @bp.post("/v1/jobs/<job_id>/retry")
 def retry_job(job_id: str):
     """Resume a failed or canceled job from the step that did not finish; 409 otherwise."""
-    tenant = require_tenant()
-    get_job_or_404(job_id, tenant)
-    try:
-        job = control.retry(job_id, tenant)
-    except control.NotAllowed as exc:
-        raise _conflict(exc) from None
-    return _accepted(job)
+    return _act(job_id, control.retry)
 
 
 @bp.post("/v1/jobs/cancel")
