@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from pipeline import ssrf
 from pipeline.errors import InvalidInput
 from pipeline.ids import is_id
+from pipeline.providers.httpcall import read_capped
 
 FETCH_TIMEOUT_S = 15.0
 MAX_REDIRECTS = 3
@@ -93,14 +94,10 @@ def fetch_url(url: str, what: str, cfg) -> bytes:
                     continue
                 if response.status_code != 200:
                     raise InvalidInput(f"{what} could not be fetched: the server answered {response.status_code}")
-                if int(response.headers.get("Content-Length") or 0) > limit:
+                data = read_capped(response, limit)
+                if data is None:
                     raise InvalidInput(f"{what} is larger than the {limit} bytes allowed (GENLINE_MAX_UPLOAD_BYTES)")
-                data = bytearray()
-                for chunk in response.iter_content(64 * 1024):
-                    data.extend(chunk)
-                    if len(data) > limit:
-                        raise InvalidInput(f"{what} is larger than the {limit} bytes allowed (GENLINE_MAX_UPLOAD_BYTES)")
-                return bytes(data)
+                return data
         except requests.RequestException as exc:
             raise InvalidInput(f"{what} could not be fetched ({exc.__class__.__name__})") from None
     raise InvalidInput(f"{what} redirects more than {MAX_REDIRECTS} times")

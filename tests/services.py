@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -135,62 +134,11 @@ def drop_database(url: str) -> None:
         conn.close()
 
 
-class Process:
-    """A child process of the tests, logged to a file, stopped by its pid."""
+class Process(localproc.Process):
+    """A child process of the tests (run from the repository root)."""
 
     def __init__(self, name: str, argv: list[str], env: dict, log_dir: Path):
-        self.name, self.argv, self.env = name, argv, env
-        self.log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Process":
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, text: str, timeout: float = 30) -> None:
-        def seen():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            return text in self.log()
-        try:
-            wait_for(seen, timeout, f"{self.name} to log {text!r}", 0.1)
-        except TimeoutError as exc:
-            raise TimeoutError(f"{exc}\n--- {self.name} log ---\n{self.log()[-3000:]}") from None
-
-    def signal(self, sig: int) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-
-    def kill_group(self) -> None:
-        """SIGKILL this process and its children (its own session), as a machine loss does."""
-        if self.proc and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(10)
-
-    def stop(self, timeout: float = 15) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill_group()
-            except ProcessLookupError:
-                pass
-        self._log.close()
+        super().__init__(name, argv, env, log_dir, cwd=ROOT)
 
 
 def worker_argv(concurrency: int = 2, name: str | None = None, queues: str = "high,normal,low",

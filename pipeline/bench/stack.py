@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import uuid
 from pathlib import Path
 
+from pipeline import localproc
 from pipeline.localproc import free_port, redis_server_binary, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -31,43 +31,11 @@ def redis_binary() -> str:
     return found
 
 
-class Process:
-    """A child process in its own session, logged to a file, stopped by its pid."""
+class Process(localproc.Process):
+    """A child process of the bench stack (run from the repository root)."""
 
     def __init__(self, name: str, argv: list[str], env: dict, log_dir: Path):
-        self.name, self.argv, self.env = name, argv, env
-        self.log_path = log_dir / f"{name}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Process":
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def wait_for_log(self, text: str, timeout: float) -> None:
-        def seen():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            return text in self.log_path.read_text(errors="replace")
-        wait_for(seen, timeout, f"{self.name} to log {text!r}", 0.1)
-
-    def stop(self, timeout: float = 15) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-            except ProcessLookupError:
-                pass
-        self._log.close()
+        super().__init__(name, argv, env, log_dir, cwd=ROOT)
 
 
 def worker_argv(app: str, concurrency: int, queues: str, name: str, events: bool) -> list[str]:

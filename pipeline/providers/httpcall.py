@@ -93,19 +93,26 @@ def error_from_response(name: str, response: requests.Response) -> GenlineError:
     return ProviderError(said)
 
 
+def read_capped(response: requests.Response, limit: int) -> bytes | None:
+    """A streamed response's body, or None as soon as it is known to exceed ``limit`` bytes."""
+    if int(response.headers.get("Content-Length") or 0) > limit:
+        return None
+    body = bytearray()
+    for chunk in response.iter_content(64 * 1024):
+        body.extend(chunk)
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 def _send(session: requests.Session, method: str, url: str, timeout: float, kwargs: dict, out: dict) -> None:
     try:
         response = session.request(method, url, timeout=(min(CONNECT_TIMEOUT_S, timeout), timeout),
                                    stream=True, **kwargs)
-        length = int(response.headers.get("Content-Length") or 0)
-        if length > MAX_ANSWER_BYTES:
-            raise ProviderError(f"the answer is {length} bytes, more than {MAX_ANSWER_BYTES}")
-        body = bytearray()
-        for chunk in response.iter_content(64 * 1024):
-            body.extend(chunk)
-            if len(body) > MAX_ANSWER_BYTES:
-                raise ProviderError(f"the answer is more than {MAX_ANSWER_BYTES} bytes")
-        response._content = bytes(body)
+        body = read_capped(response, MAX_ANSWER_BYTES)
+        if body is None:
+            raise ProviderError(f"the answer is more than {MAX_ANSWER_BYTES} bytes")
+        response._content = body
         out["response"] = response
     except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
         out["error"] = exc
