@@ -12,7 +12,8 @@ def measurements(**over) -> dict:
         "jobs_submitted": 10, "jobs_completed": 10,
         "submit": {"latencies": [0.01] * 9 + [0.2], "rps": 50.0, "errors": 0},
         "e2e_wait": [0.05] * 10, "e2e_sse": [0.04] * 10, "real_wait": [0.2], "real_sse": [0.25],
-        "notify": [0.004] * 10, "chain": [0.02] * 10, "throughput": 30.0, "chains_s": 100.0,
+        "notify": [0.004] * 10, "chain": [0.02] * 10, "throughput_drain": 30.0, "chains_drain_s": 100.0,
+        "throughput_incl_submit": 20.0, "chains_s": 80.0,
         "chains_completed": 10, "flask": {"latencies": [0.002] * 10, "rps": 400.0},
     }
     m.update(over)
@@ -42,9 +43,36 @@ def test_ratios_and_targets_from_one_run():
     assert met["e2e_p50_ratio"] is True and met["throughput_ratio"] is False and met["notify_p50_ms"] is True
 
 
+def test_throughput_is_the_drain_of_a_full_queue_on_both_sides_or_on_neither():
+    # Given both sides had a full queue left once submission ended
+    result = report.build(measurements(), SETTINGS, [])
+    # Then the throughput compares the two drains, and the figure with submission is kept beside it
+    assert result["throughput_measured_as"] == "drain" and result["throughput_jobs_s"] == 30.0
+    assert result["baseline"]["chains_s"] == 100.0 and result["throughput_incl_submit_ratio"] == 0.25
+    # Given genline's workers kept up with submission (nothing left to drain)
+    result = report.build(measurements(throughput_drain=None), SETTINGS, [])
+    # Then both sides are measured from the first submit instead, never one of each
+    assert result["throughput_measured_as"] == "from-first-submit"
+    assert result["throughput_jobs_s"] == 20.0 and result["throughput_ratio"] == 0.25
+
+
+def test_drain_rate_counts_only_completions_after_the_last_submit():
+    from pipeline.bench.load import drain_rate
+
+    def job(created, completed):
+        stamp = lambda s: f"2026-01-01T00:00:{s:06.3f}Z"  # noqa: E731
+        return {"status": "completed", "created_at": stamp(created), "completed_at": stamp(completed)}
+    # Given 10 jobs created over 1 s, 2 done during submission, 8 in the 2 s after it
+    jobs = [job(0.1 * i, 0.5 + 0.1 * i) for i in range(2)] + [job(0.1 * i + 0.2, 1.25 + 0.25 * i) for i in range(8)]
+    # Then the rate is 8 jobs over (3.0 - 0.9) s
+    assert drain_rate(jobs) == pytest.approx(8 / 2.1)
+    # And with too little left after submission there is no drain figure
+    assert drain_rate([job(0.1 * i, 0.05 + 0.1 * i) for i in range(10)]) is None
+
+
 def test_without_sse_or_baselines_the_figures_are_null_not_errors():
     # Given a deployment without SSE, and --no-baseline
-    m = measurements(e2e_sse=None, real_sse=None, notify=None, chain=[], chains_s=None, flask=None)
+    m = measurements(e2e_sse=None, real_sse=None, notify=None, chain=[], chains_s=None, chains_drain_s=None, flask=None)
     result = report.build(m, SETTINGS, ["no SSE"])
     # Then e2e falls back to ?wait, ratios and notify are null, targets unmeasured, and the table still renders
     assert result["e2e_via"] == "wait" and result["e2e_p50_ms"] == 50.0

@@ -2,7 +2,8 @@
 
 - A chain of four no-op Celery tasks passing a small dict, on the same
   redis-server (its own database number) and worker settings as genline's:
-  prefork, the same ``-c``, acks late, prefetch 1, JSON. The last task pushes
+  prefork, the same ``-c``, acks late, prefetch 1, JSON, task events on (``-E``
+  and ``task-sent``, as genline runs them for Flower). The last task pushes
   to a Redis list the client blocks on, the raw analogue of "the client sees
   completed".
 - A bare Flask JSON endpoint under the same gunicorn settings, for submit.
@@ -25,7 +26,7 @@ app = Celery("genline-bench-baseline", broker=os.environ.get("GENLINE_BENCH_REDI
 app.conf.update(
     task_ignore_result=True, result_backend=None, task_acks_late=True, task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1, task_default_queue=QUEUE, task_serializer="json", accept_content=["json"],
-    broker_connection_retry_on_startup=True,
+    broker_connection_retry_on_startup=True, worker_send_task_events=True, task_send_sent_event=True,
 )
 _redis: redis.Redis | None = None
 
@@ -79,12 +80,18 @@ def chain_latencies(n: int, advance=lambda: None) -> list[float]:
     return out
 
 
-def chain_throughput(n: int, advance=lambda done: None, timeout: float = 300) -> tuple[float, int]:
-    """(chains/s, chains finished): send ``n`` chains at once, wait for the last to finish."""
+def chain_throughput(n: int, advance=lambda done: None, timeout: float = 300) -> tuple[float, int, float | None]:
+    """(chains/s from the first send, chains finished, chains/s after the last send).
+
+    Send ``n`` chains at once and wait for the last to finish; the third figure
+    counts only chains finished after the sending ended (the drain of a full
+    queue, as ``load.drain_rate`` measures genline's), None if too few were left.
+    """
     count_key = f"bench:count:{uuid.uuid4().hex}"
     start = time.time()
     for i in range(n):
         _send({"job": i, "prompt": "a lighthouse", "size": "16x16"}, count_key=count_key)
+    sent_at, done_when_sent = time.time(), int(_client().get(count_key) or 0)
     end = time.monotonic() + timeout
     finished = 0
     while time.monotonic() < end:
@@ -94,7 +101,10 @@ def chain_throughput(n: int, advance=lambda done: None, timeout: float = 300) ->
             break
         time.sleep(0.02)
     last = float(_client().get(f"{count_key}:last") or time.time())
-    return (finished / (last - start) if last > start else 0.0), finished
+    rate = finished / (last - start) if last > start else 0.0
+    drained = finished - done_when_sent
+    drain = drained / (last - sent_at) if drained >= 0.2 * n and last > sent_at else None
+    return rate, finished, drain
 
 
 def create_flask_app():

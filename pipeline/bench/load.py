@@ -140,8 +140,32 @@ def timed_posts(client: Client, path: str, n: int, concurrency: int, body: dict,
             "statuses": sorted({r[1] for r in results})}
 
 
+def wait_drained(client: Client, job_ids: list[str], update=lambda done: None, timeout: float = 600) -> None:
+    """Poll until none of ``job_ids`` is queued or processing (one list request every 0.25 s).
+
+    Watching each job with its own long-poll would make the web do work for the
+    bench while the workers drain the queue; one small listing does not.
+    """
+    wanted, end = set(job_ids), time.monotonic() + timeout
+    while time.monotonic() < end:
+        active, cursor = set(), None
+        while True:
+            status, page = client.request("GET", "/v1/jobs?status=queued,processing&limit=100"
+                                          + (f"&cursor={cursor}" if cursor else ""))
+            if status != 200:
+                return  # the per-job reads below still report each job's state
+            active |= {j["id"] for j in page["data"]} & wanted
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        update(len(wanted) - len(active))
+        if not active:
+            return
+        time.sleep(0.25)
+
+
 def final_states(client: Client, job_ids: list[str], concurrency: int, advance) -> list[dict]:
-    """Each job once terminal (long-polled with ?wait)."""
+    """Each job once terminal (long-polled with ?wait; at once for jobs already done)."""
     def one(i):
         for _ in range(10):
             status, job = client.request("GET", f"/v1/jobs/{job_ids[i]}?wait=60")
@@ -152,12 +176,38 @@ def final_states(client: Client, job_ids: list[str], concurrency: int, advance) 
 
 
 def throughput(jobs: list[dict]) -> float:
-    """Completed jobs per second, from the first creation to the last completion (server clock)."""
+    """Completed jobs per second, from the first creation to the last completion (server clock).
+
+    While jobs are still being submitted the web competes with the workers for
+    the machine: this is the rate with submission included.
+    """
     done = [j for j in jobs if j.get("status") == "completed"]
     if not done:
         return 0.0
     span = max(epoch(j["completed_at"]) for j in done) - min(epoch(j["created_at"]) for j in jobs)
     return len(done) / span if span > 0 else 0.0
+
+
+DRAIN_MIN_SHARE = 0.2
+"""The drain window must hold at least this share of the jobs, else it is too short to measure."""
+
+
+def drain_rate(jobs: list[dict]) -> float | None:
+    """Jobs/s the workers complete from a full queue: completions after the last job was
+    created, over the time from that creation to the last completion (server clock).
+
+    The workers' capacity at saturation, with the web idle again; None when too
+    few jobs were left to drain after submission (the workers kept up with it).
+    """
+    done = [epoch(j["completed_at"]) for j in jobs if j.get("status") == "completed"]
+    if not done:
+        return None
+    submitted = max(epoch(j["created_at"]) for j in jobs)
+    after = [t for t in done if t > submitted]
+    span = max(done) - submitted
+    if len(after) < DRAIN_MIN_SHARE * len(jobs) or span <= 0:
+        return None
+    return len(after) / span
 
 
 def e2e_wait(client: Client, n: int, size: str, advance) -> list[float]:

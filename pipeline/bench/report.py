@@ -25,6 +25,10 @@ def ms(values) -> tuple[float | None, float | None]:
     return round(pct(values, 50) * 1000, 2), round(pct(values, 99) * 1000, 2)
 
 
+def _round(value, digits: int = 2):
+    return round(value, digits) if value is not None else None
+
+
 def ratio(a, b) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
@@ -52,6 +56,12 @@ def build(m: dict, settings: dict, notes: list[str]) -> dict:
     via_sse = m["e2e_sse"] is not None and bool(m["e2e_sse"])
     e50, e99 = (s50, s99) if via_sse else (w50, w99)
     flask_rps = m["flask"]["rps"] if m.get("flask") else None
+    # Throughput at saturation: the drain of a full queue once submission ended, on
+    # both sides; if either side had too little left to drain, both from the first send.
+    drain_ok = m.get("throughput_drain") is not None and (m["chains_s"] is None or m.get("chains_drain_s") is not None)
+    throughput = m["throughput_drain"] if drain_ok else m["throughput_incl_submit"]
+    chains_s = m.get("chains_drain_s") if drain_ok else m["chains_s"]
+    measured_as = "drain" if drain_ok else "from-first-submit"
     result = {
         "jobs_submitted": m["jobs_submitted"], "jobs_completed": m["jobs_completed"],
         "submit_rps": round(m["submit"]["rps"], 1), "submit_p50_ms": sub50, "submit_p99_ms": sub99,
@@ -61,11 +71,14 @@ def build(m: dict, settings: dict, notes: list[str]) -> dict:
         "e2e_wait_p50_ms": w50, "e2e_wait_p99_ms": w99, "e2e_sse_p50_ms": s50, "e2e_sse_p99_ms": s99,
         "e2e_real_size": settings["real_size"], "e2e_real_wait_p50_ms": rw50, "e2e_real_wait_p99_ms": rw99,
         "e2e_real_sse_p50_ms": rs50, "e2e_real_sse_p99_ms": rs99,
-        "throughput_jobs_s": round(m["throughput"], 2),
-        "throughput_ratio": ratio(m["throughput"], m["chains_s"]),
+        "throughput_jobs_s": _round(throughput),
+        "throughput_ratio": ratio(throughput, chains_s),
+        "throughput_measured_as": measured_as,
+        "throughput_incl_submit_jobs_s": _round(m["throughput_incl_submit"]),
+        "throughput_incl_submit_ratio": ratio(m["throughput_incl_submit"], m["chains_s"]),
         "notify_p50_ms": n50, "notify_p99_ms": n99,
         "baseline": {"chain_p50_ms": c50, "chain_p99_ms": c99,
-                     "chains_s": round(m["chains_s"], 2) if m["chains_s"] is not None else None,
+                     "chains_s": _round(chains_s), "chains_from_first_send_s": _round(m["chains_s"]),
                      "chains_completed": m.get("chains_completed"),
                      "flask_rps": round(flask_rps, 1) if flask_rps else None, "flask_p50_ms": f50, "flask_p99_ms": f99},
         "settings": settings,
@@ -100,7 +113,10 @@ def table(result: dict) -> str:
          f"{_fmt(result['e2e_real_wait_p50_ms'])}/{_fmt(result['e2e_real_wait_p99_ms'])}", None, None, ""),
         (f"e2e {result['e2e_real_size']} SSE p50/p99",
          f"{_fmt(result['e2e_real_sse_p50_ms'])}/{_fmt(result['e2e_real_sse_p99_ms'])}", None, None, ""),
-        ("throughput jobs/s", result["throughput_jobs_s"], b["chains_s"], result["throughput_ratio"], ">= 0.6x"),
+        (f"throughput jobs/s ({result['throughput_measured_as']})", result["throughput_jobs_s"], b["chains_s"],
+         result["throughput_ratio"], ">= 0.6x"),
+        ("throughput incl. submit", result["throughput_incl_submit_jobs_s"], b["chains_from_first_send_s"],
+         result["throughput_incl_submit_ratio"], ""),
         ("notify p50 ms", result["notify_p50_ms"], None, None, "<= 5"),
         ("notify p99 ms", result["notify_p99_ms"], None, None, "<= 25"),
     ]

@@ -57,7 +57,7 @@ class Baseline:
 def measure(client: load.Client, base: Baseline, a, progress, notes: list[str]) -> dict:
     """Every phase. Machines are noisy (and this one may be shared), so each baseline
     figure is taken right after its genline counterpart, and e2e samples alternate."""
-    m = {"flask": None, "chain": [], "chains_s": None, "chains_completed": None}
+    m = {"flask": None, "chain": [], "chains_s": None, "chains_completed": None, "chains_drain_s": None}
     advance, _ = _phase(progress, "warm-up", a.workers * 2)
     load.e2e_wait(client, a.workers * 2, TINY, advance)
     base.warm()
@@ -66,15 +66,17 @@ def measure(client: load.Client, base: Baseline, a, progress, notes: list[str]) 
     if m["submit"]["errors"]:
         notes.append(f"{m['submit']['errors']} submits failed (HTTP {m['submit']['statuses']})")
     ids = [j["id"] for j in m["submit"]["answers"]]
-    advance, _ = _phase(progress, "until all completed", len(ids))
-    finals = load.final_states(client, ids, min(a.concurrency, 16), advance)
-    m["throughput"] = load.throughput(finals)
+    _, update = _phase(progress, "until all completed", len(ids))
+    load.wait_drained(client, ids, update)
+    finals = load.final_states(client, ids, min(a.concurrency, 16), lambda: None)
+    m["throughput_incl_submit"] = load.throughput(finals)
+    m["throughput_drain"] = load.drain_rate(finals)
     submitted, completed = len(ids), sum(j["status"] == "completed" for j in finals)
     if base.on:
         advance, _ = _phase(progress, f"bare Flask x{a.concurrency}", a.jobs)
         m["flask"] = load.timed_posts(base.flask, "/v1/jobs", a.jobs, a.concurrency, load.job_body(TINY), advance)
         _, update = _phase(progress, "raw chain throughput", a.jobs)
-        m["chains_s"], m["chains_completed"] = baseline.chain_throughput(a.jobs, update)
+        m["chains_s"], m["chains_completed"], m["chains_drain_s"] = baseline.chain_throughput(a.jobs, update)
     # An SSE stream of a job that already completed replays its events and closes:
     # a cheap probe of whether this deployment serves SSE at all.
     has_sse = bool(ids) and client.events(ids[0], lambda *_: None)

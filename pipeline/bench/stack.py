@@ -123,8 +123,10 @@ class LocalStack:
                 workers.append(self.start_worker(wait=False))
         if baseline:
             self.baseline_url = self._web("baseline-web", "pipeline.bench.baseline:create_flask_app()")
+            # The same worker settings as genline's, task events (-E) included: Flower turns
+            # them on in any deployment it watches, and they cost a raw chain ~35% of its rate.
             workers.append(self._start("baseline-worker", worker_argv("pipeline.bench.baseline", self.workers,
-                                                                      "bench", "baseline", False)))
+                                                                      "bench", "baseline", True)))
         for worker in workers:
             worker.wait_for_log("ready.", 90)
         return self
