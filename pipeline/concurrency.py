@@ -20,8 +20,6 @@ reaper sends it again every few reaper intervals.
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
-
 from flask import current_app
 from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import aliased
@@ -62,15 +60,16 @@ def running_of(tenant_column):
             .scalar_subquery())
 
 
-def claim_condition():
-    """WHERE clause of a generate claim: the job holds a slot already, or one is free."""
-    return _claim_condition(_config().tenant_concurrency)
+def default_limit() -> int:
+    """The limit of a tenant with none of its own (``GENLINE_TENANT_CONCURRENCY``)."""
+    return _config().tenant_concurrency
 
 
-@lru_cache(maxsize=16)
-def _claim_condition(default: int):
-    # Built once per default limit: constructing these subqueries took ~7% of a
-    # worker's time per job (the expression is immutable, so it can be shared).
+def claim_condition(default: int):
+    """WHERE clause of a generate claim: the job holds a slot already, or one is free.
+
+    Built once into the cached claim statement (``pipeline.jobs``), per default limit.
+    """
     return (Job.status == JobStatus.PROCESSING.value) | (
         running_of(Job.tenant_id) < limit_of(Job.tenant_id, default))
 

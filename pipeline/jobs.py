@@ -11,9 +11,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from types import SimpleNamespace
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, literal, or_, select, update
 
 from pipeline import concurrency, events
 from pipeline.ids import new_id
@@ -30,13 +31,11 @@ def snapshot(job: Job) -> SimpleNamespace:
 
 def get(job_id: str, tenant_id: str | None = None) -> SimpleNamespace | None:
     """The job as a snapshot, or None (also None for another tenant's job)."""
-    job = db.session.get(Job, job_id)
-    if job is None or (tenant_id is not None and job.tenant_id != tenant_id):
-        db.session.rollback()
-        return None
-    snap = snapshot(job)
+    row = db.session.connection().execute(_GET, {"job_id": job_id}).one_or_none()
     db.session.rollback()
-    return snap
+    if row is None or (tenant_id is not None and row.tenant_id != tenant_id):
+        return None
+    return _snapshot_of_row(row)
 
 
 def request_digest(body: dict) -> str:
@@ -65,10 +64,16 @@ class NewJob:
     request_sha256: str | None = None
 
 
-def create(spec: NewJob) -> SimpleNamespace:
-    """Insert a queued job and its ``queued`` event; returns the snapshot."""
+def create(spec: NewJob, publish=None) -> SimpleNamespace:
+    """Insert a queued job and its ``queued`` event; returns the snapshot.
+
+    Two Core INSERTs, and the snapshot made from the values inserted: the ORM's
+    unit of work, and the SELECT it needed for the columns left unset, cost more
+    than the rest of a submission. After the commit the event is published:
+    ``publish(job_id, event)`` when given, else ``events.publish``.
+    """
     now = utcnow()
-    job = Job(
+    given = dict(
         id=new_id("job"), tenant_id=spec.tenant_id, status=JobStatus.QUEUED.value,
         step=Step.VALIDATE.value, operation=spec.operation, providers=list(spec.providers),
         provider=spec.providers[0], model=spec.model, prompt=spec.prompt,
@@ -80,17 +85,30 @@ def create(spec: NewJob) -> SimpleNamespace:
         event_seq=1, created_at=now, updated_at=now,
         deadline_at=now + timedelta(seconds=spec.deadline_s),
     )
-    db.session.add(job)
-    event = JobEvent(job_id=job.id, seq=1, type="queued", data={}, created_at=now)
-    db.session.add(event)
-    db.session.flush()
-    # Read both before the commit expires them: afterwards each read is one more SELECT.
-    snap, wire = snapshot(job), event_dict(event)
+    row, values = {}, {}
+    for attr in Job.__mapper__.column_attrs:
+        column = attr.columns[0]
+        if attr.key in given:
+            value = row[column.name] = given[attr.key]
+        elif column.default is not None:
+            # The column's Python-side default, applied as the ORM would.
+            default = column.default
+            value = row[column.name] = default.arg(None) if default.is_callable else default.arg
+        else:
+            value = None  # left out of the INSERT (SQL NULL), as the ORM did
+        # As reading the row back would give it: JSON decoded afresh, floats as floats.
+        if value is not None and column.type.python_type in (dict, float):
+            value = json.loads(json.dumps(value)) if column.type.python_type is dict else float(value)
+        values[attr.key] = value
+    event = SimpleNamespace(job_id=row["id"], seq=1, type="queued", data={}, created_at=now)
+    db.session.execute(Job.__table__.insert(), row)
+    db.session.execute(JobEvent.__table__.insert(), vars(event))
     db.session.commit()
-    events.publish(job.id, wire)
+    snap, wire = SimpleNamespace(**values), event_dict(event)
+    (publish or events.publish)(snap.id, wire)
     if spec.webhook:
         from pipeline import notify
-        notify.on_event(job.id, spec.webhook, wire, spec.priority)
+        notify.on_event(snap.id, spec.webhook, wire, spec.priority)
     return snap
 
 
@@ -106,49 +124,69 @@ def find_idempotent(tenant_id: str, key: str) -> SimpleNamespace | None:
 
 def event_dict(event: JobEvent) -> dict:
     """The wire form of an event (SSE data, webhooks, pub/sub)."""
-    return {
-        "id": event.seq, "job_id": event.job_id, "type": event.type, "data": event.data or {},
-        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
-    }
+    return _wire(event.job_id, event.seq, event.type, event.data, event.created_at)
 
 
+JOBS, EVENTS = Job.__table__, JobEvent.__table__
 _ALL_COLUMNS = [attr.columns[0] for attr in Job.__mapper__.column_attrs]
+_COLUMN_KEY = {attr.key: attr.columns[0].key for attr in Job.__mapper__.column_attrs}
+"""Mapped attribute name -> column name (``job_metadata`` is the column ``metadata``)."""
+_EVENT_RETURNING = (JOBS.c.event_seq, JOBS.c.attempt, JOBS.c.webhook, JOBS.c.priority)
+_EVENT_INSERT = insert(EVENTS)
+_GET = select(*_ALL_COLUMNS).where(JOBS.c.id == bindparam("job_id"))
 
 
 def _snapshot_of_row(row) -> SimpleNamespace:
     """A snapshot from a RETURNING row of every column (saves reading the row again)."""
     mapping = row._mapping
-    return SimpleNamespace(**{attr.key: mapping[attr.columns[0]] for attr in Job.__mapper__.column_attrs})
+    return SimpleNamespace(**{attr: mapping[column] for attr, column in _COLUMN_KEY.items()})
 
 
-def _apply(job_id: str, where: list, values: dict, event_type: str | None, data=None, full: bool = False):
-    """Run one compare-and-set UPDATE; append the event if it matched.
+def _apply(job_id: str, where: list, values: dict, event_type: str | None, data=None, full: bool = False,
+           also=None):
+    """Run one compare-and-set UPDATE; append the event if it matched; commit.
 
     ``data`` may be a callable given the updated row's (event_seq, attempt).
+    ``also(connection)`` runs further writes in the same transaction when the
+    row matched (staged images written or cleared with the step's end).
     Returns that row (every column when ``full``), or None when no row matched.
+
+    SQLAlchemy Core on the session's connection, not ORM ``update(Job)`` and
+    ``session.add``: the ORM's bulk-update and unit-of-work paths cost a few ms
+    of Python per call, and this runs about eight times per job.
     """
     now = utcnow()
-    values = dict(values, updated_at=now)
+    values = {_COLUMN_KEY[k]: v for k, v in values.items()}
+    values["updated_at"] = now
     if event_type:
-        values["event_seq"] = Job.event_seq + 1
-    stmt = (
-        update(Job).where(Job.id == job_id, *where).values(**values)
-        .returning(*(_ALL_COLUMNS if full else (Job.event_seq, Job.attempt, Job.webhook, Job.priority)))
-        .execution_options(synchronize_session=False)
-    )
-    row = db.session.execute(stmt).one_or_none()
+        values["event_seq"] = JOBS.c.event_seq + 1
+    stmt = (update(JOBS).where(JOBS.c.id == job_id, *where).values(values)
+            .returning(*(_ALL_COLUMNS if full else _EVENT_RETURNING)))
+    return _write(stmt, None, job_id, event_type, data, now, also)
+
+
+def _write(stmt, params: dict | None, job_id: str, event_type: str | None, data, now: datetime, also=None,
+           logged: bool = False):
+    """Execute the UPDATE ``stmt``; if it matched, append the event, run ``also``, commit and publish.
+
+    ``logged``: ``stmt`` inserted the event row itself (a Postgres CTE); only publish it.
+    """
+    connection = db.session.connection()
+    row = connection.execute(stmt, params).one_or_none()
     if row is None:
         db.session.rollback()
         return None
-    event = None
+    wire = None
     if event_type:
         payload = data(row) if callable(data) else (data or {})
-        event = JobEvent(job_id=job_id, seq=row.event_seq, type=event_type, data=payload, created_at=now)
-        db.session.add(event)
-    # The wire form before the commit expires the event (afterwards: one more SELECT).
-    wire = event_dict(event) if event is not None else None
+        if not logged:
+            connection.execute(_EVENT_INSERT, {"job_id": job_id, "seq": row.event_seq, "type": event_type,
+                                               "data": payload, "created_at": now})
+        wire = _wire(job_id, row.event_seq, event_type, payload, now)
+    if also is not None:
+        also(connection)
     db.session.commit()
-    if event is not None:
+    if wire is not None:
         events.publish(job_id, wire)
         if row.webhook:
             # Non-terminal events a webhook subscribed to; terminal ones go through the notify step.
@@ -157,8 +195,14 @@ def _apply(job_id: str, where: list, values: dict, event_type: str | None, data=
     return row
 
 
+def _wire(job_id: str, seq: int, event_type: str, data: dict, created_at: datetime) -> dict:
+    """The wire form of an event from its parts (``event_dict`` of a row not read back)."""
+    return {"id": seq, "job_id": job_id, "type": event_type, "data": data or {},
+            "created_at": created_at.isoformat().replace("+00:00", "Z")}
+
+
 def transition(job_id: str, to: JobStatus, *, expect: tuple = (), where: tuple = (),
-               event_type: str | None = None, data: dict | None = None, **values) -> bool:
+               event_type: str | None = None, data: dict | None = None, also=None, **values) -> bool:
     """Move a job to ``to`` if its status allows it (and ``expect``, when given).
 
     Appends the status's event (or ``event_type``). False when the row did not
@@ -175,14 +219,83 @@ def transition(job_id: str, to: JobStatus, *, expect: tuple = (), where: tuple =
         values.setdefault("completed_at", utcnow())
         values.setdefault("lease_owner", None)
         values.setdefault("lease_until", None)
-    return _apply(job_id, conditions, values, event_type or EVENT_FOR.get(JobStatus(to)), data) is not None
+    return _apply(job_id, conditions, values, event_type or EVENT_FOR.get(JobStatus(to)), data, also=also) is not None
 
 
 def record(job_id: str, event_type: str | None, data: dict | None = None, *,
-           where: tuple = (), **values) -> bool:
+           where: tuple = (), also=None, **values) -> bool:
     """Change fields of an active job without moving its status; append an event."""
     conditions = [Job.status.in_(ACTIVE_STATUSES), *where]
-    return _apply(job_id, conditions, values, event_type, data) is not None
+    return _apply(job_id, conditions, values, event_type, data, also=also) is not None
+
+
+def end_step(job_id: str, step: Step, owner: str, values: dict, *, to: JobStatus | None = None,
+             data: dict | None = None, also=None, clear_staged: bool = False) -> bool:
+    """Record the end of ``owner``'s run of ``step``: set ``values``, release the lease.
+
+    ``to``: also move the job to that status and append its event with ``data``
+    (a step's end that completes the job). ``also(connection)``: more writes in
+    the same transaction; ``clear_staged``: remove the job's staged images in it.
+    False when the lease was lost (the job was canceled or re-leased).
+
+    The hot path of every step: the statement is built once per shape and, on
+    Postgres, the UPDATE, the event and the staged rows' removal are one statement.
+    """
+    now = utcnow()
+    values = dict(values, lease_owner=None, lease_until=None)
+    event_type = EVENT_FOR[JobStatus(to)] if to is not None else None
+    if to is not None:
+        values["status"] = JobStatus(to).value
+        statuses = tuple(sorted(s.value for s in sources(to)))
+    else:
+        statuses = ACTIVE_STATUSES
+    in_one = db.engine.dialect.name == "postgresql"
+    stmt = _end_statement(Step(step).value, tuple(sorted(values)), statuses, event_type, clear_staged and in_one, in_one)
+    params = {f"v_{key}": value for key, value in values.items()}
+    params.update(job_id=job_id, owner=owner, now=now, event_data=data or {})
+    if clear_staged and not in_one:
+        also = _staged_clearer(job_id, also)
+    return _write(stmt, params, job_id, event_type, data, now, also, logged=in_one) is not None
+
+
+def _staged_clearer(job_id: str, also):
+    from pipeline import staging
+    clear = staging.clearing(job_id)
+
+    def write(connection) -> None:
+        clear(connection)
+        if also is not None:
+            also(connection)
+    return write
+
+
+@lru_cache(maxsize=64)
+def _end_statement(step: str, keys: tuple, statuses: tuple, event_type: str | None, clear_staged: bool,
+                   with_event: bool):
+    """The compare-and-set UPDATE of a step's end (bound: job_id, owner, now, v_<key>, event_data)."""
+    now = bindparam("now", type_=JOBS.c.updated_at.type)
+    columns = {JOBS.c[_COLUMN_KEY[key]]: bindparam(f"v_{key}", type_=JOBS.c[_COLUMN_KEY[key]].type) for key in keys}
+    columns[JOBS.c.updated_at] = now
+    if event_type:
+        columns[JOBS.c.event_seq] = JOBS.c.event_seq + 1
+    moved = (update(JOBS).where(JOBS.c.id == bindparam("job_id"), JOBS.c.status.in_(statuses),
+                                JOBS.c.lease_owner == bindparam("owner", type_=JOBS.c.lease_owner.type),
+                                JOBS.c.step == step)
+             .values(columns).returning(*_EVENT_RETURNING, JOBS.c.id))
+    if not (with_event and (event_type or clear_staged)):
+        return moved
+    moved = moved.cte("moved")
+    stmt = select(*(moved.c[c.key] for c in _EVENT_RETURNING))
+    if event_type:
+        stmt = stmt.add_cte(insert(EVENTS).from_select(
+            ["job_id", "seq", "type", "data", "created_at"],
+            select(moved.c.id, moved.c.event_seq, literal(event_type),
+                   bindparam("event_data", type_=EVENTS.c.data.type), now)).cte("logged"))
+    if clear_staged:
+        from pipeline.models import StagedOutput
+        staged = StagedOutput.__table__
+        stmt = stmt.add_cte(delete(staged).where(staged.c.job_id.in_(select(moved.c.id))).cte("cleared"))
+    return stmt
 
 
 def claim(job_id: str, step: Step, owner: str, lease_s: float) -> SimpleNamespace | None:
@@ -192,10 +305,31 @@ def claim(job_id: str, step: Step, owner: str, lease_s: float) -> SimpleNamespac
     """
     now = utcnow()
     step = Step(step)
-    values = {"lease_owner": owner, "lease_until": now + timedelta(seconds=lease_s), "task_id": owner,
+    if step is Step.GENERATE:
+        concurrency.serialize_claims(job_id)
+    params = {"job_id": job_id, "owner": owner, "now": now, "until": now + timedelta(seconds=lease_s)}
+    in_one = db.engine.dialect.name == "postgresql"
+    row = _write(_claim_statement(step, concurrency.default_limit(), in_one), params, job_id, "started",
+                 lambda r: {"step": step.value, "attempt": r.attempt}, now, logged=in_one)
+    if row is None:
+        return None
+    return _snapshot_of_row(row)
+
+
+@lru_cache(maxsize=16)
+def _claim_statement(step: Step, tenant_limit: int, with_event: bool):
+    """The claim's compare-and-set UPDATE of ``step``, built once (bound: job_id, owner, now, until).
+
+    Three claims run per job; building the statement each time cost more than
+    running it. ``with_event`` (Postgres): one statement that also appends the
+    ``started`` event, in a data-modifying CTE, saving a round trip per claim.
+    """
+    owner, now = bindparam("owner", type_=JOBS.c.lease_owner.type), bindparam("now", type_=JOBS.c.updated_at.type)
+    values = {"lease_owner": owner, "lease_until": bindparam("until", type_=JOBS.c.lease_until.type),
+              "task_id": owner, "updated_at": now, "event_seq": JOBS.c.event_seq + 1,
               # The same message coming back while its lease is held means the process
               # running it died (a requeue on worker loss): that attempt counts as lost.
-              "lost_count": case((Job.lease_owner == owner, Job.lost_count + 1), else_=Job.lost_count)}
+              "lost_count": case((JOBS.c.lease_owner == owner, JOBS.c.lost_count + 1), else_=JOBS.c.lost_count)}
     if step is Step.VALIDATE:
         statuses = (JobStatus.QUEUED.value,)
     else:
@@ -203,21 +337,25 @@ def claim(job_id: str, step: Step, owner: str, lease_s: float) -> SimpleNamespac
         statuses = ACTIVE_STATUSES
         values["status"] = JobStatus.PROCESSING.value
         if step is Step.GENERATE:
-            values["attempt"] = Job.attempt + 1
+            values["attempt"] = JOBS.c.attempt + 1
     where = [
-        Job.status.in_(statuses), Job.step == step.value, Job.deadline_at > now,
-        or_(Job.lease_until.is_(None), Job.lease_until < now, Job.lease_owner == owner),
+        JOBS.c.id == bindparam("job_id"), JOBS.c.status.in_(statuses), JOBS.c.step == step.value,
+        JOBS.c.deadline_at > now, or_(JOBS.c.lease_until.is_(None), JOBS.c.lease_until < now, JOBS.c.lease_owner == owner),
     ]
     if step is Step.GENERATE:
-        values["started_at"] = func.coalesce(Job.started_at, now)
+        values["started_at"] = func.coalesce(JOBS.c.started_at, now)
         # Per-tenant concurrency: a queued job also needs a free slot of its tenant.
-        where.append(concurrency.claim_condition())
-        concurrency.serialize_claims(job_id)
-    row = _apply(job_id, where, values, "started",
-                 lambda r: {"step": step.value, "attempt": r.attempt}, full=True)
-    if row is None:
-        return None
-    return _snapshot_of_row(row)
+        where.append(concurrency.claim_condition(tenant_limit))
+    claimed = update(JOBS).where(*where).values(values).returning(*_ALL_COLUMNS)
+    if not with_event:
+        return claimed
+    claimed = claimed.cte("claimed")
+    started = insert(EVENTS).from_select(
+        ["job_id", "seq", "type", "data", "created_at"],
+        select(claimed.c.id, claimed.c.event_seq, literal("started"),
+               func.json_build_object("step", step.value, "attempt", claimed.c.attempt), now),
+    ).cte("started")
+    return select(claimed).add_cte(started)
 
 
 def renew(job_id: str, owner: str, lease_s: float) -> bool:

@@ -14,6 +14,9 @@ def notify_terminal(job_id: str) -> None:
     job = jobs.get(job_id)
     if job is None or job.status not in ("completed", "failed", "canceled"):
         return
+    if not job.webhook:
+        log.info("notify job_id=%s step=notify status=%s webhook=False", job_id, job.status)
+        return
     last = jobs.events_after(job_id, job.event_seq - 1, limit=1)
     event = last[0] if last else None
     wanted = event is not None and event["type"] in TERMINAL_EVENTS and webhooks.wants(job.webhook, event["type"])

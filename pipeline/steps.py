@@ -11,7 +11,9 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any, Callable
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from flask import current_app
@@ -138,6 +140,19 @@ def lease_keeper(job_id: str, owner: str, lease_s: float):
         stop.set()
 
 
+@dataclass
+class StepResult:
+    """What a step's work returns when its end records more than its output.
+
+    ``values``: more job fields; ``also(connection)``: more writes (staged
+    images). Both go into the one transaction that records the step's end.
+    """
+
+    output: Any
+    values: dict = field(default_factory=dict)
+    also: Callable | None = None
+
+
 def _merge(job, step: Step, output, seconds: float) -> dict:
     timing = dict(job.timing or {})
     timing[f"{step.value}_s"] = round(seconds, 3)
@@ -145,29 +160,27 @@ def _merge(job, step: Step, output, seconds: float) -> dict:
 
 
 def finish(job, step: Step, owner: str, output, seconds: float) -> None:
-    """Record a step's output and send the next step (or complete the job after upload)."""
+    """Record a step's output and send the next step (or complete the job after upload).
+
+    One transaction: the compare-and-set on the lease, the output, and (for
+    generate) the staged images or (for upload) their removal.
+    """
+    result = output if isinstance(output, StepResult) else StepResult(output)
+    output = result.output
     timing = _merge(job, step, output, seconds)
     step_outputs = dict(job.step_outputs or {})
     step_outputs[step.value] = output
-    owned = (Job.lease_owner == owner, Job.step == step.value)
     following = next_step(step)
+    values = dict(result.values, step=following.value, step_outputs=step_outputs, timing=timing)
     if step is Step.UPLOAD:
         now = utcnow()
         timing["queued_s"] = jobs.seconds_between(job.created_at, job.started_at)
         timing["total_s"] = jobs.seconds_between(job.created_at, now)
-        done = jobs.transition(
-            job.id, JobStatus.COMPLETED, where=owned, step=Step.NOTIFY.value, outputs=output,
-            step_outputs=step_outputs, timing=timing, progress=1.0, completed_at=now,
-            data={"outputs": len(output)},
-        )
-        if done:
-            from pipeline import staging
-            staging.clear(job.id)
+        values.update(outputs=output, progress=1.0, completed_at=now)
+        done = jobs.end_step(job.id, step, owner, values, to=JobStatus.COMPLETED, data={"outputs": len(output)},
+                             also=result.also, clear_staged=True)
     else:
-        done = jobs.record(
-            job.id, None, where=owned, step=following.value, step_outputs=step_outputs,
-            timing=timing, lease_owner=None, lease_until=None,
-        )
+        done = jobs.end_step(job.id, step, owner, values, also=result.also)
     if not done:
         log.info("step result discarded job_id=%s step=%s reason=lease-lost", job.id, step.value)
         return

@@ -20,7 +20,7 @@ from pipeline.lifecycle import JobStatus, Step
 from pipeline.models import Job, utcnow
 from pipeline.providers import AttemptContext, ProviderRequest, get_provider
 from pipeline.providers.local import FORMATS
-from pipeline.steps import config, run_step
+from pipeline.steps import StepResult, config, run_step
 from pipeline.storage import open_storage, output_key
 
 log = logging.getLogger("genline.tasks")
@@ -83,11 +83,11 @@ def generate_work(job, owner, lease):
     results = provider.run(request, ctx)
     if not results:
         raise InvalidInput("the provider returned no image")
-    staging.replace(job.id, results, provider.name, job.model)
     # The job names the provider and model that made its outputs (failover may have moved on).
     model = results[0].model or job.model
-    jobs.record(job.id, None, where=(Job.lease_owner == owner,), provider=provider.name, model=model)
-    return {"provider": provider.name, "model": model, "images": len(results)}
+    return StepResult({"provider": provider.name, "model": model, "images": len(results)},
+                      values={"provider": provider.name, "model": model},
+                      also=staging.replacing(job.id, results, provider.name, job.model))
 
 
 def upload_work(job, owner, lease):
