@@ -16,6 +16,7 @@ def celery_settings(cfg) -> dict:
     visibility = int(cfg.max_deadline_s + 600)
     return {
         "broker_url": cfg.redis_url,
+        "broker_transport": "pipeline.broker:Transport",  # kombu's Redis transport, one client reused
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {"visibility_timeout": visibility, "queue_order_strategy": "priority"},
         "task_ignore_result": True,
