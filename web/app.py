@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 from flask import Flask
 from flask_migrate import Migrate
 from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 
 from pipeline import events
 from pipeline.celery_app import celery_init_app
@@ -18,10 +20,37 @@ MIGRATIONS = str(Path(__file__).resolve().parent.parent / "pipeline" / "migratio
 migrate = Migrate()
 
 
+PING_AFTER_IDLE_S = 1.0
+"""A pooled connection unused for longer than this is pinged before use."""
+
+
 def _engine_options(url: str) -> dict:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_recycle": 1800, "pool_size": 5, "max_overflow": 10}
+    # No pool_pre_ping: it pings at every checkout, which here is after every
+    # commit (about a dozen times per job). _ping_if_idle pings only connections
+    # that sat idle; one that dies while in use fails its statement, the pool is
+    # invalidated, and the caller's database-error handling retries.
+    return {"pool_recycle": 1800, "pool_size": 5, "max_overflow": 10}
+
+
+def _note_checkin(_dbapi_connection, record) -> None:
+    record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
+    # Hand-written: SQLAlchemy's pre-ping has no idle threshold. Raising
+    # DisconnectionError makes the pool drop this connection and check out another.
+    last = record.info.get("checked_in_at")
+    if last is None or time.monotonic() - last < PING_AFTER_IDLE_S:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT 1")
+        cursor.close()
+        dbapi_connection.rollback()
+    except Exception as exc:  # noqa: BLE001 - any failure means: not usable
+        raise DisconnectionError(f"stale pooled connection: {exc}") from exc
 
 
 def _sqlite_pragmas(dbapi_connection, _record):
@@ -62,9 +91,12 @@ def create_app(config: Config | None = None) -> Flask:
         Path(cfg.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
-    if cfg.database_url.startswith("sqlite"):
-        with app.app_context():
+    with app.app_context():
+        if cfg.database_url.startswith("sqlite"):
             event.listen(db.engine, "connect", _sqlite_pragmas)
+        else:
+            event.listen(db.engine, "checkin", _note_checkin)
+            event.listen(db.engine, "checkout", _ping_if_idle)
     events.configure(cfg.redis_url)
     celery_init_app(app)
     _register_routes(app)
