@@ -45,8 +45,12 @@ def step_options(job, step: Step, countdown: float = 0.0) -> dict:
     return options
 
 
-def send_step(job, step: Step, countdown: float = 0.0) -> bool:
-    """Send the message of ``step`` for ``job`` (a snapshot). False if the broker is down."""
+def send_step(job, step: Step, countdown: float = 0.0, publish: tuple | list = ()) -> bool:
+    """Send the message of ``step`` for ``job`` (a snapshot). False if the broker is down.
+
+    ``publish``: committed events of the job still to publish; they go out with
+    the in-flight marker, in one round trip to Redis (on their own if the send fails).
+    """
     step = Step(step)
     try:
         # The Celery app of *this* Flask app: celery.current_app is process-global
@@ -54,8 +58,10 @@ def send_step(job, step: Step, countdown: float = 0.0) -> bool:
         result = current_app.extensions["celery"].send_task(TASK_NAMES[step], args=[job.id], **step_options(job, step, countdown))
     except (BrokerError, RedisError, OSError) as exc:
         log.warning("dispatch failed job_id=%s step=%s error=%s", job.id, step.value, exc)
+        for event in publish:
+            events.publish(job.id, event)
         return False
-    mark_inflight(job, countdown)
+    mark_inflight(job, countdown, publish)
     log.debug("dispatched job_id=%s step=%s task_id=%s", job.id, step.value, result.id)
     return True
 
@@ -76,10 +82,25 @@ def marker_ttl_s(job, countdown: float, lease_s: float) -> int:
     return max(5, int(budget.remaining_s(job.deadline_at, utcnow()) + 60))
 
 
-def mark_inflight(job, countdown: float = 0.0) -> None:
-    """Note that a message for this job is on its way (see the module docstring)."""
+def mark_inflight(job, countdown: float = 0.0, publish: tuple | list = ()) -> None:
+    """Note that a message for this job is on its way (see the module docstring).
+
+    ``publish``: events of the job to publish in the same round trip.
+    """
     ttl = marker_ttl_s(job, countdown, current_app.extensions["genline.config"].lease_s)
     try:
-        events.client().set(MARKER.format(job.id), "1", ex=ttl)
+        if publish:
+            pipe = events.client().pipeline(transaction=False)
+            pipe.set(MARKER.format(job.id), "1", ex=ttl)
+            for event in publish:
+                events.publish_on(pipe, event)
+            results = pipe.execute(raise_on_error=False)
+        else:
+            results = [events.client().set(MARKER.format(job.id), "1", ex=ttl)]
     except (RedisError, RuntimeError) as exc:
-        log.warning("inflight marker not set job_id=%s error=%s", job.id, exc)
+        results = [exc] * (1 + len(publish))
+    if isinstance(results[0], Exception):
+        log.warning("inflight marker not set job_id=%s error=%s", job.id, results[0])
+    for event, result in zip(publish, results[1:]):
+        if isinstance(result, Exception):
+            log.warning("event publish failed job_id=%s seq=%s error=%s", job.id, event.get("id"), result)

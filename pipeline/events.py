@@ -55,6 +55,19 @@ def publish(job_id: str, event: dict) -> None:
     if url is None:
         return
     try:
-        _for(url).publish(CHANNEL, json.dumps(event, separators=(",", ":")))
+        _for(url).publish(CHANNEL, _encode(event))
     except redis.RedisError as exc:
         log.warning("event publish failed job_id=%s seq=%s error=%s", job_id, event.get("id"), exc)
+
+
+def publish_on(pipe, event: dict) -> None:
+    """Queue the publish of ``event`` on the caller's pipeline of ``client()``.
+
+    For a caller with its own command to send at the same moment (one round
+    trip for both); it runs ``pipe.execute()`` and logs a failure as ``publish`` does.
+    """
+    pipe.publish(CHANNEL, _encode(event))
+
+
+def _encode(event: dict) -> str:
+    return json.dumps(event, separators=(",", ":"))

@@ -6,6 +6,7 @@ import hmac
 from flask import current_app, g, request
 
 from pipeline import tokens
+from pipeline.models import db
 from web import keys
 from web.api.errors import ApiError
 
@@ -19,7 +20,24 @@ def tenant_for_key(key: str) -> str | None:
     for static_key, tenant in config().api_keys.items():
         if hmac.compare_digest(static_key.encode(), key.encode()):
             return tenant
-    return keys.tenant_for_hash(keys.hash_key(key))
+    found = made_key(key)
+    return found.tenant_id if found is not None else None
+
+
+def made_key(key: str):
+    """The live CLI-made key's row (``keys.live_key``), or None: read once per request.
+
+    A submission needs it twice, for its rate limit and for its tenant; the
+    next request reads it again, so a revoked key stops working at once.
+    """
+    seen = g.setdefault("genline_made_keys", {})
+    if key not in seen:
+        try:
+            seen[key] = keys.live_key(keys.hash_key(key))
+        except Exception:
+            db.session.rollback()  # leave no failed transaction behind for the rest of the request
+            raise
+    return seen[key]
 
 
 def bearer_key() -> str | None:

@@ -46,8 +46,8 @@ def _enabled() -> None:
         raise ApiError(404, "not_found", "the demo page is off on this deployment (GENLINE_DEMO=1 turns it on)")
 
 
-def _job_json(job) -> dict:
-    out = render(job)
+def _job_json(job, positions: dict | None = None) -> dict:
+    out = render(job, positions)
     token = tokens.job_token(config().secret_key, job.id)
     # The page cancels through the demo route with the job's token, not with an API key.
     out["urls"]["cancel"] = url_for("demo.cancel", job_id=job.id, token=token, _external=True)
@@ -75,8 +75,8 @@ def create():
     if form.image:
         raw["inputs"] = {"images": [form.image]} | ({"mask": form.mask} if form.mask else {})
     body = JobCreate.model_validate(raw)
-    job, _created = submit(body, raw, TENANT, config(), None)
-    response = jsonify(_job_json(job))
+    job, _created, positions = submit(body, raw, TENANT, config(), None)
+    response = jsonify(_job_json(job, positions))
     response.status_code = 202
     return response
 

@@ -5,7 +5,7 @@ import hashlib
 import secrets
 
 import limits
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from pipeline.ids import new_id
 from pipeline.models import ApiKey, Tenant, db, utcnow
@@ -74,7 +74,21 @@ def list_keys(tenant_id: str | None = None) -> list[ApiKey]:
 
 def tenant_for_hash(key_hash: str) -> str | None:
     """The tenant of a live key with this hash, or None."""
-    tenant = db.session.execute(
-        select(ApiKey.tenant_id).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
-    ).scalar_one_or_none()
-    return tenant
+    found = live_key(key_hash)
+    return found.tenant_id if found is not None else None
+
+
+_LIVE_KEY = (
+    select(ApiKey.tenant_id, ApiKey.rate_limit.label("key_rate_limit"), Tenant.rate_limit.label("tenant_rate_limit"))
+    .outerjoin(Tenant, Tenant.id == ApiKey.tenant_id)
+    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+)
+
+
+def live_key(key_hash: str):
+    """``(tenant_id, key_rate_limit, tenant_rate_limit)`` of a live key with this hash, or None.
+
+    Read from the database every time (no cache): a revoked key stops working
+    on the next request.
+    """
+    return db.session.execute(_LIVE_KEY, {"key_hash": key_hash}).one_or_none()

@@ -1,23 +1,92 @@
-"""Queue position of a queued job: how many jobs will be started before it."""
+"""Queue position of a queued job: how many jobs will be started before it.
+
+Jobs start by priority, then by age (the time-ordered id): a queued job's
+position is 1 + the queued jobs of a higher priority + the queued jobs of its
+own priority with a smaller id. Every statement is built once, with bound
+parameters: building it cost more than running it.
+"""
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, case, func, select
 
 from pipeline.models import Job, db
 
 PRIORITY_ORDER = {"high": 0, "normal": 1, "low": 2}
+
+_JOBS = Job.__table__
+_AHEAD = _JOBS.c.priority.in_(bindparam("ahead", expanding=True))
+_COUNT_AHEAD = select(func.count()).select_from(_JOBS).where(
+    _JOBS.c.status == "queued",
+    _AHEAD | ((_JOBS.c.priority == bindparam("priority")) & (_JOBS.c.id < bindparam("id"))),
+)
+# Before the INSERT: every queued job of this priority or a higher one, and the
+# largest id among those of this priority (to check they all sort before the new one).
+_COUNT_FOR_NEW = select(
+    func.count(), func.max(case((_JOBS.c.priority == bindparam("priority"), _JOBS.c.id))),
+).select_from(_JOBS).where(_JOBS.c.status == "queued", _AHEAD | (_JOBS.c.priority == bindparam("priority")))
+# Several jobs at once: number the queued jobs in starting order, keep those asked for.
+_RANKED = select(
+    _JOBS.c.id,
+    func.row_number().over(order_by=(case(PRIORITY_ORDER, value=_JOBS.c.priority), _JOBS.c.id)).label("position"),
+).where(_JOBS.c.status == "queued", _JOBS.c.priority.in_(list(PRIORITY_ORDER))).subquery()
+_POSITIONS = select(_RANKED.c.id, _RANKED.c.position).where(_RANKED.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def _ahead(priority: str) -> list[str]:
+    rank = PRIORITY_ORDER.get(priority, 1)
+    return [p for p, r in PRIORITY_ORDER.items() if r < rank]
 
 
 def queue_position(job) -> int | None:
     """1 for the next job to start; None once a job is no longer queued."""
     if job.status != "queued":
         return None
-    ahead = [p for p, rank in PRIORITY_ORDER.items() if rank < PRIORITY_ORDER.get(job.priority, 1)]
     count = db.session.execute(
-        select(func.count()).select_from(Job).where(
-            Job.status == "queued",
-            (Job.priority.in_(ahead)) | ((Job.priority == job.priority) & (Job.id < job.id)),
-        )
+        _COUNT_AHEAD, {"ahead": _ahead(job.priority), "priority": job.priority, "id": job.id}
     ).scalar_one()
     db.session.rollback()
     return count + 1
+
+
+def queue_positions(jobs: list) -> dict[str, int | None]:
+    """``queue_position`` of each job by id, with one query however many are queued."""
+    positions = {job.id: None for job in jobs}
+    queued = [job for job in jobs if job.status == "queued"]
+    if len(queued) > 1:
+        rows = db.session.execute(_POSITIONS, {"ids": [job.id for job in queued]}).all()
+        db.session.rollback()
+        positions.update({row.id: row.position for row in rows})
+    # One job (a count is cheaper than the window), one with a priority the window
+    # leaves out, or one no longer queued when the window was read: counted alone.
+    for job in queued:
+        if positions[job.id] is None:
+            positions[job.id] = queue_position(job)
+    return positions
+
+
+@dataclass
+class Ahead:
+    """What ``count_for_new`` read: queued jobs not behind a new job, the newest of its priority."""
+
+    count: int
+    newest_same: str | None
+
+    def position_of(self, job) -> int | None:
+        """The new job's queue position: 1 + ``count`` when every job counted sorts before it."""
+        if self.newest_same is not None and self.newest_same > job.id:
+            # A job of its priority sorts after it (made in the same millisecond, or
+            # by a host whose clock is ahead): count exactly, as a later read would.
+            return queue_position(job)
+        return self.count + 1
+
+
+def count_for_new(priority: str) -> Ahead:
+    """Read, just before a job of ``priority`` is inserted, what its queue position needs.
+
+    No rollback: the INSERT and commit that follow end this transaction, so the
+    answer of a submission costs one statement, not a transaction of its own.
+    """
+    count, newest = db.session.execute(_COUNT_FOR_NEW, {"ahead": _ahead(priority), "priority": priority}).one()
+    return Ahead(count, newest)

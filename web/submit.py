@@ -8,6 +8,7 @@ from pipeline.errors import InvalidInput
 from pipeline.inputs import check_ref
 from pipeline.lifecycle import Step
 from pipeline.models import db
+from web import queueing
 from web.api.errors import ApiError
 from web.schemas import JobCreate
 
@@ -86,24 +87,31 @@ def build(body: JobCreate, tenant_id: str, cfg, idempotency_key=None, digest=Non
 
 
 def submit(body: JobCreate, raw: dict, tenant_id: str, cfg, idempotency_key: str | None):
-    """Store and dispatch a job. Returns (job, created); an idempotent replay returns the first job."""
+    """Store and dispatch a job. Returns (job, created, positions); an idempotent replay returns the first job.
+
+    ``positions`` maps a created job's id to its queue position, read in the
+    transaction of its INSERT (empty for a replay).
+    """
     digest = jobs.request_digest(raw) if idempotency_key else None
     if idempotency_key:
         if len(idempotency_key) > 255:
             raise ApiError(422, "invalid_input", "Idempotency-Key: must be at most 255 characters")
         earlier = jobs.find_idempotent(tenant_id, idempotency_key)
         if earlier is not None:
-            return _replay(earlier, digest), False
+            return _replay(earlier, digest), False, {}
     spec = build(body, tenant_id, cfg, idempotency_key, digest)
+    ahead = queueing.count_for_new(spec.priority)
+    queued = []
     try:
-        job = jobs.create(spec)
+        # The queued event is published with the first message's in-flight marker (one round trip).
+        job = jobs.create(spec, publish=lambda _job_id, event: queued.append(event))
     except IntegrityError:
         db.session.rollback()
         # Two requests with one key raced; the other insert won.
-        return _replay(jobs.find_idempotent(tenant_id, idempotency_key), digest), False
+        return _replay(jobs.find_idempotent(tenant_id, idempotency_key), digest), False, {}
     # If the broker is down the job stays queued with no marker; the reaper sends it later.
-    dispatch.send_step(job, Step.VALIDATE)
-    return job, True
+    dispatch.send_step(job, Step.VALIDATE, publish=queued)
+    return job, True, {job.id: ahead.position_of(job)}
 
 
 def _replay(job, digest):

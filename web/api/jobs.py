@@ -14,6 +14,7 @@ from pipeline.representation import job_to_dict
 from web import limits, waiting
 from web.api.errors import ApiError
 from web.auth import config, reader_for_job, require_tenant
+from web.queueing import queue_positions
 from web.requests import json_body, parse_time, query, wait_seconds
 from web.schemas import JobCreate, JobList
 from web.submit import submit
@@ -25,9 +26,11 @@ def base_url() -> str:
     return request.host_url
 
 
-def render(job) -> dict:
-    from web.queueing import queue_position
-    return job_to_dict(job, config(), base_url(), queue_position(job))
+def render(job, positions: dict | None = None) -> dict:
+    """The job for the API; its queue position from ``positions`` (by id) when already known."""
+    if positions is None or job.id not in positions:
+        positions = queue_positions([job])
+    return job_to_dict(job, config(), base_url(), positions[job.id])
 
 
 def get_job_or_404(job_id: str, tenant_id: str | None):
@@ -44,10 +47,10 @@ def create_job():
     tenant = require_tenant()
     body, raw = json_body(JobCreate)
     wait = wait_seconds()
-    job, created = submit(body, raw, tenant, config(), request.headers.get("Idempotency-Key"))
+    job, created, positions = submit(body, raw, tenant, config(), request.headers.get("Idempotency-Key"))
     if wait:
-        job = waiting.until_terminal(job.id, wait) or job
-    response = jsonify(render(job))
+        job, positions = waiting.until_terminal(job.id, wait) or job, None
+    response = jsonify(render(job, positions))
     response.status_code = 202 if created else 200
     response.headers["Location"] = url_for("jobs.read_job", job_id=job.id)
     return response
@@ -100,4 +103,5 @@ def list_jobs():
     next_cursor = None
     if len(rows) > q.limit:
         next_cursor = base64.urlsafe_b64encode(page[-1].id.encode()).decode().rstrip("=")
-    return jsonify({"data": [render(j) for j in page], "next_cursor": next_cursor})
+    positions = queue_positions(page)
+    return jsonify({"data": [render(j, positions) for j in page], "next_cursor": next_cursor})
