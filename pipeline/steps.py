@@ -8,7 +8,6 @@ call a provider or storage.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from pipeline import budget, concurrency, dispatch, failover, jobs
+from pipeline import budget, concurrency, dispatch, failover, jobs, leases
 from pipeline.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, Timeout
 from pipeline.lifecycle import JobStatus, Step, next_step
 from pipeline.models import Job, db, utcnow
@@ -113,31 +112,17 @@ def _unclaimed(job_id: str, step: Step) -> None:
 
 @contextmanager
 def lease_keeper(job_id: str, owner: str, lease_s: float):
-    """Renew the lease in a background thread while the step runs.
+    """Keep the lease renewed while the step runs (``pipeline.leases``).
 
-    Yields an object whose ``lost`` is set once renewal finds the lease gone
-    (the job was canceled, or the reaper gave it to another worker).
+    Yields an event that is set once renewal finds the lease gone (the job was
+    canceled, or the reaper gave it to another worker).
     """
-    app = current_app._get_current_object()
-    state = threading.Event()
-    stop = threading.Event()
-
-    def renew_loop():
-        with app.app_context():
-            while not stop.wait(lease_s / 3):
-                try:
-                    if not jobs.renew(job_id, owner, lease_s):
-                        state.set()
-                        return
-                except Exception as exc:  # noqa: BLE001 - a DB blip: try again next tick
-                    log.warning("lease renewal failed job_id=%s error=%s", job_id, exc)
-
-    thread = threading.Thread(target=renew_loop, name=f"lease-{job_id}", daemon=True)
-    thread.start()
+    renewer = leases.renewer(current_app._get_current_object())
+    held = renewer.hold(job_id, owner, lease_s)
     try:
-        yield state
+        yield held.lost
     finally:
-        stop.set()
+        renewer.release(held)
 
 
 @dataclass
