@@ -1,6 +1,6 @@
 """queue_position where it is not read one job at a time: in a submission's answer and in a list.
 
-A submission reads it in the transaction of its INSERT; a list reads it for
+A submission reads it once its first message is sent; a list reads it for
 every queued job of the page with one query. Both must say what reading each
 job alone says (test_priority.py defines that).
 """

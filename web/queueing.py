@@ -7,8 +7,6 @@ parameters: building it cost more than running it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import bindparam, case, func, select
 
 from pipeline.models import Job, db
@@ -21,11 +19,6 @@ _COUNT_AHEAD = select(func.count()).select_from(_JOBS).where(
     _JOBS.c.status == "queued",
     _AHEAD | ((_JOBS.c.priority == bindparam("priority")) & (_JOBS.c.id < bindparam("id"))),
 )
-# Before the INSERT: every queued job of this priority or a higher one, and the
-# largest id among those of this priority (to check they all sort before the new one).
-_COUNT_FOR_NEW = select(
-    func.count(), func.max(case((_JOBS.c.priority == bindparam("priority"), _JOBS.c.id))),
-).select_from(_JOBS).where(_JOBS.c.status == "queued", _AHEAD | (_JOBS.c.priority == bindparam("priority")))
 # Several jobs at once: number the queued jobs in starting order, keep those asked for.
 _RANKED = select(
     _JOBS.c.id,
@@ -64,29 +57,3 @@ def queue_positions(jobs: list) -> dict[str, int | None]:
         if positions[job.id] is None:
             positions[job.id] = queue_position(job)
     return positions
-
-
-@dataclass
-class Ahead:
-    """What ``count_for_new`` read: queued jobs not behind a new job, the newest of its priority."""
-
-    count: int
-    newest_same: str | None
-
-    def position_of(self, job) -> int | None:
-        """The new job's queue position: 1 + ``count`` when every job counted sorts before it."""
-        if self.newest_same is not None and self.newest_same > job.id:
-            # A job of its priority sorts after it (made in the same millisecond, or
-            # by a host whose clock is ahead): count exactly, as a later read would.
-            return queue_position(job)
-        return self.count + 1
-
-
-def count_for_new(priority: str) -> Ahead:
-    """Read, just before a job of ``priority`` is inserted, what its queue position needs.
-
-    No rollback: the INSERT and commit that follow end this transaction, so the
-    answer of a submission costs one statement, not a transaction of its own.
-    """
-    count, newest = db.session.execute(_COUNT_FOR_NEW, {"ahead": _ahead(priority), "priority": priority}).one()
-    return Ahead(count, newest)

@@ -89,8 +89,9 @@ def build(body: JobCreate, tenant_id: str, cfg, idempotency_key=None, digest=Non
 def submit(body: JobCreate, raw: dict, tenant_id: str, cfg, idempotency_key: str | None):
     """Store and dispatch a job. Returns (job, created, positions); an idempotent replay returns the first job.
 
-    ``positions`` maps a created job's id to its queue position, read in the
-    transaction of its INSERT (empty for a replay).
+    ``positions`` maps a created job's id to its queue position, read once its
+    first message is on its way, so the pipeline does not wait for the count
+    (empty for a replay).
     """
     digest = jobs.request_digest(raw) if idempotency_key else None
     if idempotency_key:
@@ -100,7 +101,6 @@ def submit(body: JobCreate, raw: dict, tenant_id: str, cfg, idempotency_key: str
         if earlier is not None:
             return _replay(earlier, digest), False, {}
     spec = build(body, tenant_id, cfg, idempotency_key, digest)
-    ahead = queueing.count_for_new(spec.priority)
     queued = []
     try:
         # The queued event is published with the first message's in-flight marker (one round trip).
@@ -111,7 +111,7 @@ def submit(body: JobCreate, raw: dict, tenant_id: str, cfg, idempotency_key: str
         return _replay(jobs.find_idempotent(tenant_id, idempotency_key), digest), False, {}
     # If the broker is down the job stays queued with no marker; the reaper sends it later.
     dispatch.send_step(job, Step.VALIDATE, publish=queued)
-    return job, True, {job.id: ahead.position_of(job)}
+    return job, True, {job.id: queueing.queue_position(job)}
 
 
 def _replay(job, digest):
