@@ -142,27 +142,24 @@ def _snapshot_of_row(row) -> SimpleNamespace:
     return SimpleNamespace(**{attr: mapping[column] for attr, column in _COLUMN_KEY.items()})
 
 
-def _apply(job_id: str, where: list, values: dict, event_type: str | None, data=None, full: bool = False,
-           also=None):
+def _apply(job_id: str, where: list, values: dict, event_type: str | None, data=None):
     """Run one compare-and-set UPDATE; append the event if it matched; commit.
 
     ``data`` may be a callable given the updated row's (event_seq, attempt).
-    ``also(connection)`` runs further writes in the same transaction when the
-    row matched (staged images written or cleared with the step's end).
-    Returns that row (every column when ``full``), or None when no row matched.
+    Returns that row, or None when no row matched. For the rarer moves (cancel,
+    retry, fail, progress); a step's claim and end have statements of their own.
 
     SQLAlchemy Core on the session's connection, not ORM ``update(Job)`` and
     ``session.add``: the ORM's bulk-update and unit-of-work paths cost a few ms
-    of Python per call, and this runs about eight times per job.
+    of Python per call.
     """
     now = utcnow()
     values = {_COLUMN_KEY[k]: v for k, v in values.items()}
     values["updated_at"] = now
     if event_type:
         values["event_seq"] = JOBS.c.event_seq + 1
-    stmt = (update(JOBS).where(JOBS.c.id == job_id, *where).values(values)
-            .returning(*(_ALL_COLUMNS if full else _EVENT_RETURNING)))
-    return _write(stmt, None, job_id, event_type, data, now, also)
+    stmt = update(JOBS).where(JOBS.c.id == job_id, *where).values(values).returning(*_EVENT_RETURNING)
+    return _write(stmt, None, job_id, event_type, data, now)
 
 
 def _write(stmt, params: dict | None, job_id: str, event_type: str | None, data, now: datetime, also=None,
@@ -202,7 +199,7 @@ def _wire(job_id: str, seq: int, event_type: str, data: dict, created_at: dateti
 
 
 def transition(job_id: str, to: JobStatus, *, expect: tuple = (), where: tuple = (),
-               event_type: str | None = None, data: dict | None = None, also=None, **values) -> bool:
+               event_type: str | None = None, data: dict | None = None, **values) -> bool:
     """Move a job to ``to`` if its status allows it (and ``expect``, when given).
 
     Appends the status's event (or ``event_type``). False when the row did not
@@ -219,14 +216,14 @@ def transition(job_id: str, to: JobStatus, *, expect: tuple = (), where: tuple =
         values.setdefault("completed_at", utcnow())
         values.setdefault("lease_owner", None)
         values.setdefault("lease_until", None)
-    return _apply(job_id, conditions, values, event_type or EVENT_FOR.get(JobStatus(to)), data, also=also) is not None
+    return _apply(job_id, conditions, values, event_type or EVENT_FOR.get(JobStatus(to)), data) is not None
 
 
 def record(job_id: str, event_type: str | None, data: dict | None = None, *,
-           where: tuple = (), also=None, **values) -> bool:
+           where: tuple = (), **values) -> bool:
     """Change fields of an active job without moving its status; append an event."""
     conditions = [Job.status.in_(ACTIVE_STATUSES), *where]
-    return _apply(job_id, conditions, values, event_type, data, also=also) is not None
+    return _apply(job_id, conditions, values, event_type, data) is not None
 
 
 def end_step(job_id: str, step: Step, owner: str, values: dict, *, to: JobStatus | None = None,
