@@ -20,6 +20,7 @@ reaper sends it again every few reaper intervals.
 from __future__ import annotations
 
 import logging
+
 from flask import current_app
 from sqlalchemy import case, func, select, text
 from sqlalchemy.orm import aliased

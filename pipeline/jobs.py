@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from types import SimpleNamespace
 
-from sqlalchemy import bindparam, case, delete, func, insert, literal, or_, select, update
+from sqlalchemy import bindparam, case, func, insert, literal, or_, select, update
 
 from pipeline import concurrency, events
 from pipeline.ids import new_id
@@ -227,16 +227,16 @@ def record(job_id: str, event_type: str | None, data: dict | None = None, *,
 
 
 def end_step(job_id: str, step: Step, owner: str, values: dict, *, to: JobStatus | None = None,
-             data: dict | None = None, also=None, clear_staged: bool = False) -> bool:
+             data: dict | None = None, also=None) -> bool:
     """Record the end of ``owner``'s run of ``step``: set ``values``, release the lease.
 
     ``to``: also move the job to that status and append its event with ``data``
     (a step's end that completes the job). ``also(connection)``: more writes in
-    the same transaction; ``clear_staged``: remove the job's staged images in it.
+    the same transaction (staged images written or removed).
     False when the lease was lost (the job was canceled or re-leased).
 
     The hot path of every step: the statement is built once per shape and, on
-    Postgres, the UPDATE, the event and the staged rows' removal are one statement.
+    Postgres, the UPDATE and the event are one statement.
     """
     now = utcnow()
     values = dict(values, lease_owner=None, lease_until=None)
@@ -246,30 +246,35 @@ def end_step(job_id: str, step: Step, owner: str, values: dict, *, to: JobStatus
         statuses = tuple(sorted(s.value for s in sources(to)))
     else:
         statuses = ACTIVE_STATUSES
-    in_one = db.engine.dialect.name == "postgresql"
-    stmt = _end_statement(Step(step).value, tuple(sorted(values)), statuses, event_type, clear_staged and in_one, in_one)
+    in_one = _events_in_statement()
+    stmt = _end_statement(Step(step).value, tuple(sorted(values)), statuses, event_type, in_one)
     params = {f"v_{key}": value for key, value in values.items()}
     params.update(job_id=job_id, owner=owner, now=now, event_data=data or {})
-    if clear_staged and not in_one:
-        also = _staged_clearer(job_id, also)
     return _write(stmt, params, job_id, event_type, data, now, also, logged=in_one) is not None
 
 
-def _staged_clearer(job_id: str, also):
-    from pipeline import staging
-    clear = staging.clearing(job_id)
+def _events_in_statement() -> bool:
+    """Postgres: an UPDATE and its event are one statement (a data-modifying CTE).
 
-    def write(connection) -> None:
-        clear(connection)
-        if also is not None:
-            also(connection)
-    return write
+    SQLite has no data-modifying CTEs: there the event is a second INSERT.
+    """
+    return db.engine.dialect.name == "postgresql"
+
+
+def _with_event(moved, event_type: str, data, now):
+    """``moved`` (an UPDATE ... RETURNING id, event_seq as a CTE) appending its event:
+    the SELECT of the CTE's row, with the INSERT of the event attached."""
+    logged = insert(EVENTS).from_select(
+        ["job_id", "seq", "type", "data", "created_at"],
+        select(moved.c.id, moved.c.event_seq, literal(event_type), data, now),
+    ).cte("logged")
+    return select(moved).add_cte(logged)
 
 
 @lru_cache(maxsize=64)
-def _end_statement(step: str, keys: tuple, statuses: tuple, event_type: str | None, clear_staged: bool,
-                   with_event: bool):
-    """The compare-and-set UPDATE of a step's end (bound: job_id, owner, now, v_<key>, event_data)."""
+def _end_statement(step: str, keys: tuple, statuses: tuple, event_type: str | None, with_event: bool):
+    """The compare-and-set UPDATE of a step's end (bound: job_id, owner, now, v_<key>, event_data);
+    ``with_event`` (Postgres): it also appends the ``event_type`` event."""
     now = bindparam("now", type_=JOBS.c.updated_at.type)
     columns = {JOBS.c[_COLUMN_KEY[key]]: bindparam(f"v_{key}", type_=JOBS.c[_COLUMN_KEY[key]].type) for key in keys}
     columns[JOBS.c.updated_at] = now
@@ -279,20 +284,9 @@ def _end_statement(step: str, keys: tuple, statuses: tuple, event_type: str | No
                                 JOBS.c.lease_owner == bindparam("owner", type_=JOBS.c.lease_owner.type),
                                 JOBS.c.step == step)
              .values(columns).returning(*_EVENT_RETURNING, JOBS.c.id))
-    if not (with_event and (event_type or clear_staged)):
+    if not (event_type and with_event):
         return moved
-    moved = moved.cte("moved")
-    stmt = select(*(moved.c[c.key] for c in _EVENT_RETURNING))
-    if event_type:
-        stmt = stmt.add_cte(insert(EVENTS).from_select(
-            ["job_id", "seq", "type", "data", "created_at"],
-            select(moved.c.id, moved.c.event_seq, literal(event_type),
-                   bindparam("event_data", type_=EVENTS.c.data.type), now)).cte("logged"))
-    if clear_staged:
-        from pipeline.models import StagedOutput
-        staged = StagedOutput.__table__
-        stmt = stmt.add_cte(delete(staged).where(staged.c.job_id.in_(select(moved.c.id))).cte("cleared"))
-    return stmt
+    return _with_event(moved.cte("moved"), event_type, bindparam("event_data", type_=EVENTS.c.data.type), now)
 
 
 def claim(job_id: str, step: Step, owner: str, lease_s: float) -> SimpleNamespace | None:
@@ -305,7 +299,7 @@ def claim(job_id: str, step: Step, owner: str, lease_s: float) -> SimpleNamespac
     if step is Step.GENERATE:
         concurrency.serialize_claims(job_id)
     params = {"job_id": job_id, "owner": owner, "now": now, "until": now + timedelta(seconds=lease_s)}
-    in_one = db.engine.dialect.name == "postgresql"
+    in_one = _events_in_statement()
     row = _write(_claim_statement(step, concurrency.default_limit(), in_one), params, job_id, "started",
                  lambda r: {"step": step.value, "attempt": r.attempt}, now, logged=in_one)
     if row is None:
@@ -347,12 +341,7 @@ def _claim_statement(step: Step, tenant_limit: int, with_event: bool):
     if not with_event:
         return claimed
     claimed = claimed.cte("claimed")
-    started = insert(EVENTS).from_select(
-        ["job_id", "seq", "type", "data", "created_at"],
-        select(claimed.c.id, claimed.c.event_seq, literal("started"),
-               func.json_build_object("step", step.value, "attempt", claimed.c.attempt), now),
-    ).cte("started")
-    return select(claimed).add_cte(started)
+    return _with_event(claimed, "started", func.json_build_object("step", step.value, "attempt", claimed.c.attempt), now)
 
 
 def renew(job_id: str, owner: str, lease_s: float) -> bool:

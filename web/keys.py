@@ -72,12 +72,6 @@ def list_keys(tenant_id: str | None = None) -> list[ApiKey]:
     return list(rows)
 
 
-def tenant_for_hash(key_hash: str) -> str | None:
-    """The tenant of a live key with this hash, or None."""
-    found = live_key(key_hash)
-    return found.tenant_id if found is not None else None
-
-
 _LIVE_KEY = (
     select(ApiKey.tenant_id, ApiKey.rate_limit.label("key_rate_limit"), Tenant.rate_limit.label("tenant_rate_limit"))
     .outerjoin(Tenant, Tenant.id == ApiKey.tenant_id)
