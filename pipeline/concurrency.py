@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 
 from flask import current_app
-from sqlalchemy import case, func, select, text
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import aliased
 
 from pipeline import dispatch, events
@@ -75,13 +75,10 @@ def claim_condition(default: int):
         running_of(Job.tenant_id) < limit_of(Job.tenant_id, default))
 
 
-def serialize_claims(job_id: str) -> None:
-    """Hold the job's tenant's claim lock until this transaction ends (Postgres only)."""
-    if db.engine.dialect.name != "postgresql":
-        return
-    db.session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtext('genline:tenant:' || "
-             "(SELECT tenant_id FROM jobs WHERE id = :id)))"), {"id": job_id})
+CLAIM_LOCK = ("SELECT pg_advisory_xact_lock(hashtext('genline:tenant:' || "
+              "(SELECT tenant_id FROM jobs WHERE id = %(job_id)s)))")
+"""Postgres: SQL run before a generate claim, in its transaction, holding the job's
+tenant's claim lock until it ends (``jobs.claim`` passes it as the claim's prefix)."""
 
 
 def park(job_id: str) -> bool:

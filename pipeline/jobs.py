@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from types import SimpleNamespace
 
-from sqlalchemy import bindparam, case, func, insert, literal, or_, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, literal, or_, select, update
 
-from pipeline import concurrency, events
+from pipeline import concurrency, events, onetrip, staging
 from pipeline.ids import new_id
 from pipeline.lifecycle import EVENT_FOR, JobStatus, Step, sources
 from pipeline.models import Job, JobEvent, db, utcnow
@@ -31,8 +31,8 @@ def snapshot(job: Job) -> SimpleNamespace:
 
 def get(job_id: str, tenant_id: str | None = None) -> SimpleNamespace | None:
     """The job as a snapshot, or None (also None for another tenant's job)."""
-    row = db.session.connection().execute(_GET, {"job_id": job_id}).one_or_none()
-    db.session.rollback()
+    found = onetrip.rows(_GET, {"job_id": job_id})
+    row = found[0] if found else None
     if row is None or (tenant_id is not None and row.tenant_id != tenant_id):
         return None
     return _snapshot_of_row(row)
@@ -67,9 +67,10 @@ class NewJob:
 def create(spec: NewJob, publish=None) -> SimpleNamespace:
     """Insert a queued job and its ``queued`` event; returns the snapshot.
 
-    Two Core INSERTs, and the snapshot made from the values inserted: the ORM's
-    unit of work, and the SELECT it needed for the columns left unset, cost more
-    than the rest of a submission. After the commit the event is published:
+    Core INSERTs (on Postgres one statement, in one round trip), and the
+    snapshot made from the values inserted: the ORM's unit of work, and the
+    SELECT it needed for the columns left unset, cost more than the rest of a
+    submission. After the commit the event is published:
     ``publish(job_id, event)`` when given, else ``events.publish``.
     """
     now = utcnow()
@@ -101,15 +102,32 @@ def create(spec: NewJob, publish=None) -> SimpleNamespace:
             value = json.loads(json.dumps(value)) if column.type.python_type is dict else float(value)
         values[attr.key] = value
     event = SimpleNamespace(job_id=row["id"], seq=1, type="queued", data={}, created_at=now)
-    db.session.execute(Job.__table__.insert(), row)
-    db.session.execute(JobEvent.__table__.insert(), vars(event))
-    db.session.commit()
+    if _events_in_statement() and onetrip.available():
+        with onetrip.connection() as connection:
+            connection.execute(_create_statement(tuple(sorted(row))), dict(row, event_data={}))
+    else:
+        db.session.execute(JOBS.insert(), row)
+        db.session.execute(EVENTS.insert(), vars(event))
+        db.session.commit()
     snap, wire = SimpleNamespace(**values), event_dict(event)
     (publish or events.publish)(snap.id, wire)
     if spec.webhook:
         from pipeline import notify
         notify.on_event(snap.id, spec.webhook, wire, spec.priority)
     return snap
+
+
+@lru_cache(maxsize=8)
+def _create_statement(columns: tuple):
+    """Postgres: the INSERT of a job (bound by column name) and of its ``queued`` event
+    (bound: event_data), one statement: a data-modifying CTE."""
+    made = (insert(JOBS).values({JOBS.c[name]: bindparam(name, type_=JOBS.c[name].type) for name in columns})
+            .returning(JOBS.c.id, JOBS.c.created_at).cte("made"))
+    return insert(EVENTS).from_select(
+        ["job_id", "seq", "type", "data", "created_at"],
+        select(made.c.id, literal(1), literal("queued"), bindparam("event_data", type_=EVENTS.c.data.type),
+               made.c.created_at),
+    ).add_cte(made)
 
 
 def find_idempotent(tenant_id: str, key: str) -> SimpleNamespace | None:
@@ -163,26 +181,35 @@ def _apply(job_id: str, where: list, values: dict, event_type: str | None, data=
 
 
 def _write(stmt, params: dict | None, job_id: str, event_type: str | None, data, now: datetime, also=None,
-           logged: bool = False):
+           logged: bool = False, prefix: str | None = None):
     """Execute the UPDATE ``stmt``; if it matched, append the event, run ``also``, commit and publish.
 
     ``logged``: ``stmt`` inserted the event row itself (a Postgres CTE); only publish it.
+    ``prefix``: SQL run first in the same transaction (``pipeline.onetrip``).
     """
-    connection = db.session.connection()
-    row = connection.execute(stmt, params).one_or_none()
-    if row is None:
-        db.session.rollback()
-        return None
-    wire = None
-    if event_type:
+    if (logged or not event_type) and also is None and onetrip.available():
+        # The whole write is this one statement: one round trip, committed as it runs.
+        with onetrip.connection(prefix) as connection:
+            row = connection.execute(stmt, params).one_or_none()
+        if row is None:
+            return None
         payload = data(row) if callable(data) else (data or {})
-        if not logged:
+    else:
+        connection = db.session.connection()
+        if prefix:
+            connection.exec_driver_sql(prefix, params)
+        row = connection.execute(stmt, params).one_or_none()
+        if row is None:
+            db.session.rollback()
+            return None
+        payload = data(row) if callable(data) else (data or {})
+        if event_type and not logged:
             connection.execute(_EVENT_INSERT, {"job_id": job_id, "seq": row.event_seq, "type": event_type,
                                                "data": payload, "created_at": now})
-        wire = _wire(job_id, row.event_seq, event_type, payload, now)
-    if also is not None:
-        also(connection)
-    db.session.commit()
+        if also is not None:
+            also(connection)
+        db.session.commit()
+    wire = _wire(job_id, row.event_seq, event_type, payload, now) if event_type else None
     if wire is not None:
         events.publish(job_id, wire)
         if row.webhook:
@@ -227,16 +254,18 @@ def record(job_id: str, event_type: str | None, data: dict | None = None, *,
 
 
 def end_step(job_id: str, step: Step, owner: str, values: dict, *, to: JobStatus | None = None,
-             data: dict | None = None, also=None) -> bool:
+             data: dict | None = None, also=None, clears_staged: bool = False) -> bool:
     """Record the end of ``owner``'s run of ``step``: set ``values``, release the lease.
 
     ``to``: also move the job to that status and append its event with ``data``
     (a step's end that completes the job). ``also(connection)``: more writes in
-    the same transaction (staged images written or removed).
+    the same transaction (staged images written). ``clears_staged``: remove the
+    job's staged images in it too (they are uploaded).
     False when the lease was lost (the job was canceled or re-leased).
 
     The hot path of every step: the statement is built once per shape and, on
-    Postgres, the UPDATE and the event are one statement.
+    Postgres, the UPDATE, its event and the removal of the staged images are
+    one statement, in one round trip (``pipeline.onetrip``) when there is no ``also``.
     """
     now = utcnow()
     values = dict(values, lease_owner=None, lease_until=None)
@@ -247,7 +276,10 @@ def end_step(job_id: str, step: Step, owner: str, values: dict, *, to: JobStatus
     else:
         statuses = ACTIVE_STATUSES
     in_one = _events_in_statement()
-    stmt = _end_statement(Step(step).value, tuple(sorted(values)), statuses, event_type, in_one)
+    stmt = _end_statement(Step(step).value, tuple(sorted(values)), statuses, event_type, in_one,
+                          clears_staged and in_one)
+    if clears_staged and not in_one:
+        also = staging.clearing(job_id)
     params = {f"v_{key}": value for key, value in values.items()}
     params.update(job_id=job_id, owner=owner, now=now, event_data=data or {})
     return _write(stmt, params, job_id, event_type, data, now, also, logged=in_one) is not None
@@ -272,9 +304,13 @@ def _with_event(moved, event_type: str, data, now):
 
 
 @lru_cache(maxsize=64)
-def _end_statement(step: str, keys: tuple, statuses: tuple, event_type: str | None, with_event: bool):
-    """The compare-and-set UPDATE of a step's end (bound: job_id, owner, now, v_<key>, event_data);
-    ``with_event`` (Postgres): it also appends the ``event_type`` event."""
+def _end_statement(step: str, keys: tuple, statuses: tuple, event_type: str | None, in_one: bool,
+                   clears: bool = False):
+    """The compare-and-set UPDATE of a step's end (bound: job_id, owner, now, v_<key>, event_data).
+
+    ``in_one`` (Postgres): it also appends the ``event_type`` event and, with
+    ``clears``, deletes the job's staged images, all as data-modifying CTEs.
+    """
     now = bindparam("now", type_=JOBS.c.updated_at.type)
     columns = {JOBS.c[_COLUMN_KEY[key]]: bindparam(f"v_{key}", type_=JOBS.c[_COLUMN_KEY[key]].type) for key in keys}
     columns[JOBS.c.updated_at] = now
@@ -284,9 +320,15 @@ def _end_statement(step: str, keys: tuple, statuses: tuple, event_type: str | No
                                 JOBS.c.lease_owner == bindparam("owner", type_=JOBS.c.lease_owner.type),
                                 JOBS.c.step == step)
              .values(columns).returning(*_EVENT_RETURNING, JOBS.c.id))
-    if not (event_type and with_event):
+    if not (in_one and (event_type or clears)):
         return moved
-    return _with_event(moved.cte("moved"), event_type, bindparam("event_data", type_=EVENTS.c.data.type), now)
+    moved = moved.cte("moved")
+    stmt = (_with_event(moved, event_type, bindparam("event_data", type_=EVENTS.c.data.type), now)
+            if event_type else select(moved))
+    if clears:
+        stmt = stmt.add_cte(delete(staging.STAGED).where(staging.STAGED.c.job_id.in_(select(moved.c.id)))
+                            .cte("cleared"))
+    return stmt
 
 
 def claim(job_id: str, step: Step, owner: str, lease_s: float) -> SimpleNamespace | None:
@@ -296,12 +338,11 @@ def claim(job_id: str, step: Step, owner: str, lease_s: float) -> SimpleNamespac
     """
     now = utcnow()
     step = Step(step)
-    if step is Step.GENERATE:
-        concurrency.serialize_claims(job_id)
     params = {"job_id": job_id, "owner": owner, "now": now, "until": now + timedelta(seconds=lease_s)}
     in_one = _events_in_statement()
     row = _write(_claim_statement(step, concurrency.default_limit(), in_one), params, job_id, "started",
-                 lambda r: {"step": step.value, "attempt": r.attempt}, now, logged=in_one)
+                 lambda r: {"step": step.value, "attempt": r.attempt}, now, logged=in_one,
+                 prefix=concurrency.CLAIM_LOCK if step is Step.GENERATE and in_one else None)
     if row is None:
         return None
     return _snapshot_of_row(row)

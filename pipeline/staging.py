@@ -2,15 +2,19 @@
 
 Writes take the connection of the transaction that records the step's end
 (``jobs.end_step(..., also=...)``), so the images and the job's move to
-``upload`` commit together, or not at all.
+``upload`` commit together, or not at all. Their removal once uploaded is part
+of upload's end too: on Postgres a DELETE in the end's own statement
+(``jobs.end_step(..., clears_staged=True)``), elsewhere the ``clearing`` writer.
 """
 from __future__ import annotations
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 
-from pipeline.models import StagedOutput, db
+from pipeline import onetrip
+from pipeline.models import StagedOutput
 
 STAGED = StagedOutput.__table__
+_LOAD = select(STAGED).where(STAGED.c.job_id == bindparam("job_id")).order_by(STAGED.c.n)
 
 
 def replacing(job_id: str, images, provider: str, model: str | None):
@@ -34,7 +38,4 @@ def clearing(job_id: str):
 
 def load(job_id: str) -> list:
     """The job's staged images, in order (rows with job_id, n, media_type, data, provider, model)."""
-    rows = db.session.connection().execute(
-        select(STAGED).where(STAGED.c.job_id == job_id).order_by(STAGED.c.n)).all()
-    db.session.rollback()
-    return list(rows)
+    return onetrip.rows(_LOAD, {"job_id": job_id})

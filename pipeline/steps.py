@@ -18,7 +18,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from pipeline import budget, concurrency, dispatch, failover, jobs, leases, staging
+from pipeline import budget, concurrency, dispatch, failover, jobs, leases
 from pipeline.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, Timeout
 from pipeline.lifecycle import JobStatus, Step, next_step
 from pipeline.models import Job, db, utcnow
@@ -163,7 +163,7 @@ def finish(job, step: Step, owner: str, output, seconds: float) -> None:
         timing["total_s"] = jobs.seconds_between(job.created_at, now)
         values.update(outputs=output, progress=1.0, completed_at=now)
         done = jobs.end_step(job.id, step, owner, values, to=JobStatus.COMPLETED, data={"outputs": len(output)},
-                             also=staging.clearing(job.id))
+                             clears_staged=True)
     else:
         done = jobs.end_step(job.id, step, owner, values, also=result.also)
     if not done:

@@ -150,3 +150,41 @@ def test_the_limit_holds_on_sqlite(sqlite_stack):
     # Then all complete, one at a time
     assert [j["status"] for j in finished] == ["completed"] * 3
     assert most_at_once([iv for i in ids for iv in generate_intervals(sqlite_stack, i)]) == 1
+
+
+def test_a_generate_claim_waits_for_its_tenants_claim_lock(stack):
+    # The claim and its advisory lock travel in one round trip (pipeline.onetrip):
+    # the lock must still be taken first, in the claim's transaction.
+    from pipeline import jobs
+    from pipeline.lifecycle import Step
+    tenant = f"lock-{time.monotonic_ns()}"
+    spec = jobs.NewJob(tenant_id=tenant, operation="generate", providers=["local"], prompt="locked",
+                       params={"size": "16x16"}, inputs=None, timeout_s=30, deadline_s=60, max_attempts=1)
+    with stack.app.app_context():
+        # Given a queued job at step generate that no message will reach
+        job_id = jobs.create(spec).id
+        db.session.execute(Job.__table__.update().where(Job.id == job_id).values(step="generate"))
+        db.session.commit()
+        # and another session holding the job's tenant's claim lock
+        holder = db.engine.raw_connection()
+        holder.cursor().execute("SELECT pg_advisory_lock(hashtext('genline:tenant:' || %s))", (tenant,))
+    claimed = {}
+
+    def claim():
+        with stack.app.app_context():
+            claimed["job"] = jobs.claim(job_id, Step.GENERATE, "lock-test-owner", 30)
+
+    # When a worker claims it
+    thread = threading.Thread(target=claim)
+    thread.start()
+    try:
+        thread.join(0.5)
+        # Then the claim waits for the lock
+        assert thread.is_alive(), "the claim did not wait for its tenant's claim lock"
+    finally:
+        holder.cursor().execute("SELECT pg_advisory_unlock(hashtext('genline:tenant:' || %s))", (tenant,))
+        holder.commit()
+        holder.close()
+    # and takes the job once the lock is free
+    thread.join(10)
+    assert claimed["job"] is not None and claimed["job"].status == "processing"

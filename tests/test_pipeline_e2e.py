@@ -77,3 +77,35 @@ def test_generate_on_sqlite(sqlite_stack):
     for n in range(2):
         response = sqlite_stack.client.get(f"/v1/jobs/{job['id']}/outputs/{n}", headers=headers)
         assert open_image(response.data).size == (48, 48)
+
+
+def _staged_rows(stack, job_id: str) -> int:
+    from sqlalchemy import func, select
+
+    from pipeline.models import StagedOutput, db
+    with stack.app.app_context():
+        count = db.session.execute(select(func.count()).select_from(StagedOutput)
+                                   .where(StagedOutput.job_id == job_id)).scalar_one()
+        db.session.rollback()
+    return count
+
+
+def _completes_and_clears_its_staged_images(stack, headers):
+    # Given a job whose generate stages two images for upload
+    job = stack.submit(headers, {"prompt": "two of them", "params": {"size": "16x16", "n": 2}})
+    # When it completes
+    done = stack.wait(headers, job["id"])
+    # Then both were uploaded and nothing stays staged (upload's end removed them)
+    assert done["status"] == "completed", done["error"]
+    assert len(done["outputs"]) == 2
+    assert _staged_rows(stack, job["id"]) == 0
+
+
+def test_upload_end_clears_the_staged_images_on_postgres(stack, tenant):
+    _completes_and_clears_its_staged_images(stack, tenant)
+
+
+def test_upload_end_clears_the_staged_images_on_sqlite(sqlite_stack):
+    with sqlite_stack.app.app_context():
+        headers = sqlite_stack.new_tenant("staged")
+    _completes_and_clears_its_staged_images(sqlite_stack, headers)

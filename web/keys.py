@@ -7,6 +7,7 @@ import secrets
 import limits
 from sqlalchemy import bindparam, select, update
 
+from pipeline import onetrip
 from pipeline.ids import new_id
 from pipeline.models import ApiKey, Tenant, db, utcnow
 
@@ -85,4 +86,5 @@ def live_key(key_hash: str):
     Read from the database every time (no cache): a revoked key stops working
     on the next request.
     """
-    return db.session.execute(_LIVE_KEY, {"key_hash": key_hash}).one_or_none()
+    found = onetrip.rows(_LIVE_KEY, {"key_hash": key_hash})
+    return found[0] if found else None

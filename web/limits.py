@@ -44,8 +44,7 @@ def submission_rate() -> str:
     key = _bearer()
     if key and key not in cfg.api_keys:
         from web.auth import made_key
-        # The same read authenticates the request afterwards (one query, left
-        # open for the submission's own transaction).
+        # The same read authenticates the request afterwards (one query).
         row = made_key(key)
         if row is not None:
             rate = row.key_rate_limit or row.tenant_rate_limit or rate

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, case, func, select
 
-from pipeline.models import Job, db
+from pipeline import onetrip
+from pipeline.models import Job
 
 PRIORITY_ORDER = {"high": 0, "normal": 1, "low": 2}
 
@@ -36,11 +37,8 @@ def queue_position(job) -> int | None:
     """1 for the next job to start; None once a job is no longer queued."""
     if job.status != "queued":
         return None
-    count = db.session.execute(
-        _COUNT_AHEAD, {"ahead": _ahead(job.priority), "priority": job.priority, "id": job.id}
-    ).scalar_one()
-    db.session.rollback()
-    return count + 1
+    found = onetrip.rows(_COUNT_AHEAD, {"ahead": _ahead(job.priority), "priority": job.priority, "id": job.id})
+    return found[0][0] + 1
 
 
 def queue_positions(jobs: list) -> dict[str, int | None]:
@@ -48,8 +46,7 @@ def queue_positions(jobs: list) -> dict[str, int | None]:
     positions = {job.id: None for job in jobs}
     queued = [job for job in jobs if job.status == "queued"]
     if len(queued) > 1:
-        rows = db.session.execute(_POSITIONS, {"ids": [job.id for job in queued]}).all()
-        db.session.rollback()
+        rows = onetrip.rows(_POSITIONS, {"ids": [job.id for job in queued]})
         positions.update({row.id: row.position for row in rows})
     # One job (a count is cheaper than the window), one with a priority the window
     # leaves out, or one no longer queued when the window was read: counted alone.
