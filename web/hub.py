@@ -165,6 +165,11 @@ class Hub:
             sub._put(RESYNC)
 
     def _dispatch(self, raw: bytes) -> None:
+        if not self._waiters:
+            # Every event of every job reaches every web process: with no stream or
+            # long-poll open here (a worker drain, a quiet API), skip decoding it.
+            self.received += 1
+            return
         try:
             event = json.loads(raw)
             job_id = event["job_id"]

@@ -165,7 +165,7 @@ def _any_active(client: Client, wanted: set[str]) -> bool | None:
     return True if page["data"][0]["id"] in wanted else None
 
 
-COUNT_EVERY_S = 2.0
+COUNT_EVERY_S = 5.0
 """How often the drain's progress bar is brought up to date with a full count."""
 
 
