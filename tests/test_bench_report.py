@@ -1,6 +1,8 @@
 """The bench report's pure parts: percentiles, ratios, targets, and the table with missing figures."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
 from pipeline.bench import report
@@ -68,6 +70,9 @@ def test_drain_rate_counts_only_completions_after_the_last_submit():
     assert drain_rate(jobs) == pytest.approx(8 / 2.1)
     # And with too little left after submission there is no drain figure
     assert drain_rate([job(0.1 * i, 0.05 + 0.1 * i) for i in range(10)]) is None
+    # And when the worker was busy after the last completion (notify steps), the drain runs until it was idle
+    idle_at = datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc).timestamp()
+    assert drain_rate(jobs, idle_at) == pytest.approx(8 / 4.1)
 
 
 def test_without_sse_or_baselines_the_figures_are_null_not_errors():

@@ -55,6 +55,8 @@ def test_a_short_bench_run_reports_every_figure_and_completes_every_job(tmp_path
                 "submit_rps_ratio", "e2e_p50_ratio", "throughput_ratio"):
         assert isinstance(report[key], (int, float)) and report[key] > 0, (key, report[key])
     assert report["baseline"]["chains_completed"] == 24
+    # And: on its own stack the drain lasts until the worker is idle (notify steps run after completion)
+    assert report["throughput_until"] == "worker idle"
     assert {t["key"] for t in report["targets"]} >= {"e2e_p50_ratio", "throughput_ratio", "notify_p99_ms"}
     # And: SSE is served by this build, so notify latency is measured too
     assert report["e2e_via"] == "sse" and report["notify_p50_ms"] is not None, report["notes"]

@@ -207,8 +207,9 @@ def final_states(client: Client, job_ids: list[str], concurrency: int, advance) 
     return concurrent(len(job_ids), concurrency, one, advance)[0]
 
 
-def throughput(jobs: list[dict]) -> float:
-    """Completed jobs per second, from the first creation to the last completion (server clock).
+def throughput(jobs: list[dict], idle_at: float | None = None) -> float:
+    """Completed jobs per second, from the first creation until the workers were done
+    (``idle_at`` when known, else the last completion; server clock).
 
     While jobs are still being submitted the web competes with the workers for
     the machine: this is the rate with submission included.
@@ -216,7 +217,8 @@ def throughput(jobs: list[dict]) -> float:
     done = [j for j in jobs if j.get("status") == "completed"]
     if not done:
         return 0.0
-    span = max(epoch(j["completed_at"]) for j in done) - min(epoch(j["created_at"]) for j in jobs)
+    last = max(max(epoch(j["completed_at"]) for j in done), idle_at or 0.0)
+    span = last - min(epoch(j["created_at"]) for j in jobs)
     return len(done) / span if span > 0 else 0.0
 
 
@@ -224,19 +226,22 @@ DRAIN_MIN_SHARE = 0.2
 """The drain window must hold at least this share of the jobs, else it is too short to measure."""
 
 
-def drain_rate(jobs: list[dict]) -> float | None:
+def drain_rate(jobs: list[dict], idle_at: float | None = None) -> float | None:
     """Jobs/s the workers complete from a full queue: completions after the last job was
-    created, over the time from that creation to the last completion (server clock).
+    created, over the time from that creation until the workers were done (server clock).
 
-    The workers' capacity at saturation, with the web idle again; None when too
-    few jobs were left to drain after submission (the workers kept up with it).
+    Done is ``idle_at`` when known (the worker's queues empty: the notify step of a
+    job runs after its completion, so the last completion is not the end of the
+    work), else the last ``completed_at``. The workers' capacity at saturation,
+    with the web idle again; None when too few jobs were left to drain after
+    submission (the workers kept up with it).
     """
     done = [epoch(j["completed_at"]) for j in jobs if j.get("status") == "completed"]
     if not done:
         return None
     submitted = max(epoch(j["created_at"]) for j in jobs)
     after = [t for t in done if t > submitted]
-    span = max(done) - submitted
+    span = max(max(done), idle_at or 0.0) - submitted
     if len(after) < DRAIN_MIN_SHARE * len(jobs) or span <= 0:
         return None
     return len(after) / span

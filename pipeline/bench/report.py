@@ -74,6 +74,7 @@ def build(m: dict, settings: dict, notes: list[str]) -> dict:
         "throughput_jobs_s": _round(throughput),
         "throughput_ratio": ratio(throughput, chains_s),
         "throughput_measured_as": measured_as,
+        "throughput_until": m.get("drain_until"),
         "throughput_incl_submit_jobs_s": _round(m["throughput_incl_submit"]),
         "throughput_incl_submit_ratio": ratio(m["throughput_incl_submit"], m["chains_s"]),
         "notify_p50_ms": n50, "notify_p99_ms": n99,

@@ -54,9 +54,12 @@ class Baseline:
         return baseline.chain_latencies(1)[0] if self.on else None
 
 
-def measure(client: load.Client, base: Baseline, a, progress, notes: list[str]) -> dict:
+def measure(client: load.Client, base: Baseline, a, progress, notes: list[str], idle=None) -> dict:
     """Every phase. Machines are noisy (and this one may be shared), so each baseline
-    figure is taken right after its genline counterpart, and e2e samples alternate."""
+    figure is taken right after its genline counterpart, and e2e samples alternate.
+
+    ``idle()``: blocks until genline's worker has no work left, returning the time
+    (None against a deployment, whose queues the bench cannot see)."""
     m = {"flask": None, "chain": [], "chains_s": None, "chains_completed": None, "chains_drain_s": None}
     advance, _ = _phase(progress, "warm-up", a.workers * 2)
     load.e2e_wait(client, a.workers * 2, TINY, advance)
@@ -69,8 +72,11 @@ def measure(client: load.Client, base: Baseline, a, progress, notes: list[str]) 
     _, update = _phase(progress, "until all completed", len(ids))
     load.wait_drained(client, ids, update)
     finals = load.final_states(client, ids, min(a.concurrency, 16), lambda: None)
-    m["throughput_incl_submit"] = load.throughput(finals)
-    m["throughput_drain"] = load.drain_rate(finals)
+    # On this machine's own stack: until the notify steps after the last completion ran too.
+    m["drain_until"] = "worker idle" if idle else "last completion"
+    idle_at = idle() if idle else None
+    m["throughput_incl_submit"] = load.throughput(finals, idle_at)
+    m["throughput_drain"] = load.drain_rate(finals, idle_at)
     submitted, completed = len(ids), sum(j["status"] == "completed" for j in finals)
     if base.on:
         advance, _ = _phase(progress, f"bare Flask x{a.concurrency}", a.jobs)
@@ -128,7 +134,8 @@ def run(a) -> int:
                                                                                    baseline=not a.no_baseline)
             progress.update(start, total=1, completed=1)
             client = load.Client(a.url or stack.url, key or stack.key, connections=a.concurrency + 8)
-            m = measure(client, Baseline(stack), a, progress, notes)
+            idle = stack.wait_genline_idle if stack is not None and not a.url else None
+            m = measure(client, Baseline(stack), a, progress, notes, idle)
             if a.no_baseline:
                 notes.append("baselines skipped (--no-baseline): ratios are null")
             if a.url and not a.no_baseline:

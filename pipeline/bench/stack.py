@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -137,6 +138,30 @@ class LocalStack:
         if wait:
             proc.wait_for_log("ready.", 90)
         return proc
+
+    def wait_genline_idle(self, timeout: float = 300) -> float:
+        """Block until genline's queues are empty and no message is unacknowledged; the time then.
+
+        A job is ``completed`` at upload's end, but its notify step still runs after
+        it: with a full queue drained in order, the notify messages of most jobs are
+        still queued when the last job completes. Their work is part of a job's
+        cost, and it must not run while the baselines are measured.
+        """
+        import redis
+        client = redis.Redis.from_url(self.redis_url)
+        end = time.monotonic() + timeout
+        try:
+            while time.monotonic() < end:
+                pipe = client.pipeline()
+                for queue in ("high", "normal", "low"):
+                    pipe.llen(queue)
+                pipe.hlen("unacked")  # kombu's Redis transport: messages delivered, not yet acked
+                if not any(pipe.execute()):
+                    return time.time()
+                time.sleep(0.02)
+        finally:
+            client.close()
+        raise TimeoutError(f"genline's worker still busy after {timeout:g} s")
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
