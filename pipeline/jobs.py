@@ -399,13 +399,13 @@ def renew(job_id: str, owner: str, lease_s: float) -> bool:
 
 def events_after(job_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict]:
     """The job's events with seq > after_seq, oldest first."""
-    rows = db.session.execute(
-        select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after_seq)
-        .order_by(JobEvent.seq).limit(limit)
-    ).scalars().all()
-    out = [event_dict(e) for e in rows]
-    db.session.rollback()
-    return out
+    rows = onetrip.rows(_EVENTS_AFTER, {"job_id": job_id, "after": after_seq, "limit": limit})
+    return [_wire(r.job_id, r.seq, r.type, r.data, r.created_at) for r in rows]
+
+
+_EVENTS_AFTER = (select(EVENTS.c.job_id, EVENTS.c.seq, EVENTS.c.type, EVENTS.c.data, EVENTS.c.created_at)
+                 .where(EVENTS.c.job_id == bindparam("job_id"), EVENTS.c.seq > bindparam("after"))
+                 .order_by(EVENTS.c.seq).limit(bindparam("limit")))
 
 
 def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
