@@ -71,10 +71,11 @@ def measure(client: load.Client, base: Baseline, a, progress, notes: list[str], 
     ids = [j["id"] for j in m["submit"]["answers"]]
     _, update = _phase(progress, "until all completed", len(ids))
     load.wait_drained(client, ids, update)
-    finals = load.final_states(client, ids, min(a.concurrency, 16), lambda: None)
-    # On this machine's own stack: until the notify steps after the last completion ran too.
-    m["drain_until"] = "worker idle" if idle else "last completion"
+    # On this machine's own stack: until the notify steps after the last completion ran
+    # too. Read before anything else, so that the moment it returns is the idle moment.
     idle_at = idle() if idle else None
+    m["drain_until"] = "worker idle" if idle else "last completion"
+    finals = load.final_states(client, ids, min(a.concurrency, 16), lambda: None)
     m["throughput_incl_submit"] = load.throughput(finals, idle_at)
     m["throughput_drain"] = load.drain_rate(finals, idle_at)
     submitted, completed = len(ids), sum(j["status"] == "completed" for j in finals)
