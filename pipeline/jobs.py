@@ -279,7 +279,7 @@ def end_step(job_id: str, step: Step, owner: str, values: dict, *, to: JobStatus
     stmt = _end_statement(Step(step).value, tuple(sorted(values)), statuses, event_type, in_one,
                           clears_staged and in_one)
     if clears_staged and not in_one:
-        also = staging.clearing(job_id)
+        also = staging.both(also, staging.clearing(job_id))
     params = {f"v_{key}": value for key, value in values.items()}
     params.update(job_id=job_id, owner=owner, now=now, event_data=data or {})
     return _write(stmt, params, job_id, event_type, data, now, also, logged=in_one) is not None

@@ -36,6 +36,17 @@ def clearing(job_id: str):
     return write
 
 
+def both(first, second):
+    """One writer running ``first`` (if any), then ``second``."""
+    if first is None:
+        return second
+
+    def write(connection) -> None:
+        first(connection)
+        second(connection)
+    return write
+
+
 def load(job_id: str) -> list:
     """The job's staged images, in order (rows with job_id, n, media_type, data, provider, model)."""
     return onetrip.rows(_LOAD, {"job_id": job_id})
