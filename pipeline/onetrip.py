@@ -6,7 +6,8 @@ claim (one UPDATE) cost three round trips, a read two more than it needed. On a
 busy machine each round trip is two context switches and a wait for a core.
 The hot path of a job (the claims, the step ends with no other writes, the
 reads of upload and notify, a submission's insert and queue position) runs its
-single statements here instead, on a pooled connection in autocommit mode: one round trip each.
+single statements here instead, on a pooled connection in autocommit mode: one
+round trip each.
 
 SQLAlchemy has the AUTOCOMMIT isolation level; what this adds is "only while
 the session holds nothing": while the caller's session has a transaction open,
