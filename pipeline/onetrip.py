@@ -14,11 +14,18 @@ the session holds nothing": while the caller's session has a transaction open,
 the statement runs in it as before (no second connection per request, which
 could exhaust the pool), and so it does on SQLite, whose transactions cost no
 round trips.
+
+Why not ``engine.execution_options(isolation_level="AUTOCOMMIT")``: it shares
+the pool, and every check-in resets the connection's isolation level, which
+psycopg2 turns into a ``SET default_transaction_isolation TO DEFAULT`` round
+trip at the next switch (seen in Postgres's statement log): two round trips
+again. Switching psycopg2's own ``autocommit`` flag while the connection is
+idle sends nothing, so that is what ``connection()`` does.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
-from weakref import WeakKeyDictionary
+from weakref import WeakSet
 
 from sqlalchemy import event
 
@@ -28,7 +35,7 @@ PREFIX_OPTION = "genline_prefix"
 """Execution option: SQL sent before the statement in the same round trip (and,
 in autocommit mode, the same implicit transaction), e.g. an advisory lock."""
 
-_AUTOCOMMIT: WeakKeyDictionary = WeakKeyDictionary()
+_LISTENING: WeakSet = WeakSet()
 
 
 def _prefix(_conn, _cursor, statement, parameters, context, _executemany):
@@ -39,13 +46,12 @@ def _prefix(_conn, _cursor, statement, parameters, context, _executemany):
     return (f"{prefix}; {statement}" if prefix else statement), parameters
 
 
-def _autocommit_engine():
+def _engine():
     engine = db.engine
-    auto = _AUTOCOMMIT.get(engine)
-    if auto is None:
-        auto = _AUTOCOMMIT[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    if engine not in _LISTENING:
         event.listen(engine, "before_cursor_execute", _prefix, retval=True)
-    return auto
+        _LISTENING.add(engine)
+    return engine
 
 
 def available() -> bool:
@@ -59,8 +65,14 @@ def connection(prefix: str | None = None):
 
     ``prefix``: SQL sent with each statement, in its round trip and transaction.
     """
-    with _autocommit_engine().connect() as conn:
-        yield conn.execution_options(**{PREFIX_OPTION: prefix}) if prefix else conn
+    with _engine().connect() as conn:
+        raw = conn.connection.dbapi_connection
+        raw.autocommit = True  # idle, so psycopg2 sends nothing
+        try:
+            yield conn.execution_options(**{PREFIX_OPTION: prefix}) if prefix else conn
+        finally:
+            if not raw.closed:  # a lost connection is discarded by the pool anyway
+                raw.autocommit = False
 
 
 def rows(stmt, params: dict) -> list:
