@@ -254,18 +254,18 @@ def record(job_id: str, event_type: str | None, data: dict | None = None, *,
 
 
 def end_step(job_id: str, step: Step, owner: str, values: dict, *, to: JobStatus | None = None,
-             data: dict | None = None, also=None, clears_staged: bool = False) -> bool:
+             data: dict | None = None, stages: list[dict] | None = None, clears_staged: bool = False) -> bool:
     """Record the end of ``owner``'s run of ``step``: set ``values``, release the lease.
 
     ``to``: also move the job to that status and append its event with ``data``
-    (a step's end that completes the job). ``also(connection)``: more writes in
-    the same transaction (staged images written). ``clears_staged``: remove the
-    job's staged images in it too (they are uploaded).
+    (a step's end that completes the job). ``stages``: staged rows
+    (``staging.rows_of``) replacing the job's, in the same transaction.
+    ``clears_staged``: remove the job's staged images in it too (they are uploaded).
     False when the lease was lost (the job was canceled or re-leased).
 
     The hot path of every step: the statement is built once per shape and, on
-    Postgres, the UPDATE, its event and the removal of the staged images are
-    one statement, in one round trip (``pipeline.onetrip``) when there is no ``also``.
+    Postgres, the UPDATE, its event and the staged images' writes are one
+    statement, in one round trip (``pipeline.onetrip``).
     """
     now = utcnow()
     values = dict(values, lease_owner=None, lease_until=None)
@@ -277,11 +277,17 @@ def end_step(job_id: str, step: Step, owner: str, values: dict, *, to: JobStatus
         statuses = ACTIVE_STATUSES
     in_one = _events_in_statement()
     stmt = _end_statement(Step(step).value, tuple(sorted(values)), statuses, event_type, in_one,
-                          clears_staged and in_one)
-    if clears_staged and not in_one:
-        also = staging.both(also, staging.clearing(job_id))
+                          clears_staged and in_one, len(stages) if in_one and stages is not None else None)
     params = {f"v_{key}": value for key, value in values.items()}
     params.update(job_id=job_id, owner=owner, now=now, event_data=data or {})
+    also = None
+    if in_one:
+        params.update(staging.staging_params(stages or []))
+    else:
+        if stages is not None:
+            also = staging.replacing(job_id, stages)
+        if clears_staged:
+            also = staging.both(also, staging.clearing(job_id))
     return _write(stmt, params, job_id, event_type, data, now, also, logged=in_one) is not None
 
 
@@ -305,11 +311,12 @@ def _with_event(moved, event_type: str, data, now):
 
 @lru_cache(maxsize=64)
 def _end_statement(step: str, keys: tuple, statuses: tuple, event_type: str | None, in_one: bool,
-                   clears: bool = False):
+                   clears: bool = False, stages: int | None = None):
     """The compare-and-set UPDATE of a step's end (bound: job_id, owner, now, v_<key>, event_data).
 
-    ``in_one`` (Postgres): it also appends the ``event_type`` event and, with
-    ``clears``, deletes the job's staged images, all as data-modifying CTEs.
+    ``in_one`` (Postgres): it also appends the ``event_type`` event, with
+    ``clears`` deletes the job's staged images, and with ``stages`` replaces
+    them by that many (bound: s<i>_<field>), all as data-modifying CTEs.
     """
     now = bindparam("now", type_=JOBS.c.updated_at.type)
     columns = {JOBS.c[_COLUMN_KEY[key]]: bindparam(f"v_{key}", type_=JOBS.c[_COLUMN_KEY[key]].type) for key in keys}
@@ -320,7 +327,7 @@ def _end_statement(step: str, keys: tuple, statuses: tuple, event_type: str | No
                                 JOBS.c.lease_owner == bindparam("owner", type_=JOBS.c.lease_owner.type),
                                 JOBS.c.step == step)
              .values(columns).returning(*_EVENT_RETURNING, JOBS.c.id))
-    if not (in_one and (event_type or clears)):
+    if not (in_one and (event_type or clears or stages is not None)):
         return moved
     moved = moved.cte("moved")
     stmt = (_with_event(moved, event_type, bindparam("event_data", type_=EVENTS.c.data.type), now)
@@ -328,6 +335,8 @@ def _end_statement(step: str, keys: tuple, statuses: tuple, event_type: str | No
     if clears:
         stmt = stmt.add_cte(delete(staging.STAGED).where(staging.STAGED.c.job_id.in_(select(moved.c.id)))
                             .cte("cleared"))
+    elif stages is not None:
+        stmt = stmt.add_cte(*staging.staging_ctes(moved, stages))
     return stmt
 
 

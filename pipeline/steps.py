@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from flask import current_app
@@ -129,13 +129,13 @@ def lease_keeper(job_id: str, owner: str, lease_s: float):
 class StepResult:
     """What a step's work returns when its end records more than its output.
 
-    ``values``: more job fields; ``also(connection)``: more writes (staged
-    images). Both go into the one transaction that records the step's end.
+    ``values``: more job fields; ``stages``: images to stage for upload
+    (``staging.rows_of``). Both go into the one write that records the step's end.
     """
 
     output: Any
     values: dict = field(default_factory=dict)
-    also: Callable | None = None
+    stages: list | None = None
 
 
 def _merge(job, step: Step, output, seconds: float) -> dict:
@@ -165,7 +165,7 @@ def finish(job, step: Step, owner: str, output, seconds: float) -> None:
         done = jobs.end_step(job.id, step, owner, values, to=JobStatus.COMPLETED, data={"outputs": len(output)},
                              clears_staged=True)
     else:
-        done = jobs.end_step(job.id, step, owner, values, also=result.also)
+        done = jobs.end_step(job.id, step, owner, values, stages=result.stages)
     if not done:
         log.info("step result discarded job_id=%s step=%s reason=lease-lost", job.id, step.value)
         return

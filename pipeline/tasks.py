@@ -87,7 +87,7 @@ def generate_work(job, owner, lease):
     model = results[0].model or job.model
     return StepResult({"provider": provider.name, "model": model, "images": len(results)},
                       values={"provider": provider.name, "model": model},
-                      also=staging.replacing(job.id, results, provider.name, job.model))
+                      stages=staging.rows_of(job.id, results, provider.name, job.model))
 
 
 def upload_work(job, owner, lease):

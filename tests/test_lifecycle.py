@@ -1,10 +1,13 @@
 """The lifecycle table and the job store's compare-and-set transitions."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
-from pipeline import jobs
+from pipeline import jobs, staging
 from pipeline.lifecycle import JobStatus, Step, can_transition, is_terminal, next_step, sources
+from pipeline.models import StagedOutput, db
 
 S = JobStatus
 
@@ -81,3 +84,34 @@ def test_a_duplicated_step_message_does_not_move_a_completed_job(stack, tenant, 
     events = stack.events(done["id"])
     assert events == before
     assert [e["type"] for e in events].count("completed") == 1
+
+
+def _staged(job_id: str) -> list[tuple]:
+    found = db.session.execute(db.select(StagedOutput.n, StagedOutput.data)
+                               .where(StagedOutput.job_id == job_id).order_by(StagedOutput.n)).all()
+    db.session.rollback()
+    return [(n, bytes(data)) for n, data in found]
+
+
+@pytest.mark.parametrize("which", ["stack", "sqlite_stack"])
+def test_generate_end_replaces_an_earlier_attempts_staged_images_and_only_with_its_lease(request, which):
+    stack = request.getfixturevalue(which)
+    job = _new_job(stack)
+    with stack.app.app_context():
+        # Given a job in its generate step, with three images left staged by an earlier attempt
+        db.session.add_all([StagedOutput(job_id=job.id, n=n, media_type="image/png", data=b"old%d" % n)
+                            for n in range(3)])
+        db.session.commit()
+        assert jobs.claim(job.id, Step.VALIDATE, "v", 30) is not None
+        assert jobs.end_step(job.id, Step.VALIDATE, "v", {"step": "generate"}) is True
+        assert jobs.claim(job.id, Step.GENERATE, "g", 30) is not None
+        images = [SimpleNamespace(media_type="image/png", data=b"new%d" % n, model=None) for n in range(2)]
+        rows = staging.rows_of(job.id, images, "local", "m")
+        # When a writer that lost the lease ends the step, nothing is staged
+        assert jobs.end_step(job.id, Step.GENERATE, "someone-else", {"step": "upload"}, stages=rows) is False
+        assert _staged(job.id) == [(0, b"old0"), (1, b"old1"), (2, b"old2")]
+        # When the lease holder ends it with two images
+        assert jobs.end_step(job.id, Step.GENERATE, "g", {"step": "upload"}, stages=rows) is True
+        # Then exactly those two are staged, with the job's move to upload
+        assert _staged(job.id) == [(0, b"new0"), (1, b"new1")]
+        assert jobs.get(job.id).step == "upload"
