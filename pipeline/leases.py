@@ -38,16 +38,21 @@ class Renewer:
         self._held: set[Held] = set()
         self._cond = threading.Condition()
         self._pid: int | None = None
+        self._wake_at = 0.0  # when the waiting thread wakes next; 0 while it is not waiting
 
     def hold(self, job_id: str, owner: str, lease_s: float) -> Held:
         held = Held(job_id, owner, lease_s, time.monotonic() + lease_s / 3)
         with self._cond:
             if self._pid != os.getpid():
                 # A forked child inherits the object but not the thread.
-                self._pid, self._held = os.getpid(), set()
+                self._pid, self._held, self._wake_at = os.getpid(), set(), 0.0
                 threading.Thread(target=self._run, name="genline-leases", daemon=True).start()
             self._held.add(held)
-            self._cond.notify()
+            # Wake the thread only for a lease due before it wakes anyway: with
+            # one lease length, steps that follow each other never do (a wake-up
+            # per step cost a thread switch on every step).
+            if held.due < self._wake_at:
+                self._cond.notify()
         return held
 
     def release(self, held: Held) -> None:
@@ -63,8 +68,10 @@ class Renewer:
                 if due:
                     for held in due:
                         held.due = now + held.lease_s / 3
+                    self._wake_at = 0.0
                     return due
                 nearest = min((h.due for h in self._held), default=now + 60)
+                self._wake_at = nearest
                 self._cond.wait(nearest - now)
 
     def _run(self) -> None:
