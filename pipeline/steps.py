@@ -55,7 +55,7 @@ def run_step(task, job_id: str, step: Step, work) -> None:
         fail(job, step, InternalError(f"the worker running step {step.value} was lost {job.lost_count} times"),
              where=(Job.lease_owner == owner,))
         return
-    log.info("step started job_id=%s step=%s attempt=%s status=%s", job_id, step.value, job.attempt, job.status)
+    log.debug("step started job_id=%s step=%s attempt=%s status=%s", job_id, step.value, job.attempt, job.status)
     started = time.monotonic()
     try:
         with lease_keeper(job_id, owner, cfg.lease_s) as lease:
