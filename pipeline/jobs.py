@@ -103,8 +103,7 @@ def create(spec: NewJob, publish=None) -> SimpleNamespace:
         values[attr.key] = value
     event = SimpleNamespace(job_id=row["id"], seq=1, type="queued", data={}, created_at=now)
     if _events_in_statement() and onetrip.available():
-        with onetrip.connection() as connection:
-            connection.execute(_create_statement(tuple(sorted(row))), dict(row, event_data={}))
+        onetrip.execute(_create_statement(tuple(sorted(row))), dict(row, event_data={}))
     else:
         db.session.execute(JOBS.insert(), row)
         db.session.execute(EVENTS.insert(), vars(event))
@@ -187,10 +186,11 @@ def _write(stmt, params: dict | None, job_id: str, event_type: str | None, data,
     ``logged``: ``stmt`` inserted the event row itself (a Postgres CTE); only publish it.
     ``prefix``: SQL run first in the same transaction (``pipeline.onetrip``).
     """
-    if (logged or not event_type) and also is None and onetrip.available():
+    if (logged or not event_type) and also is None and params is not None and onetrip.available():
+        # (``params`` given: the statement is one built once, with bound parameters.)
         # The whole write is this one statement: one round trip, committed as it runs.
-        with onetrip.connection(prefix) as connection:
-            row = connection.execute(stmt, params).one_or_none()
+        found = onetrip.execute(stmt, params, prefix)
+        row = found[0] if found else None
         if row is None:
             return None
         payload = data(row) if callable(data) else (data or {})

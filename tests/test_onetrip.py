@@ -1,34 +1,57 @@
-"""pipeline.onetrip: a statement that is its own transaction, and the pooled
-connection it borrowed handed back in transactional mode."""
+"""pipeline.onetrip: a statement that is its own transaction, run on a pooled
+connection that goes back to the pool in transactional mode, with SQLAlchemy's
+types and errors."""
 from __future__ import annotations
 
-from sqlalchemy import text
+import pytest
+from sqlalchemy import JSON, Column, Integer, LargeBinary, MetaData, Table, bindparam, insert, select, text
+from sqlalchemy.exc import IntegrityError
 
 from pipeline import onetrip
 from pipeline.models import db
 
+PROBE = Table("onetrip_probe", MetaData(), Column("v", Integer, primary_key=True),
+              Column("doc", JSON), Column("blob", LargeBinary))
+INSERT = insert(PROBE).values(v=bindparam("v"), doc=bindparam("doc", type_=JSON), blob=bindparam("blob"))
+READ = select(PROBE).where(PROBE.c.v == bindparam("v"))
 
-def test_a_statement_commits_as_it_runs_and_the_connection_goes_back_transactional(stack):
+
+@pytest.fixture
+def probe(stack):
     with stack.app.app_context():
-        db.session.execute(text("CREATE TABLE IF NOT EXISTS onetrip_probe (v int)"))
-        db.session.execute(text("DELETE FROM onetrip_probe"))
-        db.session.commit()
-        assert onetrip.available()
-        # When a write runs through onetrip
-        with onetrip.connection() as conn:
-            raw = conn.connection.dbapi_connection
-            conn.execute(text("INSERT INTO onetrip_probe VALUES (1)"))
-            # Then another connection sees it at once: it committed as it ran
-            with db.engine.connect() as other:
-                assert other.execute(text("SELECT count(*) FROM onetrip_probe")).scalar() == 1
-        # And the connection it used is back in transactional mode, so that a
-        # later session's rollback on it still undoes its writes
-        assert raw.autocommit is False
-        cursor = raw.cursor()
-        cursor.execute("INSERT INTO onetrip_probe VALUES (2)")
-        raw.rollback()
-        cursor.execute("SELECT count(*) FROM onetrip_probe")
-        assert cursor.fetchone()[0] == 1
-        raw.rollback()
-        db.session.execute(text("DROP TABLE onetrip_probe"))
-        db.session.commit()
+        PROBE.drop(db.engine, checkfirst=True)
+        PROBE.create(db.engine)
+        try:
+            yield stack.app
+        finally:
+            db.session.rollback()
+            PROBE.drop(db.engine)
+
+
+def _count() -> int:
+    with db.engine.connect() as other:
+        return other.execute(text("SELECT count(*) FROM onetrip_probe")).scalar()
+
+
+def test_a_statement_commits_as_it_runs_and_its_connection_goes_back_transactional(probe):
+    assert onetrip.available()
+    for v in range(20):  # more than the pool holds, so every pooled connection is reused
+        # When a write runs through onetrip, another connection sees it at once
+        onetrip.execute(INSERT, {"v": v, "doc": {"n": v}, "blob": b"x"})
+        assert _count() == v + 1
+        # And a session's write afterwards, on whichever pooled connection, still rolls back
+        db.session.execute(text("INSERT INTO onetrip_probe (v) VALUES (:v)"), {"v": 1000 + v})
+        db.session.rollback()
+    assert _count() == 20
+
+
+def test_rows_come_back_typed_and_errors_as_sqlalchemys(probe):
+    onetrip.execute(INSERT, {"v": 1, "doc": {"a": [1, 2]}, "blob": b"\x00\x01"})
+    row = onetrip.rows(READ, {"v": 1})[0]
+    # JSON decoded, bytes as bytes, by attribute and by mapping as SQLAlchemy's rows
+    assert (row.v, row.doc, row.blob) == (1, {"a": [1, 2]}, b"\x00\x01")
+    assert type(row.blob) is bytes and row._mapping["doc"] == {"a": [1, 2]}
+    # A constraint violation is SQLAlchemy's IntegrityError, and the connection stays usable
+    with pytest.raises(IntegrityError):
+        onetrip.execute(INSERT, {"v": 1, "doc": None, "blob": None})
+    assert onetrip.rows(READ, {"v": 1})[0].v == 1
