@@ -27,7 +27,10 @@ class FileStorage:
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
-        if self.root.resolve() not in path.parents:
+        real_root = self.__dict__.get("_real_root")
+        if real_root is None:
+            real_root = self._real_root = self.root.resolve()
+        if path == real_root or not path.is_relative_to(real_root):
             raise StorageError(f"storage key escapes the storage root: {key!r}")
         return path
 
