@@ -33,8 +33,8 @@ invalidates the connections; a driver error is raised as SQLAlchemy's own
 """
 from __future__ import annotations
 
-import threading
 from collections import namedtuple
+from weakref import WeakKeyDictionary
 
 from sqlalchemy.exc import DBAPIError
 
@@ -88,18 +88,20 @@ class _Compiled:
         return [self.row(*r) for r in fetched]
 
 
-_COMPILED: dict = {}
-_COMPILING = threading.Lock()
+_COMPILED: WeakKeyDictionary = WeakKeyDictionary()
+"""Per statement (weakly: a statement its ``lru_cache`` dropped goes with its
+compiled forms), its compiled form per dialect."""
 
 
 def _compiled(stmt, dialect) -> _Compiled:
-    key = (id(stmt), id(dialect))
-    found = _COMPILED.get(key)
-    if found is None or found[0] is not stmt:
-        with _COMPILING:
-            # The statement is kept alive with its compiled form, so its id is never reused.
-            found = _COMPILED[key] = (stmt, _Compiled(stmt, dialect))
-    return found[1]
+    key = (dialect.name, dialect.driver, dialect.server_version_info)
+    forms = _COMPILED.get(stmt)
+    if forms is None:
+        forms = _COMPILED.setdefault(stmt, {})
+    found = forms.get(key)
+    if found is None:
+        found = forms[key] = _Compiled(stmt, dialect)
+    return found
 
 
 def available() -> bool:

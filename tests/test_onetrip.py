@@ -3,6 +3,8 @@ connection that goes back to the pool in transactional mode, with SQLAlchemy's
 types and errors."""
 from __future__ import annotations
 
+import gc
+
 import pytest
 from sqlalchemy import JSON, Column, Integer, LargeBinary, MetaData, Table, bindparam, insert, select, text
 from sqlalchemy.exc import IntegrityError
@@ -55,3 +57,14 @@ def test_rows_come_back_typed_and_errors_as_sqlalchemys(probe):
     with pytest.raises(IntegrityError):
         onetrip.execute(INSERT, {"v": 1, "doc": None, "blob": None})
     assert onetrip.rows(READ, {"v": 1})[0].v == 1
+
+
+def test_a_statement_no_longer_used_leaves_no_compiled_form_behind(probe):
+    count = len(onetrip._COMPILED)
+    # When statements built for one call each run and are dropped
+    for v in range(5):
+        onetrip.execute(insert(PROBE).values(v=bindparam("v")), {"v": 100 + v})
+    gc.collect()
+    # Then their compiled forms went with them (built-once statements stay)
+    assert len(onetrip._COMPILED) <= count + 1
+    assert onetrip.rows(READ, {"v": 104})[0].v == 104
