@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from types import SimpleNamespace
 
-from sqlalchemy import bindparam, case, delete, func, insert, literal, literal_column, or_, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, literal, or_, select, update
 
 from pipeline import concurrency, events, onetrip, staging
 from pipeline.ids import new_id
@@ -309,13 +309,6 @@ def _with_event(moved, event_type: str, data, now):
     return select(moved).add_cte(logged)
 
 
-def _status_in(statuses) -> object:
-    """``jobs.status IN (...)`` with the statuses written into a cached statement:
-    they are the lifecycle's constants, and a bound IN list is expanded again at
-    every execution (SQLAlchemy's "post-compile" parameters)."""
-    return JOBS.c.status.in_([literal_column(f"'{JobStatus(s).value}'") for s in statuses])
-
-
 @lru_cache(maxsize=64)
 def _end_statement(step: str, keys: tuple, statuses: tuple, event_type: str | None, in_one: bool,
                    clears: bool = False, stages: int | None = None):
@@ -330,7 +323,7 @@ def _end_statement(step: str, keys: tuple, statuses: tuple, event_type: str | No
     columns[JOBS.c.updated_at] = now
     if event_type:
         columns[JOBS.c.event_seq] = JOBS.c.event_seq + 1
-    moved = (update(JOBS).where(JOBS.c.id == bindparam("job_id"), _status_in(statuses),
+    moved = (update(JOBS).where(JOBS.c.id == bindparam("job_id"), onetrip.constant_in(JOBS.c.status, statuses),
                                 JOBS.c.lease_owner == bindparam("owner", type_=JOBS.c.lease_owner.type),
                                 JOBS.c.step == step)
              .values(columns).returning(*_EVENT_RETURNING, JOBS.c.id))
@@ -387,8 +380,8 @@ def _claim_statement(step: Step, tenant_limit: int, with_event: bool):
         if step is Step.GENERATE:
             values["attempt"] = JOBS.c.attempt + 1
     where = [
-        JOBS.c.id == bindparam("job_id"), _status_in(statuses), JOBS.c.step == step.value,
-        JOBS.c.deadline_at > now, or_(JOBS.c.lease_until.is_(None), JOBS.c.lease_until < now, JOBS.c.lease_owner == owner),
+        JOBS.c.id == bindparam("job_id"), onetrip.constant_in(JOBS.c.status, statuses),
+        JOBS.c.step == step.value, JOBS.c.deadline_at > now, or_(JOBS.c.lease_until.is_(None), JOBS.c.lease_until < now, JOBS.c.lease_owner == owner),
     ]
     if step is Step.GENERATE:
         values["started_at"] = func.coalesce(JOBS.c.started_at, now)

@@ -33,9 +33,12 @@ invalidates the connections; a driver error is raised as SQLAlchemy's own
 """
 from __future__ import annotations
 
+import re
 from collections import namedtuple
+from contextlib import contextmanager
 from weakref import WeakKeyDictionary
 
+from sqlalchemy import literal_column
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.models import db
@@ -104,6 +107,35 @@ def _compiled(stmt, dialect) -> _Compiled:
     return found
 
 
+_WORD = re.compile(r"[a-z_]+")
+
+
+def constant_in(column, values):
+    """``column IN ('a', 'b')`` with the values written into the statement.
+
+    For a statement built once whose list is a set of the code's own
+    constants (statuses, priorities): a bound IN list is expanded again at
+    every execution (SQLAlchemy's post-compile parameters), and such a
+    statement cannot run on ``execute``'s cursor path. Only plain lowercase
+    words are written, so nothing needs quoting.
+    """
+    values = list(values)
+    if not all(_WORD.fullmatch(v) for v in values):
+        raise ValueError(f"not plain words: {values!r}")
+    return column.in_([literal_column(f"'{v}'") for v in values])
+
+
+@contextmanager
+def _autocommit(raw):
+    """psycopg2's own autocommit flag for the duration; switched while idle, so nothing is sent."""
+    raw.autocommit = True
+    try:
+        yield
+    finally:
+        if not raw.closed:  # a lost connection is discarded by the pool anyway
+            raw.autocommit = False
+
+
 def available() -> bool:
     """True when a statement run here is its own transaction, in one round trip."""
     return db.engine.dialect.name == "postgresql" and not db.session().in_transaction()
@@ -133,15 +165,10 @@ def execute(stmt, params: dict, prefix: str | None = None) -> list:
         raise DBAPIError.instance(None, None, exc, dbapi_error, dialect=engine.dialect) from exc
     raw = pooled.dbapi_connection
     try:
-        raw.autocommit = True  # idle, so psycopg2 sends nothing
-        try:
-            with raw.cursor() as cursor:
-                cursor.execute(sql, values)
-                description = cursor.description
-                fetched = cursor.fetchall() if description else []
-        finally:
-            if not raw.closed:  # a lost connection is discarded by the pool anyway
-                raw.autocommit = False
+        with _autocommit(raw), raw.cursor() as cursor:
+            cursor.execute(sql, values)
+            description = cursor.description
+            fetched = cursor.fetchall() if description else []
     except dbapi_error as exc:
         lost = engine.dialect.is_disconnect(exc, raw, None)
         if lost:
@@ -155,15 +182,9 @@ def execute(stmt, params: dict, prefix: str | None = None) -> list:
 
 def _execute_expanding(engine, stmt, params: dict) -> list:
     """``execute`` through SQLAlchemy's ``Connection``, for statements with an expanding IN list."""
-    with engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
-        raw.autocommit = True
-        try:
-            result = conn.execute(stmt, params)
-            return result.all() if result.returns_rows else []
-        finally:
-            if not raw.closed:
-                raw.autocommit = False
+    with engine.connect() as conn, _autocommit(conn.connection.dbapi_connection):
+        result = conn.execute(stmt, params)
+        return result.all() if result.returns_rows else []
 
 
 def rows(stmt, params: dict) -> list:

@@ -68,3 +68,12 @@ def test_a_statement_no_longer_used_leaves_no_compiled_form_behind(probe):
     # Then their compiled forms went with them (built-once statements stay)
     assert len(onetrip._COMPILED) <= count + 1
     assert onetrip.rows(READ, {"v": 104})[0].v == 104
+
+
+def test_constants_are_written_into_a_statement_only_as_plain_words():
+    # Given the code's own constants, the IN list is part of the SQL
+    sql = str(onetrip.constant_in(PROBE.c.doc, ["queued", "processing"]).compile())
+    assert "'queued'" in sql and "'processing'" in sql
+    # And anything that would need quoting is refused rather than written
+    with pytest.raises(ValueError):
+        onetrip.constant_in(PROBE.c.doc, ["queued', 'x"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sqlalchemy import bindparam, case, func, literal_column, select
+from sqlalchemy import bindparam, case, func, select
 
 from pipeline import onetrip
 from pipeline.models import Job
@@ -28,9 +28,9 @@ def _count_ahead(priority: str):
     count a seventh of a submission's CPU in the web (py-spy).
     """
     own = (_JOBS.c.priority == priority) & (_JOBS.c.id < bindparam("id"))
-    ahead = [literal_column(f"'{p}'") for p in _ahead(priority)]
+    ahead = _ahead(priority)
     return select(func.count()).select_from(_JOBS).where(
-        _JOBS.c.status == "queued", (_JOBS.c.priority.in_(ahead) | own) if ahead else own)
+        _JOBS.c.status == "queued", (onetrip.constant_in(_JOBS.c.priority, ahead) | own) if ahead else own)
 
 
 # Several jobs at once: number the queued jobs in starting order, keep those asked for.
