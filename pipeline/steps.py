@@ -169,7 +169,8 @@ def finish(job, step: Step, owner: str, output, seconds: float) -> None:
     if not done:
         log.info("step result discarded job_id=%s step=%s reason=lease-lost", job.id, step.value)
         return
-    log.info("step finished job_id=%s step=%s attempt=%s seconds=%.3f", job.id, step.value, job.attempt, seconds)
+    log.info("step finished job_id=%s step=%s attempt=%s status=%s seconds=%.3f", job.id, step.value, job.attempt,
+             JobStatus.COMPLETED.value if step is Step.UPLOAD else job.status, seconds)
     job.step = following.value
     dispatch.send_step(job, following)
 

@@ -109,3 +109,14 @@ def test_upload_end_clears_the_staged_images_on_sqlite(sqlite_stack):
     with sqlite_stack.app.app_context():
         headers = sqlite_stack.new_tenant("staged")
     _completes_and_clears_its_staged_images(sqlite_stack, headers)
+
+
+def test_the_worker_logs_each_step_end_with_job_step_attempt_and_status(stack, tenant):
+    # Given a job the shared worker has run
+    done = stack.wait(tenant, stack.submit(tenant, {"prompt": "logged", "params": {"size": "16x16"}})["id"])
+    assert done["status"] == "completed", done["error"]
+    worker = stack.processes[0]
+    # Then each step's end is one key=value line with the job, step, attempt (generate's
+    # count: validate runs before the first) and status
+    for step, attempt, status in (("validate", 0, "queued"), ("generate", 1, "processing"), ("upload", 1, "completed")):
+        worker.wait_for_log(f"step finished job_id={done['id']} step={step} attempt={attempt} status={status} ", timeout=5)
