@@ -28,17 +28,14 @@ import uuid
 
 from pipeline.bench import load
 from pipeline.bench.stack import LocalStack
+from pipeline.config import fix_database_url
 
 FLOOR_QUEUE = "floor"
 
 
-def _driver_url(url: str) -> str:
-    return url.replace("postgresql://", "postgresql+psycopg2://", 1)
-
-
 def _create_table(database_url: str) -> None:
     import sqlalchemy as sa
-    engine = sa.create_engine(_driver_url(database_url))
+    engine = sa.create_engine(fix_database_url(database_url))
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE IF NOT EXISTS floor_jobs (id varchar(40) PRIMARY KEY, "
                              "body json NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"))
@@ -52,7 +49,7 @@ def create_floor_app():
     from flask import Flask, jsonify, request
     from flask_limiter import Limiter
 
-    engine = sa.create_engine(_driver_url(os.environ["DATABASE_URL"]), pool_size=5, max_overflow=10)
+    engine = sa.create_engine(fix_database_url(os.environ["DATABASE_URL"]), pool_size=5, max_overflow=10)
     celery = Celery("genline-floor", broker=os.environ["REDIS_URL"])
     celery.conf.update(task_ignore_result=True, task_serializer="json", task_send_sent_event=True,
                        broker_transport="pipeline.broker:Transport")  # genline's: one Redis client reused
