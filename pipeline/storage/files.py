@@ -20,6 +20,7 @@ from pipeline.storage.base import StoredObject
 class FileStorage:
     def __init__(self, root: Path):
         self.root = root
+        self._real_root = root.resolve()  # keys must resolve inside it (one instance per process)
 
     @classmethod
     def from_url(cls, url: str) -> "FileStorage":
@@ -27,10 +28,7 @@ class FileStorage:
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
-        real_root = self.__dict__.get("_real_root")
-        if real_root is None:
-            real_root = self._real_root = self.root.resolve()
-        if path == real_root or not path.is_relative_to(real_root):
+        if path == self._real_root or not path.is_relative_to(self._real_root):
             raise StorageError(f"storage key escapes the storage root: {key!r}")
         return path
 
