@@ -267,6 +267,8 @@ def end_step(job_id: str, step: Step, owner: str, values: dict, *, to: JobStatus
     Postgres, the UPDATE, its event and the staged images' writes are one
     statement, in one round trip (``pipeline.onetrip``).
     """
+    if clears_staged and stages is not None:
+        raise ValueError("a step's end either stages images or clears them")
     now = utcnow()
     values = dict(values, lease_owner=None, lease_until=None)
     event_type = EVENT_FOR[JobStatus(to)] if to is not None else None
