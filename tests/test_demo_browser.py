@@ -250,3 +250,26 @@ def test_the_favicon_is_served(demo_url):
     response = requests.get(f"{demo_url}/favicon.ico", timeout=10)
     assert response.status_code == 200 and response.headers["Content-Type"] == "image/x-icon"
     assert response.content[:4] == b"\x00\x00\x01\x00"  # the ICO header
+
+
+def test_the_api_docs_render_request_bodies_as_examples_without_csp_errors(chromium, demo_url, shoot):
+    # Given the /docs page in Chromium (Swagger UI from the flask-swagger-ui package, under a strict CSP)
+    context = chromium.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    console = []
+    page.on("console", lambda msg: console.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: console.append(str(exc)))
+    page.goto(f"{demo_url}/docs")
+
+    # When the reader opens "Create a job"
+    page.wait_for_selector("#operations-default-jobs_create_job", timeout=20_000)
+    page.click("#operations-default-jobs_create_job .opblock-summary")
+
+    # Then the body is an example request, the Prefer header is documented, and nothing was blocked
+    page.wait_for_selector("#operations-default-jobs_create_job .body-param__example", timeout=10_000)
+    example = page.text_content("#operations-default-jobs_create_job .body-param__example")
+    assert '"prompt"' in example and '"$ref"' not in example and '"properties"' not in example
+    assert "Prefer" in page.text_content("#operations-default-jobs_create_job .parameters")
+    shoot(page, "api-docs")
+    context.close()
+    assert console == [], console
