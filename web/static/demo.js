@@ -119,7 +119,7 @@ async function watchQueue(job, controller) {
     if (controller.signal.aborted || !current.queued) break;
     latest = await getJob(job.urls.self, { signal: controller.signal }).catch(() => null);
   }
-  $("queue").hidden = true;
+  if (current && current.controller === controller) $("queue").hidden = true;
 }
 
 function showProvider(job) {
