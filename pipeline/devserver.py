@@ -156,6 +156,8 @@ def run() -> int:
         migrate(env)
         print(banner(env), flush=True)
         return _supervise(env)
+    except KeyboardInterrupt:  # Ctrl-C before the processes started: nothing to stop but Redis
+        return 0
     finally:
         if redis_proc is not None:
             redis_proc.terminate()

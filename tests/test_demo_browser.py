@@ -273,3 +273,17 @@ def test_the_api_docs_render_request_bodies_as_examples_without_csp_errors(chrom
     shoot(page, "api-docs")
     context.close()
     assert console == [], console
+
+
+def test_edit_without_an_image_asks_for_one(page):
+    # Given the edit operation and no file chosen
+    page.select_option("#operation", "edit")
+    page.fill("#prompt", "make it blue")
+    # When the user submits
+    page.click("#submit")
+    # Then the page asks for an image, in words
+    page.wait_for_selector("#error:not([hidden])", timeout=10_000)
+    assert page.text_content("#error-kind") == "No input image"
+    assert "choose an image file" in page.text_content("#error-message")
+    assert_no_raw_text(page)
+    assert page.is_hidden("#job") and page.is_enabled("#submit")
