@@ -1,28 +1,48 @@
 # genline: `make dev` runs everything on this machine; `make test` runs the whole suite.
+#
+# Each target installs only the extras it needs, recorded by a stamp file per
+# extras set, so `make test` after `make dev` adds just the test extras.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+PIP := $(BIN)/pip --quiet --quiet --disable-pip-version-check
+STAMP_DEV := $(VENV)/.installed-dev
+STAMP_TEST := $(VENV)/.installed-dev-test
+STAMP_BENCH := $(VENV)/.installed-dev-test-bench
 
 .PHONY: install dev test bench clean
 
-$(STAMP): setup.py setup.cfg
+$(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "genline needs Python 3.10 or newer")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,dev,bench]'
-	touch $(STAMP)
+	@echo "make: creating $(VENV) and installing genline (about a minute the first time)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP) install --upgrade pip
 
-install: $(STAMP)
+$(STAMP_DEV): setup.py setup.cfg | $(BIN)/python
+	@$(PIP) install -e '.[dev]'
+	@touch $@
 
-dev: install
-	$(BIN)/genline dev
+# A bigger set includes the smaller ones: its stamp marks them installed too.
+$(STAMP_TEST): setup.py setup.cfg | $(BIN)/python
+	@$(PIP) install -e '.[dev,test]'
+	@touch $@ $(STAMP_DEV)
 
-test: install
+$(STAMP_BENCH): setup.py setup.cfg | $(BIN)/python
+	@$(PIP) install -e '.[dev,test,bench]'
+	@touch $@ $(STAMP_TEST) $(STAMP_DEV)
+
+# Everything: for people working on genline itself.
+install: $(STAMP_BENCH)
+
+# `genline dev` exits 0 on Ctrl-C, so make reports no error.
+dev: $(STAMP_DEV)
+	@$(BIN)/genline dev
+
+test: $(STAMP_TEST)
 	$(BIN)/python -m tests.prepare
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: install
+bench: $(STAMP_BENCH)
 	$(BIN)/genline bench
 
 clean:

@@ -7,9 +7,35 @@ import os
 import sys
 
 
+class CliError(Exception):
+    """A one-line reason the command cannot run (printed as ``genline: …``, exit 1)."""
+
+
+NO_DATABASE = ("run `flask --app web db upgrade` (the release step), or `make dev` in the repository root "
+               "(the CLI then reads its var/dev.env), or set DATABASE_URL")
+
+
 def _app():
+    """The Flask app for commands that use the database; a missing SQLite file is an error, never created."""
+    from sqlalchemy.engine import make_url
+
+    from pipeline.config import Config
     from web import create_app
-    return create_app()
+    cfg = Config.from_env()
+    url = make_url(cfg.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not os.path.exists(url.database):
+        raise CliError(f"no database at {url.database}: {NO_DATABASE}")
+    return create_app(cfg)
+
+
+def _database_error(exc) -> str:
+    """One line for a database that cannot be reached or has no tables yet."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    missing_table = "no such table" in reason or ("relation" in reason and "does not exist" in reason)
+    if isinstance(exc, (OperationalError, ProgrammingError)) and missing_table:
+        return f"the database has no genline tables ({reason}): {NO_DATABASE}"
+    return f"database error: {reason}"
 
 
 def cmd_dev(args) -> int:
@@ -199,13 +225,30 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from pipeline.config import ConfigError
+    from kombu.exceptions import KombuError
+    from redis.exceptions import RedisError
+    from sqlalchemy.exc import DBAPIError
+
+    from pipeline.config import ConfigError, dev_env_defaults
     args = parser().parse_args(argv)
+    if args.command not in ("dev", "bench"):
+        # Beside `make dev`, use its stack (var/dev.env) for what the environment leaves unset.
+        os.environ.update(dev_env_defaults(os.environ))
     try:
         return args.func(args) or 0
     except ConfigError as exc:
         print(f"genline: configuration error: {exc}", file=sys.stderr)
         return 2
+    except CliError as exc:
+        print(f"genline: {exc}", file=sys.stderr)
+        return 1
+    except DBAPIError as exc:
+        print(f"genline: {_database_error(exc)}", file=sys.stderr)
+        return 1
+    except (KombuError, RedisError) as exc:
+        print(f"genline: cannot reach the broker at {os.environ.get('REDIS_URL') or 'the default REDIS_URL'}: {exc}",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -86,6 +86,34 @@ def _webhook_secret(env) -> str:
     return raw
 
 
+def dev_env_defaults(env) -> dict:
+    """Values from the ``var/dev.env`` that `genline dev` writes, for variables ``env`` leaves unset.
+
+    So the CLI, or a worker started by hand, beside `make dev` talks to the same
+    database, Redis, storage and keys. The file is ``$GENLINE_DEV_ENV`` (``off``
+    ignores it), else ``$GENLINE_VAR_DIR/dev.env``, else ``./var/dev.env``. It is
+    ignored by a process whose DATABASE_URL names another database: that process
+    (a test's, the bench's, a platform's) belongs to another stack.
+    """
+    choice = (env.get("GENLINE_DEV_ENV") or "").strip()
+    if choice.lower() in ("0", "off", "no", "false"):
+        return {}
+    path = Path(choice) if choice else Path(env.get("GENLINE_VAR_DIR") or "var") / "dev.env"
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    values = {}
+    for line in lines:
+        name, sep, value = line.partition("=")
+        if sep and name.strip() and not name.lstrip().startswith("#"):
+            values[name.strip()] = value.strip()
+    own_db = env.get("DATABASE_URL")
+    if own_db and fix_database_url(own_db) != fix_database_url(values.get("DATABASE_URL", "")):
+        return {}
+    return {name: value for name, value in values.items() if not env.get(name)}
+
+
 def fix_database_url(url: str) -> str:
     """Accept ``postgres://`` as PaaS set it, and name the driver genline ships (psycopg2)."""
     for prefix in ("postgres://", "postgresql://"):
@@ -162,7 +190,9 @@ class Config:
     @classmethod
     def from_env(cls, env=None) -> "Config":
         """Read and check every variable; raise ConfigError naming a bad one."""
-        env = os.environ if env is None else env
+        if env is None:
+            env = dict(os.environ)
+            env.update(dev_env_defaults(env))
         var_dir = Path(env.get("GENLINE_VAR_DIR") or "var")
         production = _bool(env, "GENLINE_PRODUCTION", False)
         secret = env.get("SECRET_KEY")

@@ -19,12 +19,14 @@ EXAMPLES = 15
 
 
 def short_waits(doc: dict) -> dict:
-    """Fuzz ?wait= up to 1 s, not 60: jobs never finish here (no worker), and long-polls are tested elsewhere."""
+    """Fuzz ?wait= and Prefer: wait= up to 1 s, not 60: jobs never finish here (no worker), and long-polls are tested elsewhere."""
     for methods in doc["paths"].values():
         for op in methods.values():
             for param in op.get("parameters", []):
                 if param["name"] == "wait":
                     param["schema"]["maximum"] = 1
+                if param["name"] == "Prefer":
+                    param["schema"] = {"type": "string", "enum": ["wait=0", "wait=1"]}
     return doc
 
 
@@ -59,6 +61,15 @@ def test_docs_page_renders_the_document_without_third_party_scripts(stack):
     assert 'src="/docs/static/docs.js"' in html and "https://" not in html
     script = stack.client.get("/docs/static/docs.js")
     assert script.status_code == 200 and "/openapi.json" in script.get_data(as_text=True)
+    # Swagger UI comes from the flask-swagger-ui package, served here
+    assert 'src="/docs/swagger-ui/swagger-ui-bundle.js"' in html
+    bundle = stack.client.get("/docs/swagger-ui/swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and b"SwaggerUIBundle" in bundle.get_data()
+    # And the page teaches Prefer: wait on POST, as README does; ?wait stays on GET
+    assert "Prefer: wait=60" in html
+    doc = stack.client.get("/openapi.json").get_json()
+    assert [p["name"] for p in doc["paths"]["/v1/jobs"]["post"]["parameters"]] == ["Prefer", "Idempotency-Key"]
+    assert "wait" in [p["name"] for p in doc["paths"]["/v1/jobs/{job_id}"]["get"]["parameters"]]
 
 
 def test_live_app_conforms_to_its_document(make_stack, log_dir):

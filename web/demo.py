@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from flask import Blueprint, jsonify, render_template, request, url_for
+from flask import Blueprint, jsonify, render_template, request, send_from_directory, url_for
 from pydantic import Field
 
 from pipeline import dispatch, jobs, tokens
@@ -16,10 +16,11 @@ from pipeline.errors import Canceled
 from pipeline.lifecycle import JobStatus, Step
 from web import limits
 from web.api.errors import ApiError
+from web.api.openapi import PUBLIC, describe
 from web.api.jobs import render
 from web.auth import config
 from web.requests import json_body
-from web.schemas import Budget, JobCreate, Simulate, Strict
+from web.schemas import MAX_PROMPT_CHARS, Budget, JobCreate, Simulate, Strict
 from web.submit import submit
 
 bp = Blueprint("demo", __name__, template_folder="templates", static_folder="static",
@@ -59,7 +60,21 @@ def page():
     _enabled()
     cfg = config()
     return render_template("demo.html", sizes=SIZES, allow_simulate=cfg.allow_simulate,
-                           rate_limit=cfg.demo_rate_limit)
+                           rate_limit=cfg.demo_rate_limit, max_prompt=MAX_PROMPT_CHARS,
+                           default_provider=_default_provider(cfg))
+
+
+def _default_provider(cfg) -> str:
+    """The provider a job without one runs on (the first of a list), for the page's note."""
+    chosen = getattr(cfg, "default_provider", None) or "local"
+    return chosen if isinstance(chosen, str) else (list(chosen) or ["local"])[0]
+
+
+@bp.get("/favicon.ico")
+@describe("The site's icon", responses={200: {"content": {"image/x-icon": {}}}}, auth=PUBLIC)
+def favicon():
+    """The page's icon (also for /docs and any browser that asks), served whether or not the demo is on."""
+    return send_from_directory(bp.static_folder, "favicon.ico", mimetype="image/x-icon", max_age=86400)
 
 
 @bp.post("/demo/jobs")

@@ -9,6 +9,7 @@ module), else from the view's docstring with the generic error response.
 from __future__ import annotations
 
 import re
+from importlib.resources import files
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify
@@ -19,12 +20,19 @@ from web.schemas import BulkCancel, JobCreate, JobList
 
 DOCS_DIR = Path(__file__).resolve().parent.parent / "static" / "docs"
 bp = Blueprint("openapi", __name__, static_folder=str(DOCS_DIR), static_url_path="/docs/static")
+# Swagger UI renders /docs: the copy the flask-swagger-ui package ships (no CDN), served as static files.
+SWAGGER_UI_DIR = files("flask_swagger_ui") / "dist"
+bp.register_blueprint(Blueprint("swagger_ui", __name__, static_folder=str(SWAGGER_UI_DIR),
+                                static_url_path="/docs/swagger-ui"))
 
 PUBLIC = "public"
 """``auth=PUBLIC``: the route needs no API key."""
 
 WAIT = {"name": "wait", "in": "query", "required": False, "description": "hold the answer up to N seconds (≤ 60) until the job ends",
         "schema": {"type": "number", "minimum": 0, "maximum": 60}}
+PREFER = {"name": "Prefer", "in": "header", "required": False,
+          "description": "`wait=N` holds the answer up to N seconds (≤ 60) until the job ends, then returns the job",
+          "schema": {"type": "string", "pattern": "^wait=([0-9]|[1-5][0-9]|60)$"}, "example": "wait=60"}
 TOKEN = {"name": "token", "in": "query", "required": False, "description": "job-scoped read token from the job's urls (instead of a key)",
          "schema": {"type": "string"}}
 IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False, "description": "same key + same body = the same job",
@@ -61,7 +69,7 @@ SSE_EVENT = {"type": "object", "description": "one event; data is the event as J
                             "data": {"type": "string", "contentMediaType": "application/json"}}}
 READ = (401, 404, 422)
 OPERATIONS = {
-    "jobs.create_job": _meta("Create a job", body=JobCreate, params=[WAIT, IDEMPOTENCY],
+    "jobs.create_job": _meta("Create a job", body=JobCreate, params=[PREFER, IDEMPOTENCY],
                              responses={202: out.Job, 200: out.Job}, errors=(400, 401, 409, 413, 415, 422, 429)),
     "jobs.read_job": _meta("Read a job", params=[WAIT, TOKEN], responses={200: out.Job}, errors=READ),
     "jobs.list_jobs": _meta("List jobs, newest first", query=JobList, responses={200: out.JobPage}, errors=(401, 422)),
@@ -167,7 +175,9 @@ def document(app) -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "genline", "version": "1",
-                 "description": "A job service for slow AI image generation. Errors always have the shape "
+                 "description": "A job service for slow AI image generation. POST /v1/jobs answers 202 at once; "
+                                "`Prefer: wait=N` on it, or `GET /v1/jobs/{id}?wait=N`, holds the answer until the "
+                                "job ends (N ≤ 60). Errors always have the shape "
                                 "{\"error\": {\"code\", \"message\", \"fields\"}}."},
         "paths": paths,
         "components": {"schemas": components,
@@ -188,5 +198,7 @@ def openapi_json():
 @describe("A page that renders the OpenAPI document", responses={200: {"content": {"text/html": {}}}}, auth=PUBLIC)
 def docs():
     response = Response((DOCS_DIR / "index.html").read_text(), mimetype="text/html")
-    response.headers["Content-Security-Policy"] = "default-src 'self'; style-src 'self' 'unsafe-inline'"
+    # Swagger UI sets inline styles and draws some icons as data: images; no inline script, no other origin.
+    response.headers["Content-Security-Policy"] = ("default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                                   "img-src 'self' data:")
     return response

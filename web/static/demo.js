@@ -1,5 +1,6 @@
 // The demo page: a form over genline-client.js. Prompts are only ever set as text, never as HTML.
 import { cancel, getJob, GenlineError, stream, submit } from "./genline-client.js";
+import { jobMessage, submitMessage } from "./demo-messages.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("job-form");
@@ -8,24 +9,14 @@ const SIMULATIONS = {
   slow: { simulate: { latency_s: 5 } },
   provider_error: { simulate: { latency_s: 1, fail_attempts: 10, fail_code: "provider_error" }, budget: { max_attempts: 2 } },
   timeout: { simulate: { latency_s: 30 }, budget: { timeout_s: 2, max_attempts: 1 } },
+  unsafe_content: { simulate: { latency_s: 1, fail_attempts: 1, fail_code: "unsafe_content" } },
+  rate_limited: { simulate: { latency_s: 0.5, fail_attempts: 10, fail_code: "rate_limited" }, budget: { max_attempts: 2 } },
+  hang: { simulate: { hang: true }, budget: { timeout_s: 2, max_attempts: 1 } },
 };
 
-// What kind of failure it was, by error code, in words a user understands.
-const KINDS = {
-  invalid_input: "Invalid prompt",
-  unsafe_content: "Invalid prompt: the provider refused it",
-  timeout: "Timed out",
-  deadline_exceeded: "Timed out",
-  provider_error: "Provider failure",
-  rate_limited: "Provider failure: it is rate limiting us",
-  network_error: "Provider failure: it could not be reached",
-  storage_error: "Storage failure",
-  canceled: "Canceled",
-  internal_error: "Server error",
-  rate_limited_demo: "Too many requests",
-};
+const QUEUE_POLL_MS = 2000;
 
-let current = null; // {job, controller}
+let current = null; // {job, controller, canceledHere}
 
 function readFile(file) {
   return new Promise((resolve, reject) => {
@@ -57,7 +48,10 @@ async function requestBody() {
   Object.assign(body, simulation || {});
   if (body.operation !== "generate") {
     const file = $("image").files[0];
-    if (!file) throw new GenlineError(422, { code: "invalid_input", message: `${body.operation} needs an input image` });
+    if (!file) {
+      throw new GenlineError(422, { code: "invalid_input", message: `${body.operation} needs an input image`,
+                                    fields: { "inputs.images": "needs at least one input image" } });
+    }
     body.image = await readFile(file);
     if (body.operation === "inpaint") body.mask = await centreMask(body.image);
   }
@@ -76,12 +70,71 @@ function showSkeleton(size) {
   frame.style.aspectRatio = `${w} / ${h}`;
   frame.style.maxWidth = `${Math.min(w, 512)}px`;
   frame.classList.add("skeleton");
+  frame.hidden = false;
+  $("bar").hidden = false;
   $("output").hidden = true;
   $("download").hidden = true;
   $("error").hidden = true;
+  $("provider").hidden = true;
+  $("queue").hidden = true;
   $("placeholder").hidden = true;
+  $("status").hidden = false;
   $("job").hidden = false;
   setProgress(0, "submitting…");
+}
+
+// Every terminal state clears the skeleton, the progress bar and the queue line.
+function settle() {
+  $("frame").classList.remove("skeleton");
+  $("bar").hidden = true;
+  $("bar-fill").style.width = "0%";
+  $("queue").hidden = true;
+}
+
+function seconds(iso) {
+  return Math.max(0, Math.round((Date.parse(iso) - Date.now()) / 1000));
+}
+
+// While queued: the position, and the estimated start and end when the job carries them.
+function showQueue(job) {
+  const line = $("queue");
+  if (!job || job.status !== "queued" || job.queue_position == null) {
+    line.hidden = true;
+    return;
+  }
+  const ahead = job.queue_position - 1;
+  let text = ahead <= 0 ? "Next in the queue" : `In the queue: ${ahead} job${ahead === 1 ? "" : "s"} ahead`;
+  if (job.estimated_start_at) text += `; starts in about ${seconds(job.estimated_start_at)} s`;
+  if (job.estimated_finish_at) text += `, done in about ${seconds(job.estimated_finish_at)} s`;
+  line.textContent = `${text}.`;
+  line.hidden = false;
+}
+
+async function watchQueue(job, controller) {
+  // The event stream says when the job starts; the position in between comes from the job itself.
+  let latest = job;
+  while (latest && latest.status === "queued" && !controller.signal.aborted && current && current.controller === controller) {
+    showQueue(latest);
+    await new Promise((resolve) => setTimeout(resolve, QUEUE_POLL_MS));
+    if (controller.signal.aborted || !current.queued) break;
+    latest = await getJob(job.urls.self, { signal: controller.signal }).catch(() => null);
+  }
+  if (current && current.controller === controller) $("queue").hidden = true;
+}
+
+function showProvider(job) {
+  const line = $("provider");
+  const who = job.provider || "local";
+  const model = job.model ? ` (model ${job.model})` : "";
+  if (who === "local") {
+    line.textContent = "Drawn by the local provider: a placeholder that paints a gradient and shapes picked from the prompt, "
+      + "not what it describes. Configure OpenAI, your own inference endpoint or the in-worker diffusers model for real images (README, Quick start).";
+    line.classList.add("placeholder-note");
+  } else {
+    line.textContent = `Drawn by the ${who} provider${model}.`;
+    line.classList.remove("placeholder-note");
+  }
+  line.hidden = false;
 }
 
 function setProgress(fraction, text) {
@@ -89,11 +142,16 @@ function setProgress(fraction, text) {
   $("status").textContent = text;
 }
 
-function showError(code, message) {
-  $("error-kind").textContent = KINDS[code] || "Failed";
-  $("error-message").textContent = message;
+function showError({ title, text, code }) {
+  settle();
+  $("frame").hidden = true;
+  $("status").hidden = true;
+  // A rejected submission made no job: show only the message.
+  $("job").hidden = !(current && current.job);
+  $("error-kind").textContent = title;
+  $("error-message").textContent = text;
+  $("error-code").textContent = code ? `error code: ${code}` : "";
   $("error").hidden = false;
-  $("frame").classList.remove("skeleton");
 }
 
 function describe(event) {
@@ -113,45 +171,57 @@ async function showResult(job) {
   img.src = output.url;
   await img.decode().catch(() => {});
   img.hidden = false;
-  $("frame").classList.remove("skeleton");
+  settle();
+  showProvider(job);
   const link = $("download");
   link.href = output.url;
   link.download = `${job.id}.${output.media_type.split("/")[1]}`;
   link.hidden = false;
-  setProgress(1, `completed in ${job.timing.total_s ?? "?"} s`);
+  $("status").textContent = `completed in ${job.timing.total_s ?? "?"} s`;
 }
 
 async function run() {
   if (current) current.controller.abort();
   const controller = new AbortController();
-  current = { job: null, controller };
+  current = { job: null, controller, canceledHere: false, queued: true };
   setBusy(true);
   showSkeleton($("size").value);
   $("prompt-echo").textContent = $("prompt").value;
+  let body = null;
   try {
-    const job = await submit("/demo/jobs", await requestBody(), { signal: controller.signal });
+    body = await requestBody();
+    const job = await submit("/demo/jobs", body, { signal: controller.signal });
     current.job = job;
+    watchQueue(job, controller);
     const last = await stream(job.urls.events, {
       signal: controller.signal,
       onEvent: (event) => {
+        if (event.type !== "queued") current.queued = false;
+        if (!current.queued) $("queue").hidden = true;
         const shown = (parseFloat($("bar-fill").style.width) || 0) / 100;
         setProgress(event.type === "progress" ? event.data.fraction : shown, describe(event));
       },
     });
+    current.queued = false;
     const final = await getJob(job.urls.self, { signal: controller.signal });
     if (last.type === "completed") await showResult(final);
-    else showError(final.error ? final.error.code : last.type, final.error ? final.error.message : last.type);
+    else showError(jobMessage(final.error ? final.error.code : last.type, current.canceledHere));
   } catch (err) {
     if (controller.signal.aborted) return;
-    if (err instanceof GenlineError) {
-      const code = err.status === 429 ? "rate_limited_demo" : err.code;
-      showError(code, err.message);
-    } else {
-      showError("internal_error", String(err.message || err));
-    }
-    setProgress(0, "");
+    showError(submitMessage(err instanceof GenlineError ? err : null, body || { prompt: $("prompt").value }));
   } finally {
     if (current && current.controller === controller) setBusy(false);
+  }
+}
+
+async function cancelCurrent() {
+  if (!current || !current.job || $("cancel").hidden || $("cancel").disabled) return;
+  $("cancel").disabled = true;
+  current.canceledHere = true;
+  try {
+    await cancel(current.job.urls.cancel);
+  } catch (err) {
+    // 409: it ended first; the stream tells how.
   }
 }
 
@@ -160,14 +230,16 @@ form.addEventListener("submit", (e) => {
   run();
 });
 $("retry").addEventListener("click", () => run());
-$("cancel").addEventListener("click", async () => {
-  if (!current || !current.job) return;
-  $("cancel").disabled = true;
-  try {
-    await cancel(current.job.urls.cancel);
-  } catch (err) {
-    // 409: it ended first; the stream tells how.
+$("cancel").addEventListener("click", cancelCurrent);
+// Enter in the prompt generates (Shift+Enter is a new line); Escape cancels the running job.
+$("prompt").addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    form.requestSubmit();
   }
+});
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape") cancelCurrent();
 });
 $("operation").addEventListener("change", () => {
   $("image-field").hidden = $("operation").value === "generate";
