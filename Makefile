@@ -6,11 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install dev test bench clean
 
-$(STAMP): setup.py setup.cfg
+$(STAMP): setup.py setup.cfg clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "genline needs Python 3.10 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,dev,bench]'
+	$(BIN)/pip install --quiet -e ./clients/python
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,6 +21,7 @@ dev: install
 
 test: install
 	$(BIN)/python -m tests.prepare
+	@if command -v npm >/dev/null; then cd clients/js && npm ci --no-audit --no-fund --silent; else echo 'node/npm not found: the TypeScript client tests will be skipped (Node 18+ needed)'; fi
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
