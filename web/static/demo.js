@@ -1,8 +1,11 @@
 // The demo page: a form over genline-client.js. Prompts are only ever set as text, never as HTML.
-import { cancel, getJob, GenlineError, stream, submit } from "./genline-client.js";
+import { Genline, GenlineError } from "./genline-client.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("job-form");
+// No API key: the page submits through the demo route and reads its job by the job's token URLs;
+// a rate-limited submission is shown at once rather than retried after Retry-After.
+const genline = new Genline({ maxRetryAfterMs: 0 });
 
 const SIMULATIONS = {
   slow: { simulate: { latency_s: 5 } },
@@ -129,18 +132,16 @@ async function run() {
   showSkeleton($("size").value);
   $("prompt-echo").textContent = $("prompt").value;
   try {
-    const job = await submit("/demo/jobs", await requestBody(), { signal: controller.signal });
+    const job = await genline.jobs.create(await requestBody(), { endpoint: "/demo/jobs", signal: controller.signal });
     current.job = job;
-    const last = await stream(job.urls.events, {
+    const final = await genline.jobs.wait(job, {
       signal: controller.signal,
-      onEvent: (event) => {
+      onUpdate: (event) => {
         const shown = (parseFloat($("bar-fill").style.width) || 0) / 100;
         setProgress(event.type === "progress" ? event.data.fraction : shown, describe(event));
       },
     });
-    const final = await getJob(job.urls.self, { signal: controller.signal });
-    if (last.type === "completed") await showResult(final);
-    else showError(final.error ? final.error.code : last.type, final.error ? final.error.message : last.type);
+    await showResult(final);
   } catch (err) {
     if (controller.signal.aborted) return;
     if (err instanceof GenlineError) {
@@ -164,7 +165,7 @@ $("cancel").addEventListener("click", async () => {
   if (!current || !current.job) return;
   $("cancel").disabled = true;
   try {
-    await cancel(current.job.urls.cancel);
+    await genline.jobs.cancel(current.job);
   } catch (err) {
     // 409: it ended first; the stream tells how.
   }
