@@ -59,3 +59,23 @@ test("web/static/genline-client.js is a fresh build of this package", async () =
   const committed = readFileSync(fileURLToPath(new URL("../../../web/static/genline-client.js", import.meta.url)), "utf8");
   assert.equal(committed, readFileSync(out, "utf8"), "run `npm run build:web` in clients/js and commit the result");
 });
+
+test("npm pack gives an installable package with types and the browser bundle, no sources", async () => {
+  const { execFileSync } = await import("node:child_process");
+  const root = fileURLToPath(new URL("..", import.meta.url));
+  const work = mkdtempSync(join(tmpdir(), "genline-pack-"));
+  const [packed] = JSON.parse(execFileSync("npm", ["pack", "--json", "--ignore-scripts", "--pack-destination", work], { cwd: root }));
+  const files = packed.files.map((f) => f.path);
+  for (const f of ["dist/index.js", "dist/index.d.ts", "dist/client.d.ts", "dist/genline-client.js", "README.md", "package.json"]) {
+    assert.ok(files.includes(f), `${f} missing from ${files}`);
+  }
+  assert.ok(!files.some((f) => f.startsWith("src/") || f.startsWith("test/")));
+  // Installed into an empty project (no registry needed: it has no dependencies), it imports.
+  const app = join(work, "app");
+  execFileSync("mkdir", ["-p", app]);
+  execFileSync("npm", ["init", "-y"], { cwd: app, stdio: "ignore" });
+  execFileSync("npm", ["install", "--offline", "--no-audit", "--no-fund", join(work, packed.filename)], { cwd: app, stdio: "ignore" });
+  const out = execFileSync("node", ["--input-type=module", "-e",
+    "import { Genline, VERSION } from '@genline/client'; console.log(typeof Genline, VERSION)"], { cwd: app }).toString();
+  assert.equal(out.trim(), "function 0.1.0");
+});
