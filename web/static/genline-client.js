@@ -261,6 +261,7 @@ async function verify(body, headers, secret, options = {}) {
 
 // src/client.ts
 var LONG_POLL_S = 20;
+var FIRST_LONG_POLL_S = 5;
 var STREAM_SILENCE_MS = 45e3;
 var USER_AGENT_HEADER = "X-Genline-Client";
 var StreamCut = class extends Error {
@@ -442,13 +443,14 @@ var Jobs = class {
         for await (const event of this.eventsOnce(ref, last, state, signal)) {
           last = event.id;
           idle = 0;
+          cuts = 0;
           options.onUpdate?.(event);
           if (event.type === "progress") options.onProgress?.(event.data.fraction, event.data.message ?? null, event);
         }
       } catch (err) {
         if (!(err instanceof StreamCut)) throw err;
         cuts++;
-        let hold = LONG_POLL_S;
+        let hold = Math.min(LONG_POLL_S, FIRST_LONG_POLL_S * cuts);
         if (deadline !== null) hold = Math.max(1, Math.min(hold, Math.floor((deadline - Date.now()) / 1e3)));
         const current = await this.get(ref, { waitS: hold, signal });
         if (TERMINAL.has(current.status) && cuts >= 3) return current;

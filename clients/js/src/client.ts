@@ -7,6 +7,8 @@ import { TERMINAL, type Job, type JobCreate, type JobEvent, type JobRef, type Li
 import { verify } from "./webhooks.js";
 
 const LONG_POLL_S = 20;
+// The long-poll after a first cut is short (progress pauses while it holds); it grows while cuts go on.
+const FIRST_LONG_POLL_S = 5;
 const STREAM_SILENCE_MS = 45_000;
 const USER_AGENT_HEADER = "X-Genline-Client";
 
@@ -247,13 +249,14 @@ export class Jobs {
         for await (const event of this.eventsOnce(ref, last, state, signal)) {
           last = event.id;
           idle = 0;
+          cuts = 0;
           options.onUpdate?.(event);
           if (event.type === "progress") options.onProgress?.(event.data.fraction, event.data.message ?? null, event);
         }
       } catch (err) {
         if (!(err instanceof StreamCut)) throw err;
         cuts++;
-        let hold = LONG_POLL_S;
+        let hold = Math.min(LONG_POLL_S, FIRST_LONG_POLL_S * cuts);
         if (deadline !== null) hold = Math.max(1, Math.min(hold, Math.floor((deadline - Date.now()) / 1000)));
         const current = await this.get(ref, { waitS: hold, signal });
         // The stream resumes next time round and replays what the cut hid; a stream that cannot

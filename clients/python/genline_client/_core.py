@@ -22,6 +22,8 @@ CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 """Errors before the request reached the server: always safe to send again."""
 LONG_POLL_S = 20
 """The most one long-poll holds (the server allows 60); the wait loop checks in between."""
+FIRST_LONG_POLL_S = 5
+"""The long-poll after a first cut is short (progress pauses while it holds); it grows while cuts go on."""
 STREAM_READ_TIMEOUT_S = 45.0
 """Silence on an event stream longer than this (three server heartbeats) means it is dead."""
 

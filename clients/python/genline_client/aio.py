@@ -182,11 +182,11 @@ class AsyncJobs:
             state: dict = {}
             try:
                 async for event in self._events_once(ref, last, state):
-                    last, idle = event.id, 0
+                    last, idle, cuts = event.id, 0, 0
                     await _call(on_update, event)
             except _StreamCut:
                 cuts += 1
-                hold = _core.LONG_POLL_S
+                hold = min(_core.LONG_POLL_S, _core.FIRST_LONG_POLL_S * cuts)
                 if deadline is not None:
                     hold = max(1, min(hold, int(deadline - time.monotonic())))
                 current = await self.get(ref, wait=hold)

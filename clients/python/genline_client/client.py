@@ -212,6 +212,14 @@ class Jobs:
                 items.put((False, exc))
 
         threading.Thread(target=pump, name="genline-wait", daemon=True).start()
+        try:
+            return self._drain(ref, items, stop, deadline, timeout, on_update, cancel_on_timeout)
+        finally:
+            stop.set()  # however the wait ends (an on_update that raised too), the reader stops
+
+    def _drain(self, ref: JobRef, items: queue.Queue, stop: threading.Event, deadline: float, timeout: float,
+               on_update: OnUpdate, cancel_on_timeout: bool) -> Job:
+        """Hand the reader's events to ``on_update`` until the job ends or the deadline passes."""
         while True:
             try:
                 ok, item = items.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -237,13 +245,13 @@ class Jobs:
             state: dict = {}
             try:
                 for event in self._events_once(ref, last, state):
-                    last, idle = event.id, 0
+                    last, idle, cuts = event.id, 0, 0
                     yield event
                     if stop.is_set():
                         return
             except _StreamCut:
                 cuts += 1
-                hold = _core.LONG_POLL_S
+                hold = min(_core.LONG_POLL_S, _core.FIRST_LONG_POLL_S * cuts)
                 if deadline is not None:
                     hold = max(1, min(hold, int(deadline - time.monotonic())))
                 current = self.get(ref, wait=hold)
