@@ -270,3 +270,18 @@ def test_genline_submit_uses_the_client(api_url, key):
     bad = subprocess.run([sys.executable, "-m", "pipeline.cli", "submit", "x", "--size", "huge"], env=env,
                          capture_output=True, text=True, timeout=60, cwd=services.ROOT)
     assert bad.returncode == 1 and "invalid_input" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_an_uploaded_image_is_edited(client, tmp_path):
+    # Given an image uploaded from a file
+    from PIL import Image
+
+    from tests.images import png_bytes
+    path = tmp_path / "in.png"
+    path.write_bytes(png_bytes(Image.new("RGB", (48, 32), "teal")))
+    upload = client.uploads.create(path)
+    assert upload.id.startswith("upl_") and (upload.width, upload.height) == (48, 32)
+
+    # When an edit job names it, Then it completes with an output of the input's size
+    job = client.run("make it warmer", operation="edit", images=[upload.id], timeout=60)
+    assert job.inputs["images"] == [upload.id] and (job.outputs[0].width, job.outputs[0].height) == (48, 32)

@@ -88,3 +88,13 @@ def test_the_distribution_builds_with_its_version_types_and_only_httpx(tmp_path)
     assert f"{top}/genline_client/py.typed" in names and f"{top}/README.md" in names
     assert "Version: 0.1.0" in info
     assert requires.split() == ["httpx>=0.24"]
+
+
+def test_genline_submit_without_the_client_says_how_to_install_it_in_one_line():
+    # Given a Python where genline_client cannot be imported
+    code = ("import sys; sys.modules['genline_client'] = None; from pipeline.cli import main; "
+            "sys.exit(main(['submit', 'a prompt', '--key', 'k']))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=services.ROOT, capture_output=True, text=True, timeout=60)
+    # Then the command says what to install, in one line, and exits 2
+    assert done.returncode == 2
+    assert done.stderr.strip() == "genline submit needs the Python client: pip install -e ./clients/python"

@@ -111,6 +111,7 @@ async function send(policy, method, url, options = {}) {
   const safe = method === "GET" || "Idempotency-Key" in headers;
   const init = { method, headers, signal: options.signal };
   if (options.body !== void 0) init.body = JSON.stringify(options.body);
+  else if (options.form) init.body = options.form;
   for (let attempt = 0; ; attempt++) {
     const last = attempt >= policy.maxRetries;
     let response;
@@ -293,6 +294,7 @@ var Genline = class {
       fetch: (input, init) => (chosen ?? globalThis.fetch)(input, init)
     };
     this.jobs = new Jobs(this);
+    this.uploads = new Uploads(this);
   }
   /** @internal */
   headers(extra = {}) {
@@ -312,6 +314,24 @@ var Genline = class {
     const { idempotencyKey, endpoint, signal } = options;
     const job = await this.jobs.create(body, { idempotencyKey, endpoint, signal });
     return this.jobs.wait(job, { ...options, cancelOnTimeout: options.cancelOnTimeout ?? true });
+  }
+};
+var Uploads = class {
+  constructor(c) {
+    this.c = c;
+  }
+  /** Upload an image (a Blob or File, or bytes); resolves with its `upl_` id, media type and size. */
+  async create(file, options = {}) {
+    const form = new FormData();
+    const blob = file instanceof Blob ? file : new Blob([file]);
+    form.append("file", blob, options.filename ?? file.name ?? "image");
+    const response = await send(
+      this.c.policy,
+      "POST",
+      this.c.url("/v1/uploads"),
+      { form, headers: this.c.headers(), signal: options.signal }
+    );
+    return await response.json();
   }
 };
 var Jobs = class {
@@ -537,6 +557,7 @@ export {
   RateLimited,
   SseDecoder,
   TERMINAL,
+  Uploads,
   VERSION,
   WaitTimeout,
   WebhookVerificationError,

@@ -3,7 +3,9 @@
 import { ConnectionFailed, JobCanceled, JobFailed, WaitTimeout } from "./errors.js";
 import { backoffMs, errorFrom, type Fetch, RETRY_STATUSES, type RetryPolicy, send, sleep } from "./http.js";
 import { readSse } from "./sse.js";
-import { TERMINAL, type Job, type JobCreate, type JobEvent, type JobRef, type ListQuery, type Page } from "./types.js";
+import {
+  TERMINAL, type Job, type JobCreate, type JobEvent, type JobRef, type ListQuery, type Page, type Upload,
+} from "./types.js";
 import { verify } from "./webhooks.js";
 
 const LONG_POLL_S = 20;
@@ -71,6 +73,7 @@ function newKey(): string {
 export class Genline {
   readonly baseUrl: string;
   readonly jobs: Jobs;
+  readonly uploads: Uploads;
   readonly webhooks = { verify };
   /** @internal */ readonly policy: RetryPolicy;
   /** @internal */ readonly apiKey: string | null;
@@ -87,6 +90,7 @@ export class Genline {
       fetch: (input, init) => (chosen ?? globalThis.fetch)(input, init),
     };
     this.jobs = new Jobs(this);
+    this.uploads = new Uploads(this);
   }
 
   /** @internal */ headers(extra: Record<string, string> = {}): Record<string, string> {
@@ -107,6 +111,21 @@ export class Genline {
     const { idempotencyKey, endpoint, signal } = options;
     const job = await this.jobs.create(body, { idempotencyKey, endpoint, signal });
     return this.jobs.wait(job, { ...options, cancelOnTimeout: options.cancelOnTimeout ?? true });
+  }
+}
+
+/** `genline.uploads`: input images for edit and inpaint jobs (`POST /v1/uploads`). */
+export class Uploads {
+  constructor(private readonly c: Genline) {}
+
+  /** Upload an image (a Blob or File, or bytes); resolves with its `upl_` id, media type and size. */
+  async create(file: Blob | Uint8Array<ArrayBuffer>, options: { filename?: string; signal?: AbortSignal } = {}): Promise<Upload> {
+    const form = new FormData();
+    const blob = file instanceof Blob ? file : new Blob([file]);
+    form.append("file", blob, options.filename ?? (file as File).name ?? "image");
+    const response = await send(this.c.policy, "POST", this.c.url("/v1/uploads"),
+      { form, headers: this.c.headers(), signal: options.signal });
+    return (await response.json()) as Upload;
   }
 }
 

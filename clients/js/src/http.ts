@@ -71,6 +71,8 @@ export interface RetryPolicy {
 
 export interface RequestOptions {
   body?: unknown;
+  /** A multipart body, sent as is (fetch sets its Content-Type with the boundary). */
+  form?: FormData;
   headers?: Record<string, string>;
   signal?: AbortSignal;
 }
@@ -86,6 +88,7 @@ export async function send(policy: RetryPolicy, method: string, url: string, opt
   const safe = method === "GET" || "Idempotency-Key" in headers;
   const init: RequestInit = { method, headers, signal: options.signal };
   if (options.body !== undefined) init.body = JSON.stringify(options.body);
+  else if (options.form) init.body = options.form;
   for (let attempt = 0; ; attempt++) {
     const last = attempt >= policy.maxRetries;
     let response: Response;

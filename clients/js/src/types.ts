@@ -89,6 +89,15 @@ export interface JobCreate {
 /** A job id (read with the API key), or a job (or anything with its `id` and token `urls`). */
 export type JobRef = string | { id: string; urls?: Partial<JobUrls> | null };
 
+/** An uploaded input image: pass `id` in `inputs.images` or `inputs.mask` of an edit or inpaint job. */
+export interface Upload {
+  id: string;
+  media_type: string;
+  width: number;
+  height: number;
+  bytes: number;
+}
+
 export interface Page {
   data: Job[];
   next_cursor: string | null;

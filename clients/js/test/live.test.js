@@ -263,3 +263,15 @@ test("a real webhook delivery verifies with the deployment's secret", { skip }, 
   const tampered = Buffer.from(delivery.body.toString().replace("completed", "failed"));
   await assert.rejects(verifyWebhook(tampered, delivery.headers, process.env.GENLINE_WEBHOOK_SECRET), /no webhook-signature/);
 });
+
+test("an uploaded image is edited", { skip }, async () => {
+  const genline = client();
+  const made = await genline.run({ prompt: "a source image", params: { size: "48x32" } }, { timeoutMs: 60_000 });
+  const bytes = new Uint8Array(await (await fetch(made.outputs[0].url)).arrayBuffer());
+  const upload = await genline.uploads.create(bytes, { filename: "in.png" });
+  assert.match(upload.id, /^upl_/);
+  assert.deepEqual([upload.width, upload.height], [48, 32]);
+  const edited = await genline.run({ prompt: "make it warmer", operation: "edit", inputs: { images: [upload.id] } }, { timeoutMs: 60_000 });
+  assert.deepEqual(edited.inputs.images, [upload.id]);
+  assert.equal(edited.outputs[0].width, 48);
+});

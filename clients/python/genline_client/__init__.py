@@ -9,13 +9,13 @@ from genline_client.aio import AsyncGenline
 from genline_client.client import Genline
 from genline_client.errors import (ApiError, ConnectionFailed, GenlineError, JobCanceled, JobEnded, JobFailed,
                                    RateLimited, WaitTimeout, WebhookVerificationError)
-from genline_client.models import (Budget, CancelResult, Event, Job, JobError, Output, Page, Timing, Urls,
-                                   WebhookMessage)
+from genline_client.models import (Budget, CancelResult, Event, Job, JobError, Output, Page, Timing, Upload,
+                                   Urls, WebhookMessage)
 from genline_client.webhooks import verify as verify_webhook
 
 __version__ = "0.1.0"
 __all__ = [
     "Genline", "AsyncGenline", "GenlineError", "ApiError", "RateLimited", "ConnectionFailed", "JobEnded",
     "JobFailed", "JobCanceled", "WaitTimeout", "WebhookVerificationError", "Budget", "CancelResult", "Event",
-    "Job", "JobError", "Output", "Page", "Timing", "Urls", "WebhookMessage", "verify_webhook",
+    "Job", "JobError", "Output", "Page", "Timing", "Upload", "Urls", "WebhookMessage", "verify_webhook",
 ]

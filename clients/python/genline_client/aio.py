@@ -14,8 +14,10 @@ from genline_client import _core
 from genline_client._core import JobRef
 from genline_client.client import outcome
 from genline_client.errors import ConnectionFailed, RateLimited, WaitTimeout
-from genline_client.models import CancelResult, Event, Job, Page
+from genline_client.models import CancelResult, Event, Job, Page, Upload
 from genline_client.webhooks import Webhooks
+
+UploadSource = Union[str, os.PathLike, bytes]
 
 OnUpdate = Optional[Callable[[Event], object]]
 
@@ -47,6 +49,7 @@ class AsyncGenline:
         self._sleep = asyncio.sleep
         self.jobs = AsyncJobs(self)
         self.webhooks = Webhooks()
+        self.uploads = AsyncUploads(self)
 
     async def __aenter__(self):
         return self
@@ -63,7 +66,7 @@ class AsyncGenline:
         job = await self.jobs.create(prompt, **create)
         return await self.jobs.wait(job, timeout=timeout, on_update=on_update, cancel_on_timeout=cancel_on_timeout)
 
-    async def request(self, method: str, url: str, *, json_body=None, params=None, headers=None,
+    async def request(self, method: str, url: str, *, json_body=None, params=None, headers=None, files=None,
                       timeout: Optional[float] = None) -> httpx.Response:
         """One call with retries (see ``Genline.request``)."""
         all_headers = {**self._headers, **(headers or {})}
@@ -73,7 +76,7 @@ class AsyncGenline:
             last = attempt == self.max_retries
             try:
                 response = await self._http.request(
-                    method, url, json=json_body, params=params, headers=all_headers,
+                    method, url, json=json_body, params=params, headers=all_headers, files=files,
                     timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
             except httpx.TransportError as exc:
                 if last or not (isinstance(exc, _core.CONNECT_ERRORS) or safe):
@@ -255,3 +258,21 @@ class AsyncJobPages:
         async for page in self.pages():
             for job in page.data:
                 yield job
+
+
+class AsyncUploads:
+    """``client.uploads``: input images for edit and inpaint jobs (``POST /v1/uploads``)."""
+
+    def __init__(self, client: AsyncGenline):
+        self._c = client
+
+    async def create(self, file: UploadSource, filename: Optional[str] = None) -> Upload:
+        """Upload an image from a path or bytes; returns its ``upl_`` id, media type and size."""
+        if isinstance(file, (bytes, bytearray)):
+            data, name = bytes(file), filename or "image"
+        else:
+            with open(file, "rb") as handle:
+                data = handle.read()
+            name = filename or os.path.basename(os.fspath(file))
+        response = await self._c.request("POST", "/v1/uploads", files={"file": (name, data)})
+        return Upload(**{k: v for k, v in response.json().items() if k in ("id", "media_type", "width", "height", "bytes")})

@@ -13,8 +13,10 @@ import httpx
 from genline_client import _core
 from genline_client._core import JobRef
 from genline_client.errors import ConnectionFailed, JobCanceled, JobFailed, RateLimited, WaitTimeout
-from genline_client.models import CancelResult, Event, Job, Page
+from genline_client.models import CancelResult, Event, Job, Page, Upload
 from genline_client.webhooks import Webhooks
+
+UploadSource = Union[str, os.PathLike, bytes]
 
 OnUpdate = Optional[Callable[[Event], None]]
 
@@ -52,6 +54,7 @@ class Genline:
         self._sleep = time.sleep
         self.jobs = Jobs(self)
         self.webhooks = Webhooks()
+        self.uploads = Uploads(self)
 
     def __enter__(self):
         return self
@@ -71,7 +74,7 @@ class Genline:
         job = self.jobs.create(prompt, **create)
         return self.jobs.wait(job, timeout=timeout, on_update=on_update, cancel_on_timeout=cancel_on_timeout)
 
-    def request(self, method: str, url: str, *, json_body=None, params=None, headers=None,
+    def request(self, method: str, url: str, *, json_body=None, params=None, headers=None, files=None,
                 timeout: Optional[float] = None) -> httpx.Response:
         """One call with retries: connect errors, 429 and 5xx, with backoff and ``Retry-After``; never other 4xx.
 
@@ -84,8 +87,9 @@ class Genline:
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
             try:
-                response = self._http.request(method, url, json=json_body, params=params, headers=all_headers,
-                                              timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
+                response = self._http.request(
+                    method, url, json=json_body, params=params, headers=all_headers, files=files,
+                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
             except httpx.TransportError as exc:
                 if last or not (isinstance(exc, _core.CONNECT_ERRORS) or safe):
                     raise ConnectionFailed(f"{method} {url}: {exc.__class__.__name__}: {exc}") from exc
@@ -324,3 +328,21 @@ class JobPages:
     def __iter__(self) -> Iterator[Job]:
         for page in self.pages():
             yield from page.data
+
+
+class Uploads:
+    """``client.uploads``: input images for edit and inpaint jobs (``POST /v1/uploads``)."""
+
+    def __init__(self, client: Genline):
+        self._c = client
+
+    def create(self, file: UploadSource, filename: Optional[str] = None) -> Upload:
+        """Upload an image from a path or bytes; returns its ``upl_`` id, media type and size."""
+        if isinstance(file, (bytes, bytearray)):
+            data, name = bytes(file), filename or "image"
+        else:
+            with open(file, "rb") as handle:
+                data = handle.read()
+            name = filename or os.path.basename(os.fspath(file))
+        response = self._c.request("POST", "/v1/uploads", files={"file": (name, data)})
+        return Upload(**{k: v for k, v in response.json().items() if k in ("id", "media_type", "width", "height", "bytes")})

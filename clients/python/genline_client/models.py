@@ -147,6 +147,17 @@ class Event:
 
 
 @dataclass
+class Upload:
+    """An uploaded input image: pass ``id`` in ``images=`` or ``mask=`` of an edit or inpaint job."""
+
+    id: str
+    media_type: Optional[str] = None
+    width: Optional[int] = None
+    height: Optional[int] = None
+    bytes: Optional[int] = None
+
+
+@dataclass
 class Page:
     """One page of ``jobs.list``; ``next_cursor`` is None on the last page."""
 
