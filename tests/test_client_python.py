@@ -232,6 +232,9 @@ def test_a_holder_of_only_the_token_urls_can_wait_and_stream(client, api_url):
         # When it waits and streams through the job's token URLs, Then both work without the key
         assert anonymous.jobs.wait(job, timeout=60).status == "completed"
         assert [e.type for e in anonymous.jobs.stream(job)][-1] == "completed"
+        # And a long-poll through the token URL holds until a slow job ends
+        slow = client.jobs.create("slow, token only", **SLOW)
+        assert anonymous.jobs.get(slow, wait=30).status == "completed"
         # And a bare id without a key is refused, typed
         with pytest.raises(ApiError) as caught:
             anonymous.jobs.get(job.id)

@@ -222,6 +222,8 @@ test("a browser holding only the job's token URLs can wait and stream, not read 
   const types = [];
   for await (const e of browser.jobs.stream(handed)) types.push(e.type);
   assert.equal(types.at(-1), "completed");
+  const slowJob = await client().jobs.create({ prompt: "slow, token only", params: slow() });
+  assert.equal((await browser.jobs.get({ id: slowJob.id, urls: slowJob.urls }, { waitS: 30 })).status, "completed");
   const err = await browser.jobs.get(job.id).catch((e) => e);
   assert.ok(err instanceof ApiError && err.status === 401);
 });

@@ -117,9 +117,11 @@ class AsyncJobs:
         return Job.from_dict(response.json())
 
     async def get(self, job: JobRef, wait: Optional[float] = None) -> Job:
-        params = {"wait": int(wait)} if wait else None
-        response = await self._c.request("GET", self._target(job).self_url, params=params,
-                                         timeout=wait + 15 if wait else None)
+        url = self._target(job).self_url
+        if wait:
+            # Merged into the URL's own query: httpx's params= would drop a token URL's ?token=.
+            url = str(httpx.URL(url).copy_merge_params({"wait": int(wait)}))
+        response = await self._c.request("GET", url, timeout=wait + 15 if wait else None)
         return Job.from_dict(response.json())
 
     def list(self, *, status: Union[str, list, None] = None, operation: Optional[str] = None,

@@ -133,9 +133,11 @@ class Jobs:
 
     def get(self, job: JobRef, wait: Optional[float] = None) -> Job:
         """The job; with ``wait`` (≤ 60 s) the server holds the answer until it ends or that time passes."""
-        params = {"wait": int(wait)} if wait else None
-        timeout = wait + 15 if wait else None
-        return Job.from_dict(self._c.request("GET", self._target(job).self_url, params=params, timeout=timeout).json())
+        url = self._target(job).self_url
+        if wait:
+            # Merged into the URL's own query: httpx's params= would drop a token URL's ?token=.
+            url = str(httpx.URL(url).copy_merge_params({"wait": int(wait)}))
+        return Job.from_dict(self._c.request("GET", url, timeout=wait + 15 if wait else None).json())
 
     def list(self, *, status: Union[str, list, None] = None, operation: Optional[str] = None,
              created_after: Optional[str] = None, created_before: Optional[str] = None,
