@@ -159,7 +159,8 @@ class Jobs:
     def cancel_many(self, *, ids: Optional[list] = None, status: Optional[list] = None,
                     created_before: Optional[str] = None) -> CancelResult:
         """Cancel every active job matching all filters given (at least one)."""
-        body = {k: v for k, v in (("ids", ids), ("status", status), ("created_before", created_before)) if v is not None}
+        given = (("ids", ids), ("status", status), ("created_before", created_before))
+        body = {k: v for k, v in given if v is not None}
         data = self._c.request("POST", "/v1/jobs/cancel", json_body=body).json()
         return CancelResult(data["canceled"], [Job.from_dict(j) for j in data["data"]])
 
@@ -347,4 +348,4 @@ class Uploads:
                 data = handle.read()
             name = filename or os.path.basename(os.fspath(file))
         response = self._c.request("POST", "/v1/uploads", files={"file": (name, data)})
-        return Upload(**{k: v for k, v in response.json().items() if k in ("id", "media_type", "width", "height", "bytes")})
+        return Upload.from_dict(response.json())

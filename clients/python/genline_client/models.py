@@ -156,6 +156,10 @@ class Upload:
     height: Optional[int] = None
     bytes: Optional[int] = None
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Upload":
+        return _pick(cls, data)
+
 
 @dataclass
 class Page:
