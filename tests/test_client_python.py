@@ -139,6 +139,25 @@ def test_a_stream_cut_midway_resumes_with_nothing_missed_or_doubled(stack, api_u
         proxy.stop()
 
 
+def test_jobs_stream_reopens_a_cut_stream_from_the_last_event(stack, api_url, key):
+    # Given a stream read through a TCP proxy
+    proxy = TcpProxy(urlsplit(api_url).port).start()
+    try:
+        with Genline(api_key=key, base_url=proxy.url) as client:
+            job = client.jobs.create("stream me", size="32x32", params={"simulate": {"latency_s": 3}})
+            seen = []
+            for event in client.jobs.stream(job.id):
+                seen.append(event)
+                if len(seen) == 2:
+                    proxy.cut()  # When its connection drops after the second event
+        # Then the iterator went on from there: the whole log, once each, ending with completed
+        assert [e.id for e in seen] == [e["id"] for e in stack.events(job.id)]
+        assert seen[-1].type == "completed"
+        assert any("last-event-id: 2" in h.lower() for h in proxy.heads), proxy.heads
+    finally:
+        proxy.stop()
+
+
 def test_a_429_is_retried_after_retry_after_with_the_same_idempotency_key(api_url, key):
     # Given a proxy that lets the first POST through to genline but answers the client 429 (Retry-After: 1)
     proxy = ScriptedProxy(api_url, [{"status": 429, "headers": {"Retry-After": "1"}, "forward": True}]).start()

@@ -184,6 +184,19 @@ test("a stream cut mid-way resumes with nothing missed or doubled", { skip }, as
   assert.ok(proxy.heads.some((h) => /last_event_id=/.test(h.split("\r\n")[0])), proxy.heads.join("\n--\n"));
 });
 
+test("jobs.stream reopens a cut stream from the last event", { skip }, async () => {
+  const proxy = await tcpProxy();
+  const job = await client().jobs.create({ prompt: "stream me", params: slow(3) });
+  const seen = [];
+  for await (const e of client({ baseUrl: proxy.url }).jobs.stream(job.id)) {
+    seen.push(e);
+    if (seen.length === 2) proxy.cut();
+  }
+  assert.deepEqual(ids(seen), range(seen.length));
+  assert.equal(seen.at(-1).type, "completed");
+  assert.ok(proxy.heads.some((h) => /last_event_id=2/.test(h.split("\r\n")[0])), proxy.heads.join("\n--\n"));
+});
+
 test("a 429 is retried after Retry-After with the same idempotency key: one job", { skip }, async () => {
   const key = process.env.GENLINE_API_KEY_IDEM;
   const proxy = await scriptedProxy([{ status: 429, headers: { "retry-after": "1" }, forward: true }]);
