@@ -153,7 +153,10 @@ def test_jobs_stream_reopens_a_cut_stream_from_the_last_event(stack, api_url, ke
         # Then the iterator went on from there: the whole log, once each, ending with completed
         assert [e.id for e in seen] == [e["id"] for e in stack.events(job.id)]
         assert seen[-1].type == "completed"
-        assert any("last-event-id: 2" in h.lower() for h in proxy.heads), proxy.heads
+        # (from the second event or later: events already in the socket's buffer are still delivered)
+        resumed = [int(line.split(":", 1)[1]) for h in proxy.heads for line in h.split("\r\n")
+                   if line.lower().startswith("last-event-id:")]
+        assert resumed and resumed[0] >= 2, proxy.heads
     finally:
         proxy.stop()
 
