@@ -13,7 +13,12 @@ import pytest
 
 from tests import services
 
-pytest.importorskip("genline_client")
+try:
+    import genline_client  # noqa: F401
+except ImportError:  # make install installs it (pip install -e ./clients/python)
+    message = "genline_client is not installed: pip install -e ./clients/python"
+    pytest.fail(message, pytrace=False) if services.IN_CI else pytest.skip(message, allow_module_level=True)
+
 from genline_client import Budget, Job, WebhookVerificationError, verify_webhook  # noqa: E402
 from genline_client._core import SSEDecoder, backoff_s, create_body, retry_after_s, target  # noqa: E402
 
