@@ -35,7 +35,8 @@ class _StreamCut(Exception):
 
 
 class Genline:
-    """A genline API client. ``api_key`` may be None to read jobs by their token URLs only.
+    """A genline API client. ``api_key`` and ``base_url`` default to GENLINE_API_KEY and GENLINE_URL;
+    ``api_key=""`` makes a keyless client that reads jobs through their token URLs only.
 
     ``max_retries`` bounds the retries of one call (connect errors, 429, 5xx);
     ``max_retry_after`` is the longest ``Retry-After`` honoured before giving up.
