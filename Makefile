@@ -18,17 +18,18 @@ $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV)
 	@$(PIP) install --upgrade pip
 
-$(STAMP_DEV): setup.py setup.cfg | $(BIN)/python
-	@$(PIP) install -e '.[dev]'
+# The Python client (clients/python) comes along: `genline submit` uses it.
+$(STAMP_DEV): setup.py setup.cfg clients/python/pyproject.toml | $(BIN)/python
+	@$(PIP) install -e '.[dev]' -e ./clients/python
 	@touch $@
 
 # A bigger set includes the smaller ones: its stamp marks them installed too.
-$(STAMP_TEST): setup.py setup.cfg | $(BIN)/python
-	@$(PIP) install -e '.[dev,test]'
+$(STAMP_TEST): setup.py setup.cfg clients/python/pyproject.toml | $(BIN)/python
+	@$(PIP) install -e '.[dev,test]' -e ./clients/python
 	@touch $@ $(STAMP_DEV)
 
-$(STAMP_BENCH): setup.py setup.cfg | $(BIN)/python
-	@$(PIP) install -e '.[dev,test,bench]'
+$(STAMP_BENCH): setup.py setup.cfg clients/python/pyproject.toml | $(BIN)/python
+	@$(PIP) install -e '.[dev,test,bench]' -e ./clients/python
 	@touch $@ $(STAMP_TEST) $(STAMP_DEV)
 
 # Everything: for people working on genline itself.
@@ -40,6 +41,7 @@ dev: $(STAMP_DEV)
 
 test: $(STAMP_TEST)
 	$(BIN)/python -m tests.prepare
+	@if command -v npm >/dev/null; then cd clients/js && npm ci --no-audit --no-fund --silent; else echo 'node/npm not found: the TypeScript client tests will be skipped (Node 18+ needed)'; fi
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP_BENCH)

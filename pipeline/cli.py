@@ -67,19 +67,26 @@ def cmd_keys(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    import requests
+    """Submit through the API with the Python client (retries, idempotency key, typed errors)."""
+    try:
+        from genline_client import Genline, GenlineError
+    except ImportError:
+        print("genline submit needs the Python client: pip install -e ./clients/python", file=sys.stderr)
+        return 2
     url = args.url or os.environ.get("GENLINE_URL", "http://127.0.0.1:8000")
     key = args.key or os.environ.get("GENLINE_API_KEY")
     if not key:
         print("set GENLINE_API_KEY or pass --key", file=sys.stderr)
         return 2
-    body = {"prompt": args.prompt, "params": {"size": args.size}, "provider": args.provider}
-    headers = {"Authorization": f"Bearer {key}"}
-    if args.wait:
-        headers["Prefer"] = "wait=60"
-    response = requests.post(f"{url.rstrip('/')}/v1/jobs", json=body, headers=headers, timeout=70)
-    print(json.dumps(response.json(), indent=2))
-    return 0 if response.ok else 1
+    with Genline(api_key=key, base_url=url) as client:
+        try:
+            job = client.jobs.create(args.prompt, size=args.size, provider=args.provider,
+                                     wait=60 if args.wait else None)
+        except GenlineError as exc:
+            print(f"genline submit: {exc}", file=sys.stderr)
+            return 1
+    print(json.dumps(job.raw, indent=2))
+    return 0 if job.status != "failed" else 1
 
 
 def cmd_jobs(args) -> int:

@@ -33,8 +33,11 @@ def test_the_page_and_its_client_module_are_served(demo):
     module = demo.get("/demo/static/genline-client.js")
     assert module.status_code == 200
     text = module.get_data(as_text=True)
-    for name in ("export async function submit", "export function stream", "export async function cancel"):
-        assert name in text
+    # The bundle of @genline/client (clients/js) that demo.js imports
+    assert text.startswith("// genline-client.js: @genline/client")
+    exports = text.rsplit("export {", 1)[1]
+    for name in ("Genline,", "GenlineError,"):
+        assert name in exports
 
 
 def test_demo_submissions_are_limited_per_ip(demo):

@@ -1,9 +1,12 @@
 // The demo page: a form over genline-client.js. Prompts are only ever set as text, never as HTML.
-import { cancel, getJob, GenlineError, stream, submit } from "./genline-client.js";
+import { ApiError, Genline, GenlineError, JobEnded } from "./genline-client.js";
 import { jobMessage, submitMessage } from "./demo-messages.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("job-form");
+// No API key: the page submits through the demo route and reads its job by the job's token URLs;
+// a rate-limited submission is shown at once rather than retried after Retry-After.
+const genline = new Genline({ maxRetryAfterMs: 0 });
 
 const SIMULATIONS = {
   slow: { simulate: { latency_s: 5 } },
@@ -49,8 +52,8 @@ async function requestBody() {
   if (body.operation !== "generate") {
     const file = $("image").files[0];
     if (!file) {
-      throw new GenlineError(422, { code: "invalid_input", message: `${body.operation} needs an input image`,
-                                    fields: { "inputs.images": "needs at least one input image" } });
+      throw new ApiError(422, "invalid_input", `${body.operation} needs an input image`,
+                         { "inputs.images": "needs at least one input image" });
     }
     body.image = await readFile(file);
     if (body.operation === "inpaint") body.mask = await centreMask(body.image);
@@ -117,7 +120,7 @@ async function watchQueue(job, controller) {
     showQueue(latest);
     await new Promise((resolve) => setTimeout(resolve, QUEUE_POLL_MS));
     if (controller.signal.aborted || !current.queued) break;
-    latest = await getJob(job.urls.self, { signal: controller.signal }).catch(() => null);
+    latest = await genline.jobs.get(job, { signal: controller.signal }).catch(() => null);
   }
   if (current && current.controller === controller) $("queue").hidden = true;
 }
@@ -190,22 +193,29 @@ async function run() {
   let body = null;
   try {
     body = await requestBody();
-    const job = await submit("/demo/jobs", body, { signal: controller.signal });
+    const job = await genline.jobs.create(body, { endpoint: "/demo/jobs", signal: controller.signal });
     current.job = job;
     watchQueue(job, controller);
-    const last = await stream(job.urls.events, {
-      signal: controller.signal,
-      onEvent: (event) => {
-        if (event.type !== "queued") current.queued = false;
-        if (!current.queued) $("queue").hidden = true;
-        const shown = (parseFloat($("bar-fill").style.width) || 0) / 100;
-        setProgress(event.type === "progress" ? event.data.fraction : shown, describe(event));
-      },
-    });
+    let final;
+    try {
+      final = await genline.jobs.wait(job, {
+        signal: controller.signal,
+        onUpdate: (event) => {
+          if (event.type !== "queued") current.queued = false;
+          if (!current.queued) $("queue").hidden = true;
+          const shown = (parseFloat($("bar-fill").style.width) || 0) / 100;
+          setProgress(event.type === "progress" ? event.data.fraction : shown, describe(event));
+        },
+      });
+    } catch (err) {
+      if (!(err instanceof JobEnded)) throw err;
+      // Failed or canceled: a sentence for its error code, never the raw text.
+      current.queued = false;
+      showError(jobMessage(err.job.error ? err.job.error.code : err.job.status, current.canceledHere));
+      return;
+    }
     current.queued = false;
-    const final = await getJob(job.urls.self, { signal: controller.signal });
-    if (last.type === "completed") await showResult(final);
-    else showError(jobMessage(final.error ? final.error.code : last.type, current.canceledHere));
+    await showResult(final);
   } catch (err) {
     if (controller.signal.aborted) return;
     showError(submitMessage(err instanceof GenlineError ? err : null, body || { prompt: $("prompt").value }));
@@ -219,7 +229,7 @@ async function cancelCurrent() {
   $("cancel").disabled = true;
   current.canceledHere = true;
   try {
-    await cancel(current.job.urls.cancel);
+    await genline.jobs.cancel(current.job);
   } catch (err) {
     // 409: it ended first; the stream tells how.
   }
