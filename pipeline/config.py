@@ -112,6 +112,23 @@ def _storage_url(env, var_dir: Path) -> str:
     return url
 
 
+def _public_url(env, production: bool) -> tuple[str, bool]:
+    """GENLINE_PUBLIC_URL (the base of job and output links) and whether it was set.
+
+    Unset, links follow each request's Host header, which a client controls, so
+    production requires it.
+    """
+    raw = (env.get("GENLINE_PUBLIC_URL") or "").strip().rstrip("/")
+    if not raw:
+        if production:
+            raise ConfigError("GENLINE_PUBLIC_URL is required when GENLINE_PRODUCTION=1 "
+                              "(links are built from it, never from the request's Host header)")
+        return "http://127.0.0.1:8000", False
+    if not raw.startswith(("http://", "https://")) or "://" not in raw or not raw.split("://", 1)[1]:
+        raise ConfigError(f"GENLINE_PUBLIC_URL must be an http(s) URL like https://genline.example.com, got {raw!r}")
+    return raw, True
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything genline reads from its environment (DESIGN §9)."""
@@ -158,6 +175,7 @@ class Config:
     metrics_token: str | None = None
     var_dir: str = "var"
     public_url: str = "http://127.0.0.1:8000"
+    public_url_set: bool = False
 
     @classmethod
     def from_env(cls, env=None) -> "Config":
@@ -178,6 +196,7 @@ class Config:
         redis_url = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
         if not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}")
+        public_url, public_url_set = _public_url(env, production)
         cfg = cls(
             database_url=database_url,
             redis_url=redis_url,
@@ -220,7 +239,8 @@ class Config:
             metrics_public=_bool(env, "GENLINE_METRICS_PUBLIC"),
             metrics_token=env.get("GENLINE_METRICS_TOKEN") or None,
             var_dir=str(var_dir),
-            public_url=(env.get("GENLINE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            public_url=public_url,
+            public_url_set=public_url_set,
         )
         cfg.check()
         return cfg

@@ -16,7 +16,7 @@ from pipeline.errors import Canceled
 from pipeline.lifecycle import JobStatus, Step
 from web import limits
 from web.api.errors import ApiError
-from web.api.jobs import render
+from web.api.jobs import base_url, render
 from web.auth import config
 from web.requests import json_body
 from web.schemas import Budget, JobCreate, Simulate, Strict
@@ -47,10 +47,10 @@ def _enabled() -> None:
 
 
 def _job_json(job, positions: dict | None = None) -> dict:
-    out = render(job, positions)
+    out = render(job, positions, browser=True)
     token = tokens.job_token(config().secret_key, job.id)
     # The page cancels through the demo route with the job's token, not with an API key.
-    out["urls"]["cancel"] = url_for("demo.cancel", job_id=job.id, token=token, _external=True)
+    out["urls"]["cancel"] = base_url().rstrip("/") + url_for("demo.cancel", job_id=job.id, token=token)
     return out
 
 

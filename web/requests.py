@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 
-from flask import request
+from flask import g, request
+from werkzeug.http import parse_dict_header, parse_list_header
 from pydantic import BaseModel, ValidationError
 
 from web.api.errors import ApiError, validation_error
@@ -81,16 +83,28 @@ def parse_time(value: str | None, name: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+def preferences() -> dict[str, str]:
+    """The request's ``Prefer`` preferences (RFC 7240) as {name: value}; the first of a name wins.
+
+    Values may be quoted (``wait="5"``); parameters after ``;`` are ignored.
+    """
+    found: dict[str, str] = {}
+    for header in request.headers.getlist("Prefer"):
+        for item in parse_list_header(header):
+            head = item.split(";", 1)[0].strip()
+            for name, value in parse_dict_header(head).items():
+                found.setdefault(name.strip().lower(), (value or "").strip())
+    return found
+
+
 def wait_seconds(max_wait: float = 60.0) -> float:
-    """``?wait=N`` or ``Prefer: wait=N`` (at most 60), 0 when absent."""
+    """``?wait=N`` (0..60, else 422) or ``Prefer: wait=N`` (a hint: capped at 60, ignored if not a number).
+
+    A honoured ``Prefer: wait`` is noted for ``Preference-Applied`` (see ``preference_applied``).
+    """
     raw = request.args.get("wait")
     if raw is None:
-        for part in request.headers.get("Prefer", "").split(","):
-            name, _, value = part.strip().partition("=")
-            if name.strip().lower() == "wait":
-                raw = value.strip()
-    if raw is None:
-        return 0.0
+        return _preferred_wait(max_wait)
     try:
         seconds = float(raw)
     except ValueError:
@@ -98,3 +112,25 @@ def wait_seconds(max_wait: float = 60.0) -> float:
     if not 0 <= seconds <= max_wait:
         raise ApiError(422, "invalid_input", f"wait: must be between 0 and {max_wait:g} seconds", {"wait": f"0..{max_wait:g}"})
     return seconds
+
+
+def _preferred_wait(max_wait: float) -> float:
+    raw = preferences().get("wait")
+    try:
+        seconds = float(raw) if raw is not None else math.nan
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        return 0.0  # a preference the server cannot honour is ignored, never an error (RFC 7240 §2)
+    seconds = min(seconds, max_wait)
+    g.genline_preference_applied = f"wait={seconds:g}"
+    return seconds
+
+
+def preference_applied(response):
+    """Add ``Preference-Applied`` naming the wait that was honoured, if any."""
+    applied = g.get("genline_preference_applied")
+    if applied:
+        response.headers["Preference-Applied"] = applied
+        response.vary.add("Prefer")
+    return response
