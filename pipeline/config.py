@@ -176,6 +176,11 @@ class Config:
     var_dir: str = "var"
     public_url: str = "http://127.0.0.1:8000"
     public_url_set: bool = False
+    # The anonymous demo tenant's own budget caps: a visitor must not hold a worker slot for an hour.
+    demo_max_timeout_s: float = 30.0
+    demo_max_deadline_s: float = 120.0
+    demo_max_attempts: int = 2
+    demo_allow_hang: bool = False
 
     @classmethod
     def from_env(cls, env=None) -> "Config":
@@ -241,6 +246,10 @@ class Config:
             var_dir=str(var_dir),
             public_url=public_url,
             public_url_set=public_url_set,
+            demo_max_timeout_s=_float(env, "GENLINE_DEMO_MAX_TIMEOUT_S", 30.0, 0.1),
+            demo_max_deadline_s=_float(env, "GENLINE_DEMO_MAX_DEADLINE_S", 120.0, 0.1),
+            demo_max_attempts=_int(env, "GENLINE_DEMO_MAX_ATTEMPTS", 2, 1),
+            demo_allow_hang=_bool(env, "GENLINE_DEMO_ALLOW_HANG"),
         )
         cfg.check()
         return cfg

@@ -88,8 +88,9 @@ def _is_replay() -> bool:
     """True when this submission names an Idempotency-Key of an existing job of the caller's tenant."""
     idem = request.headers.get("Idempotency-Key")
     key = _bearer()
-    if not idem or not key or len(idem) > 255:
-        return False
+    from web.requests import bad_text
+    if not idem or not key or len(idem) > 255 or bad_text(idem):
+        return False  # not a key the store can hold: the submission answers 422 itself
     from web.auth import tenant_for_key
     from pipeline import jobs
     tenant = tenant_for_key(key)

@@ -5,7 +5,7 @@ import json
 import math
 from datetime import datetime, timezone
 
-from flask import g, request
+from flask import current_app, g, request
 from werkzeug.http import parse_dict_header, parse_list_header
 from pydantic import BaseModel, ValidationError
 
@@ -24,9 +24,56 @@ def _depth(value, level=0) -> int:
     return level
 
 
+def _reject_constant(name: str):
+    raise ApiError(422, "invalid_input", f"the body holds {name}, which is not a JSON number; send a finite number",
+                   {"body": f"{name} is not allowed"})
+
+
+def bad_text(value: str) -> str | None:
+    """Why a string cannot be stored (Postgres text refuses NUL; UTF-8 refuses lone surrogates), or None."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must not contain lone surrogates (\\ud800-\\udfff)"
+    return None
+
+
+def check_text(value, path: str = "body") -> None:
+    """422 naming the field when any string (or object key) in ``value`` cannot be stored as text."""
+    if isinstance(value, str):
+        problem = bad_text(value)
+        if problem:
+            raise ApiError(422, "invalid_input", f"{path}: {problem}", {path: problem})
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key, path)
+            check_text(item, f"{key}" if path == "body" else f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_text(item, f"{path}[{i}]")
+
+
+def _read_body() -> bytes:
+    """The body, refusing one over the limit with 413, chunked (no Content-Length) ones too.
+
+    Werkzeug cuts a chunked body at MAX_CONTENT_LENGTH and returns the part it
+    read; reading one byte more than the limit tells a long body from one that fits.
+    """
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit and request.content_length is None:
+        request.max_content_length = limit + 1
+    raw = request.get_data(cache=True)
+    if limit and len(raw) > limit:
+        raise ApiError(413, "payload_too_large",
+                       f"the request body is larger than the {limit} bytes allowed (GENLINE_MAX_BODY_BYTES)")
+    return raw
+
+
 def json_body(schema: type[BaseModel], *, optional: bool = False):
     """Parse the body as JSON into ``schema``, or raise the matching ApiError."""
-    raw = request.get_data(cache=True)
+    raw = _read_body()
     if not raw and optional:
         return schema(), {}
     mimetype = request.mimetype or ""
@@ -37,13 +84,14 @@ def json_body(schema: type[BaseModel], *, optional: bool = False):
     except UnicodeDecodeError:
         raise ApiError(400, "invalid_json", "the body is not valid UTF-8") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_input", "the body must be a JSON object", {"body": "must be an object"})
     if _depth(data) > MAX_JSON_DEPTH:
         raise ApiError(422, "invalid_input", f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
+    check_text(data)
     try:
         return schema.model_validate(data), data
     except ValidationError as exc:
@@ -57,6 +105,8 @@ def query(schema: type[BaseModel]):
         if key == "token":
             continue
         items = request.args.getlist(key)
+        for item in items:
+            check_text(item, key)
         values[key] = items[0] if len(items) == 1 else items
     fields = schema.model_fields
     for key, value in list(values.items()):
@@ -77,10 +127,12 @@ def parse_time(value: str | None, name: str) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        # In UTC now: an offset at the edge of the calendar (0001-01-01T00:00-23:59)
+        # overflows here, as a clear 422, rather than in the database driver.
+        return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):
         raise ApiError(422, "invalid_input", f"{name}: must be an ISO 8601 time like 2026-01-31T12:00:00Z",
                        {name: "must be an ISO 8601 time"}) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def preferences() -> dict[str, str]:

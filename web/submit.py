@@ -10,6 +10,7 @@ from pipeline.lifecycle import Step
 from pipeline.models import db
 from web import queueing
 from web.api.errors import ApiError
+from web.requests import check_text
 from web.schemas import JobCreate
 
 
@@ -97,6 +98,7 @@ def submit(body: JobCreate, raw: dict, tenant_id: str, cfg, idempotency_key: str
     if idempotency_key:
         if len(idempotency_key) > 255:
             raise ApiError(422, "invalid_input", "Idempotency-Key: must be at most 255 characters")
+        check_text(idempotency_key, "Idempotency-Key")
         earlier = jobs.find_idempotent(tenant_id, idempotency_key)
         if earlier is not None:
             return _replay(earlier, digest), False, {}
