@@ -122,8 +122,8 @@ def check(url: str, *, allow_private: bool = False, what: str = "url") -> Target
     if not allow_private:
         for address in addresses:
             if not is_public(address):
-                raise InvalidInput(f"{what} resolves to {address}, a private, loopback, link-local "
-                                   "or otherwise special-purpose address")
+                raise InvalidInput(f"{what} resolves to {address}, a private, loopback or link-local address "
+                                   "(or another special-purpose block)")
     if not addresses:
         raise InvalidInput(f"the host {host!r} does not resolve")
     return Target(url, parts.scheme, host, port, addresses[0].split("%", 1)[0])
