@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify
 from sqlalchemy import text
 
 from pipeline import events
+from pipeline.brokerguard import probe_write
 from pipeline.models import db
 from pipeline.storage import open_storage
 from web.auth import config
@@ -41,7 +42,8 @@ def readyz():
 
     checks = {
         "database": _check("database", database),
-        "broker": _check("broker", lambda: events.client().ping()),
+        # A write, not a ping: a Redis at maxmemory (noeviction) or read-only answers pings but refuses every send.
+        "broker": _check("broker", lambda: probe_write(events.client())),
         "storage": _check("storage", lambda: open_storage(config()).check()),
     }
     ok = all(v == "ok" for v in checks.values())
