@@ -11,6 +11,7 @@ channel's life (a new pool, after a fork or reconnect, gets a new client).
 from __future__ import annotations
 
 from kombu.transport import redis as kombu_redis
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
 
 
 class Channel(kombu_redis.Channel):
@@ -27,3 +28,7 @@ class Channel(kombu_redis.Channel):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+    # A full (maxmemory, noeviction) or read-only Redis refuses writes: a lost
+    # connection for the consumer, which restarts and waits, never an exit
+    # (see pipeline.brokerguard).
+    connection_errors = kombu_redis.Transport.connection_errors + (OutOfMemoryError, ReadOnlyError)

@@ -59,6 +59,8 @@ def celery_init_app(app) -> Celery:
 
     celery = Celery(app.name, task_cls=FlaskTask, include=["pipeline.tasks", "pipeline.maintenance", "pipeline.webhook_tasks"])
     celery.conf.update(celery_settings(cfg))
+    from pipeline.brokerguard import BrokerGuard
+    celery.steps["consumer"].add(BrokerGuard)  # wait out a full or read-only Redis
     celery.set_default()
     app.extensions["celery"] = celery
 

@@ -140,6 +140,23 @@ def _storage_url(env, var_dir: Path) -> str:
     return url
 
 
+def _public_url(env, production: bool) -> tuple[str, bool]:
+    """GENLINE_PUBLIC_URL (the base of job and output links) and whether it was set.
+
+    Unset, links follow each request's Host header, which a client controls, so
+    production requires it.
+    """
+    raw = (env.get("GENLINE_PUBLIC_URL") or "").strip().rstrip("/")
+    if not raw:
+        if production:
+            raise ConfigError("GENLINE_PUBLIC_URL is required when GENLINE_PRODUCTION=1 "
+                              "(links are built from it, never from the request's Host header)")
+        return "http://127.0.0.1:8000", False
+    if not raw.startswith(("http://", "https://")) or "://" not in raw or not raw.split("://", 1)[1]:
+        raise ConfigError(f"GENLINE_PUBLIC_URL must be an http(s) URL like https://genline.example.com, got {raw!r}")
+    return raw, True
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything genline reads from its environment (DESIGN §9)."""
@@ -186,6 +203,12 @@ class Config:
     metrics_token: str | None = None
     var_dir: str = "var"
     public_url: str = "http://127.0.0.1:8000"
+    public_url_set: bool = False
+    # The anonymous demo tenant's own budget caps: a visitor must not hold a worker slot for an hour.
+    demo_max_timeout_s: float = 30.0
+    demo_max_deadline_s: float = 120.0
+    demo_max_attempts: int = 2
+    demo_allow_hang: bool = False
 
     @classmethod
     def from_env(cls, env=None) -> "Config":
@@ -208,6 +231,7 @@ class Config:
         redis_url = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
         if not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}")
+        public_url, public_url_set = _public_url(env, production)
         cfg = cls(
             database_url=database_url,
             redis_url=redis_url,
@@ -250,7 +274,12 @@ class Config:
             metrics_public=_bool(env, "GENLINE_METRICS_PUBLIC"),
             metrics_token=env.get("GENLINE_METRICS_TOKEN") or None,
             var_dir=str(var_dir),
-            public_url=(env.get("GENLINE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            public_url=public_url,
+            public_url_set=public_url_set,
+            demo_max_timeout_s=_float(env, "GENLINE_DEMO_MAX_TIMEOUT_S", 30.0, 0.1),
+            demo_max_deadline_s=_float(env, "GENLINE_DEMO_MAX_DEADLINE_S", 120.0, 0.1),
+            demo_max_attempts=_int(env, "GENLINE_DEMO_MAX_ATTEMPTS", 2, 1),
+            demo_allow_hang=_bool(env, "GENLINE_DEMO_ALLOW_HANG"),
         )
         cfg.check()
         return cfg

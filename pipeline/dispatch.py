@@ -58,12 +58,26 @@ def send_step(job, step: Step, countdown: float = 0.0, publish: tuple | list = (
         result = current_app.extensions["celery"].send_task(TASK_NAMES[step], args=[job.id], **step_options(job, step, countdown))
     except (BrokerError, RedisError, OSError) as exc:
         log.warning("dispatch failed job_id=%s step=%s error=%s", job.id, step.value, exc)
+        _forget_inflight(job.id)
         for event in publish:
             events.publish(job.id, event)
         return False
     mark_inflight(job, countdown, publish)
     log.debug("dispatched job_id=%s step=%s task_id=%s", job.id, step.value, result.id)
     return True
+
+
+def _forget_inflight(job_id: str) -> None:
+    """Drop the marker of the message that led here: the next one was not sent, so the reaper must see none.
+
+    A full Redis (maxmemory, noeviction) refuses the send but keeps the old
+    marker, which would hide the lost step from the reaper until the deadline;
+    DEL is allowed even then.
+    """
+    try:
+        events.client().delete(MARKER.format(job_id))
+    except (RedisError, RuntimeError) as exc:
+        log.warning("inflight marker not cleared job_id=%s error=%s", job_id, exc)
 
 
 def marker_ttl_s(job, countdown: float, lease_s: float) -> int:

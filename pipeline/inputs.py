@@ -4,8 +4,9 @@ A reference is one of:
 - an upload id (``upl_…``, from ``POST /v1/uploads``), read from storage; only
   the tenant that uploaded it may use it;
 - a ``data:image/...;base64,`` URI;
-- an https URL, fetched with the SSRF rules (every DNS answer checked, each
-  redirect checked again), a size cap (GENLINE_MAX_UPLOAD_BYTES) and a timeout.
+- an https URL, fetched with the SSRF rules (``pipeline.ssrf``: every DNS
+  answer checked, the checked address connected to, each redirect checked
+  again, never https to http), a size cap (GENLINE_MAX_UPLOAD_BYTES) and a timeout.
   Plain http is accepted only where private addresses are allowed (tests, dev).
 """
 from __future__ import annotations
@@ -79,18 +80,26 @@ def check_ref(ref, what: str, tenant_id: str, allow_http: bool) -> None:
 
 
 def fetch_url(url: str, what: str, cfg) -> bytes:
-    """GET an input URL within the SSRF rules, the size cap and the timeout."""
+    """GET an input URL within the SSRF rules, the size cap and the timeout.
+
+    Each hop (the URL and every redirect) is checked and connected to by
+    ``ssrf.open_url``; a redirect from https to plain http is refused, since
+    inputs are https-only and a downgrade would expose the fetch.
+    """
     allow_private = cfg.webhook_allow_private
     if url.startswith("http://") and not allow_private:
         raise InvalidInput(f"{what} must be an https URL")
     limit = cfg.max_upload_bytes
     for _ in range(MAX_REDIRECTS + 1):
-        ssrf.check_url(url, allow_private=allow_private, what=what)
         try:
-            with requests.get(url, stream=True, timeout=FETCH_TIMEOUT_S, allow_redirects=False,
-                              headers={"Accept": "image/png, image/jpeg, image/webp"}) as response:
+            with ssrf.open_url("GET", url, allow_private=allow_private, what=what, stream=True,
+                               timeout=FETCH_TIMEOUT_S,
+                               headers={"Accept": "image/png, image/jpeg, image/webp"}) as response:
                 if response.is_redirect:
-                    url = urljoin(url, response.headers.get("Location", ""))
+                    target = urljoin(url, response.headers.get("Location", ""))
+                    if url.startswith("https://") and not target.startswith("https://"):
+                        raise InvalidInput(f"{what} redirects from https to {target.split(':', 1)[0]}, which is refused")
+                    url = target
                     continue
                 if response.status_code != 200:
                     raise InvalidInput(f"{what} could not be fetched: the server answered {response.status_code}")

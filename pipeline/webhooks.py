@@ -101,12 +101,8 @@ def payload(job, event: dict, cfg) -> bytes:
 
 
 def post(url: str, msg_id: str, body: bytes, secret: str, cfg) -> Outcome:
-    """Check the URL against SSRF now (DNS may have changed since submit) and POST once."""
+    """Check the URL against SSRF now (DNS may have changed since submit) and POST once to the checked address."""
     started = time.monotonic()
-    try:
-        ssrf.check_url(url, allow_private=cfg.webhook_allow_private, what="webhook.url")
-    except InvalidInput as exc:
-        return Outcome(None, f"refused: {exc.message}", 0.0, permanent=True)
     timestamp = int(time.time())
     try:
         signature = sign(secret, msg_id, timestamp, body)
@@ -118,11 +114,16 @@ def post(url: str, msg_id: str, body: bytes, secret: str, cfg) -> Outcome:
     }
     try:
         # No redirects: a 3xx could point anywhere, including into our own network.
-        response = requests.post(url, data=body, headers=headers, timeout=cfg.webhook_timeout_s, allow_redirects=False)
+        # open_url resolves and checks again and connects to that very address (no DNS rebinding).
+        with ssrf.open_url("POST", url, allow_private=cfg.webhook_allow_private, what="webhook.url",
+                           data=body, headers=headers, timeout=cfg.webhook_timeout_s) as response:
+            status = response.status_code
+    except InvalidInput as exc:
+        return Outcome(None, f"refused: {exc.message}", _ms(started), permanent=True)
     except requests.RequestException as exc:
         return Outcome(None, f"{exc.__class__.__name__}: {str(exc)[:300]}", _ms(started))
-    error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
-    return Outcome(response.status_code, error, _ms(started))
+    error = None if 200 <= status < 300 else f"HTTP {status}"
+    return Outcome(status, error, _ms(started))
 
 
 def _ms(started: float) -> float:

@@ -11,7 +11,7 @@ def families(text: str) -> dict:
     return {f.name: f for f in text_string_to_metric_families(text)}
 
 
-def test_metrics_need_a_key_and_report_jobs_latency_queues_and_webhooks(stack, tenant):
+def test_metrics_need_the_operator_token_and_report_jobs_latency_queues_and_webhooks(stack, tenant):
     # Given a completed job
     job = stack.submit(tenant, {"prompt": "measured", "params": {"size": "16x16"}})
     assert stack.wait(tenant, job["id"])["status"] == "completed"
@@ -20,8 +20,14 @@ def test_metrics_need_a_key_and_report_jobs_latency_queues_and_webhooks(stack, t
     refused = stack.client.get("/metrics")
     assert refused.status_code == 401 and refused.get_json()["error"]["code"] == "unauthorized"
 
-    # Then with a key it is Prometheus text with every family
-    answer = stack.client.get("/metrics", headers=tenant)
+    # And a tenant's API key is refused: metrics hold every tenant's volume
+    tenant_view = stack.client.get("/metrics", headers=tenant)
+    assert tenant_view.status_code == 403 and "GENLINE_METRICS_TOKEN" in tenant_view.get_json()["error"]["message"]
+    assert "genline_jobs" not in tenant_view.get_data(as_text=True)
+
+    # Then with the operator's token it is Prometheus text with every family
+    client = create_app(Config.from_env({**stack.env, "GENLINE_METRICS_TOKEN": "scrape-token"})).test_client()
+    answer = client.get("/metrics", headers={"Authorization": "Bearer scrape-token"})
     assert answer.status_code == 200 and answer.mimetype == "text/plain"
     found = families(answer.get_data(as_text=True))
     assert {"genline_jobs", "genline_step_duration_seconds", "genline_queue_depth", "genline_webhook_deliveries"} <= set(found)

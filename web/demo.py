@@ -17,7 +17,7 @@ from pipeline.lifecycle import JobStatus, Step
 from web import limits
 from web.api.errors import ApiError
 from web.api.openapi import PUBLIC, describe
-from web.api.jobs import render
+from web.api.jobs import base_url, render
 from web.auth import config
 from web.requests import json_body
 from web.schemas import MAX_PROMPT_CHARS, Budget, JobCreate, Simulate, Strict
@@ -42,16 +42,42 @@ class DemoSubmit(Strict):
     budget: Optional[Budget] = None
 
 
+def demo_budget(form: "DemoSubmit", cfg) -> dict:
+    """The demo job's budget: what the page asked within the demo's own caps, else the defaults capped.
+
+    An anonymous visitor gets at most GENLINE_DEMO_MAX_TIMEOUT_S per attempt,
+    GENLINE_DEMO_MAX_DEADLINE_S in all and GENLINE_DEMO_MAX_ATTEMPTS attempts,
+    and no ``simulate.hang`` unless GENLINE_DEMO_ALLOW_HANG=1.
+    """
+    asked = form.budget or Budget()
+    caps = (("timeout_s", asked.timeout_s, cfg.default_timeout_s, cfg.demo_max_timeout_s, "GENLINE_DEMO_MAX_TIMEOUT_S"),
+            ("deadline_s", asked.deadline_s, cfg.default_deadline_s, cfg.demo_max_deadline_s, "GENLINE_DEMO_MAX_DEADLINE_S"),
+            ("max_attempts", asked.max_attempts, cfg.default_max_attempts, cfg.demo_max_attempts, "GENLINE_DEMO_MAX_ATTEMPTS"))
+    budget = {}
+    for name, value, default, cap, var in caps:
+        if value is not None and value > cap:
+            message = f"must be at most {cap:g} on the demo ({var})"
+            raise ApiError(422, "invalid_input", f"budget.{name}: {message}", {f"budget.{name}": message})
+        budget[name] = value if value is not None else min(default, cap)
+    if form.simulate is not None and form.simulate.hang and not cfg.demo_allow_hang:
+        message = "is not allowed on the demo (GENLINE_DEMO_ALLOW_HANG=1 enables it)"
+        raise ApiError(422, "invalid_input", f"simulate.hang: {message}", {"simulate.hang": message})
+    if form.simulate is not None and form.simulate.latency_s > budget["deadline_s"]:
+        message = f"must be at most the demo deadline, {budget['deadline_s']:g} s"
+        raise ApiError(422, "invalid_input", f"simulate.latency_s: {message}", {"simulate.latency_s": message})
+    return budget
+
+
 def _enabled() -> None:
     if not config().demo:
         raise ApiError(404, "not_found", "the demo page is off on this deployment (GENLINE_DEMO=1 turns it on)")
 
 
 def _job_json(job, positions: dict | None = None) -> dict:
-    out = render(job, positions)
+    out = render(job, positions, browser=True)
     token = tokens.job_token(config().secret_key, job.id)
     # The page cancels through the demo route with the job's token, not with an API key.
-    out["urls"]["cancel"] = url_for("demo.cancel", job_id=job.id, token=token, _external=True)
+    out["urls"]["cancel"] = base_url().rstrip("/") + url_for("demo.cancel", job_id=job.id, token=token)
     return out
 
 
@@ -85,8 +111,7 @@ def create():
     raw = {"operation": form.operation, "prompt": form.prompt, "params": {"size": form.size}}
     if form.simulate is not None:
         raw["params"]["simulate"] = form.simulate.model_dump()
-    if form.budget is not None:
-        raw["budget"] = form.budget.model_dump(exclude_none=True)
+    raw["budget"] = demo_budget(form, config())
     if form.image:
         raw["inputs"] = {"images": [form.image]} | ({"mask": form.mask} if form.mask else {})
     body = JobCreate.model_validate(raw)

@@ -5,7 +5,11 @@ Submissions (POST /v1/jobs) are limited per API key: the key's own
 ``GENLINE_RATE_LIMIT``. Requests without a key are counted per client IP. The
 Redis counters are named by a hash of the key, never by the key itself.
 A breach answers 429 in the one error shape with ``Retry-After`` and the
-``X-RateLimit-*`` headers.
+``X-RateLimit-*`` headers. ``Retry-After`` appears only on the answers it
+means something on (429, and a 503 that set its own): on a 202 it would read as
+"poll again in a minute". An idempotent replay of a job that already exists is
+not counted: a client retrying after a timeout needs its job back most exactly
+when it is being limited.
 """
 from __future__ import annotations
 
@@ -77,9 +81,37 @@ def _ip_message() -> str:
     return f"too many requests from this address: the limit is {_config().demo_rate_limit} (GENLINE_DEMO_RATE_LIMIT)"
 
 
+RETRY_AFTER_STATUSES = (429, 503)
+
+
+def _is_replay() -> bool:
+    """True when this submission names an Idempotency-Key of an existing job of the caller's tenant."""
+    idem = request.headers.get("Idempotency-Key")
+    key = _bearer()
+    from web.requests import bad_text
+    if not idem or not key or len(idem) > 255 or bad_text(idem):
+        return False  # not a key the store can hold: the submission answers 422 itself
+    from web.auth import tenant_for_key
+    from pipeline import jobs
+    tenant = tenant_for_key(key)
+    return tenant is not None and jobs.find_idempotent(tenant, idem) is not None
+
+
+def _retry_after_only_where_meant(response):
+    """Drop Flask-Limiter's Retry-After from answers that are not 429/503; keep a 503's own value."""
+    own = g.get("genline_retry_after")
+    if response.status_code not in RETRY_AFTER_STATUSES:
+        response.headers.pop("Retry-After", None)
+    elif response.status_code == 503 and own:
+        response.headers["Retry-After"] = own
+    return response
+
+
 def init_app(app) -> None:
     """Give ``app`` its own limiter on its Redis (tests run several apps in one process)."""
     cfg = app.extensions["genline.config"]
+    # Registered before the limiter's own after_request, so it runs after it (Flask runs them in reverse).
+    app.after_request(_retry_after_only_where_meant)
     limiter = Limiter(key_func=caller_key, headers_enabled=True, key_prefix="genline",
                       storage_uri=cfg.redis_url, strategy="moving-window", swallow_errors=True,
                       storage_options={"socket_connect_timeout": 2, "socket_timeout": 2})
@@ -91,7 +123,7 @@ def init_app(app) -> None:
     @app.before_request
     def _check_marked_route():
         kind = getattr(app.view_functions.get(request.endpoint), "genline_limit", None)
-        if kind == "submission":
+        if kind == "submission" and not _is_replay():
             with by_submission:
                 pass
         elif kind == "ip":

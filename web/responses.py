@@ -57,6 +57,7 @@ class Job(Open):
     status: Literal["queued", "processing", "completed", "failed", "canceled"]
     operation: Literal["generate", "edit", "inpaint"]
     provider: Optional[str]
+    providers: Optional[list[str]] = Field(..., description="the providers to try, in order")
     model: Optional[str]
     prompt: Optional[str] = Field(..., description="returned verbatim, as text; removed by retention")
     prompt_sha256: str
@@ -70,8 +71,8 @@ class Job(Open):
     queue_position: Optional[int] = Field(..., description="1 = next to start; null unless queued")
     error: Optional[JobError]
     outputs: Optional[list[Output]]
-    metadata: dict
-    webhook: Optional[dict]
+    metadata: Optional[dict] = Field(..., description="null in the job-token (browser) view")
+    webhook: Optional[dict] = Field(..., description="null in the job-token (browser) view")
     created_at: str
     started_at: Optional[str]
     completed_at: Optional[str]

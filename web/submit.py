@@ -10,6 +10,7 @@ from pipeline.lifecycle import Step
 from pipeline.models import db
 from web import queueing
 from web.api.errors import ApiError
+from web.requests import check_text
 from web.schemas import JobCreate
 
 
@@ -97,6 +98,7 @@ def submit(body: JobCreate, raw: dict, tenant_id: str, cfg, idempotency_key: str
     if idempotency_key:
         if len(idempotency_key) > 255:
             raise ApiError(422, "invalid_input", "Idempotency-Key: must be at most 255 characters")
+        check_text(idempotency_key, "Idempotency-Key")
         earlier = jobs.find_idempotent(tenant_id, idempotency_key)
         if earlier is not None:
             return _replay(earlier, digest), False, {}
@@ -110,8 +112,34 @@ def submit(body: JobCreate, raw: dict, tenant_id: str, cfg, idempotency_key: str
         # Two requests with one key raced; the other insert won.
         return _replay(jobs.find_idempotent(tenant_id, idempotency_key), digest), False, {}
     # If the broker is down the job stays queued with no marker; the reaper sends it later.
-    dispatch.send_step(job, Step.VALIDATE, publish=queued)
+    if not dispatch.send_step(job, Step.VALIDATE, publish=queued) and broker_refuses_writes():
+        # A full or read-only Redis stays so until an operator acts: the reaper's sends
+        # would be refused too. Take the job back and say so, rather than a 202 that never runs.
+        withdraw(job.id)
+        raise ApiError(503, "service_unavailable", "the broker refuses new work (Redis is full or read-only); "
+                       "nothing was stored, try again shortly", headers={"Retry-After": "5"})
     return job, True, {job.id: queueing.queue_position(job)}
+
+
+def broker_refuses_writes() -> bool:
+    """True when Redis answers but refuses writes (maxmemory with noeviction, or a read-only replica)."""
+    from pipeline import events
+    from pipeline.brokerguard import REFUSALS, probe_write
+    try:
+        probe_write(events.client())
+    except REFUSALS:
+        return True
+    except Exception:  # noqa: BLE001 - down or unreachable: the stored job waits for the reaper
+        return False
+    return False
+
+
+def withdraw(job_id: str) -> None:
+    """Delete a job that was never sent (its events go with it)."""
+    from sqlalchemy import delete
+    from pipeline.models import Job
+    db.session.execute(delete(Job).where(Job.id == job_id).execution_options(synchronize_session=False))
+    db.session.commit()
 
 
 def _replay(job, digest):

@@ -28,10 +28,16 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str, fields: dict | None = None, headers: dict | None = None):
+    """The error shape; a 401 names the scheme (RFC 6750), a Retry-After given here is kept over Flask-Limiter's."""
+    from flask import g
     response = jsonify({"error": {"code": code, "message": message, "fields": fields or {}}})
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="genline"'
+    if "Retry-After" in response.headers:
+        g.genline_retry_after = response.headers["Retry-After"]
     return response
 
 

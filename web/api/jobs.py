@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
 
 from flask import Blueprint, jsonify, request, url_for
 from sqlalchemy import select
@@ -15,22 +17,41 @@ from web import limits, waiting
 from web.api.errors import ApiError
 from web.auth import config, reader_for_job, require_tenant
 from web.queueing import queue_positions
-from web.requests import json_body, parse_time, query, wait_seconds
+from web.requests import json_body, parse_time, preference_applied, query, wait_seconds
 from web.schemas import JobCreate, JobList
 from web.submit import submit
 
 bp = Blueprint("jobs", __name__)
 
 
+BROWSER_HIDDEN = ("webhook", "metadata")
+"""Fields a job-token (browser) view shows as null: server-side settings a browser never needs."""
+
+
 def base_url() -> str:
-    return request.host_url
+    """GENLINE_PUBLIC_URL when set; else the request's own host (development only: a client controls Host)."""
+    cfg = config()
+    return cfg.public_url if cfg.public_url_set else request.host_url
 
 
-def render(job, positions: dict | None = None) -> dict:
-    """The job for the API; its queue position from ``positions`` (by id) when already known."""
+def render(job, positions: dict | None = None, browser: bool = False) -> dict:
+    """The job for the API; its queue position from ``positions`` (by id) when already known.
+
+    ``browser``: the view of a job-token holder, without the fields in ``BROWSER_HIDDEN``.
+    """
     if positions is None or job.id not in positions:
         positions = queue_positions([job])
-    return job_to_dict(job, config(), base_url(), positions[job.id])
+    out = job_to_dict(job, config(), base_url(), positions[job.id])
+    if browser:
+        out.update(dict.fromkeys(BROWSER_HIDDEN))
+    return out
+
+
+def etag_of(rendered: dict) -> str:
+    """A digest of what a job says, without its links (their tokens and signatures are fresh each time)."""
+    stable = {k: v for k, v in rendered.items() if k != "urls"}
+    stable["outputs"] = [{k: v for k, v in o.items() if k != "url"} for o in rendered.get("outputs") or []]
+    return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def get_job_or_404(job_id: str, tenant_id: str | None):
@@ -53,7 +74,7 @@ def create_job():
     response = jsonify(render(job, positions))
     response.status_code = 202 if created else 200
     response.headers["Location"] = url_for("jobs.read_job", job_id=job.id)
-    return response
+    return preference_applied(response)
 
 
 @bp.get("/v1/jobs/<job_id>")
@@ -63,7 +84,12 @@ def read_job(job_id: str):
     wait = wait_seconds()
     if wait:
         job = waiting.until_terminal(job.id, wait) or job
-    return jsonify(render(job))
+    rendered = render(job, browser=tenant is None)
+    response = jsonify(rendered)
+    # A poller sends If-None-Match and gets 304 while nothing changed.
+    response.set_etag(etag_of(rendered), weak=True)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return preference_applied(response.make_conditional(request))
 
 
 def _cursor_id(cursor: str) -> str:

@@ -3,8 +3,10 @@ depth and webhook outcomes.
 
 The numbers are read from the job rows and Redis at scrape time (a custom
 collector), so every web process answers the same and nothing is lost when a
-process restarts. Not public unless GENLINE_METRICS_PUBLIC=1: otherwise the
-scraper sends ``Authorization: Bearer`` with GENLINE_METRICS_TOKEN or an API key.
+process restarts. The numbers are every tenant's together, so they are for the
+operator: public only with GENLINE_METRICS_PUBLIC=1, otherwise the scraper sends
+``Authorization: Bearer`` with GENLINE_METRICS_TOKEN. A tenant's API key is
+refused (403): it would show one tenant every other tenant's volume.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from pipeline.celery_app import QUEUES
 from pipeline.models import Job, WebhookDelivery, db, utcnow
 from web.api.errors import ApiError
 from web.api.openapi import describe
-from web.auth import bearer_key, config, require_tenant
+from web.auth import bearer_key, config, tenant_for_key
 
 bp = Blueprint("metrics", __name__)
 
@@ -107,14 +109,17 @@ def _authorize() -> None:
     if key and cfg.metrics_token and hmac.compare_digest(key.encode(), cfg.metrics_token.encode()):
         return
     if key is None:
-        raise ApiError(401, "unauthorized", "metrics need 'Authorization: Bearer' with GENLINE_METRICS_TOKEN or an "
-                                            "API key (GENLINE_METRICS_PUBLIC=1 makes them public)")
-    require_tenant()
+        raise ApiError(401, "unauthorized", "metrics need 'Authorization: Bearer' with GENLINE_METRICS_TOKEN "
+                                            "(GENLINE_METRICS_PUBLIC=1 makes them public)")
+    if tenant_for_key(key) is not None:
+        raise ApiError(403, "forbidden", "metrics cover every tenant, so they are for the operator: "
+                                         "scrape with GENLINE_METRICS_TOKEN, not an API key")
+    raise ApiError(401, "unauthorized", "the metrics token is not valid (GENLINE_METRICS_TOKEN)")
 
 
 @bp.get("/metrics")
 @describe("Prometheus metrics", responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
-          errors=(401,))
+          errors=(401, 403))
 def metrics():
     _authorize()
     registry = CollectorRegistry(auto_describe=False)

@@ -37,9 +37,38 @@ TOKEN = {"name": "token", "in": "query", "required": False, "description": "job-
          "schema": {"type": "string"}}
 IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False, "description": "same key + same body = the same job",
                "schema": {"type": "string", "maxLength": 255}}
+PREFER = {"name": "Prefer", "in": "header", "required": False,
+          "description": "RFC 7240 preferences; `wait=N` holds the answer up to N seconds (capped at 60) until the job "
+                         "ends. A hint: a value that cannot be honoured is ignored, never refused. "
+                         "`Preference-Applied` says what was honoured.",
+          "schema": {"type": "string", "examples": ["wait=30"]}}
+IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False,
+                 "description": "the job's last ETag: answered 304 while the job is unchanged", "schema": {"type": "string"}}
 LAST_EVENT_ID = {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}}
-IMAGE = {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+IMAGE = {"description": "the image bytes (application/octet-stream only for a stored type genline does not name)",
+         "content": {"image/png": BINARY, "image/jpeg": BINARY, "image/webp": BINARY, "application/octet-stream": BINARY}}
 REDIRECT = {"description": "redirect to a presigned storage URL", "headers": {"Location": {"schema": {"type": "string"}}}}
+
+
+def _header(description: str, kind: str = "string") -> dict:
+    return {"description": description, "schema": {"type": kind}}
+
+
+RATE_HEADERS = {
+    "X-RateLimit-Limit": _header("submissions allowed in the window", "integer"),
+    "X-RateLimit-Remaining": _header("submissions left in the window", "integer"),
+    "X-RateLimit-Reset": _header("when the window resets, in Unix seconds", "integer"),
+}
+RETRY_AFTER = {"Retry-After": _header("seconds to wait before trying again", "integer")}
+CREATED_HEADERS = {"Location": _header("the job's path"), "Preference-Applied": _header("the honoured `Prefer`, e.g. wait=30"),
+                   **RATE_HEADERS}
+ERROR_HEADERS = {429: {**RETRY_AFTER, **RATE_HEADERS}, 503: RETRY_AFTER}
+
+
+def with_headers(model: type[BaseModel], headers: dict) -> dict:
+    """A response described by ``model`` that also carries ``headers``."""
+    return {"model": model, "headers": headers}
 
 
 def describe(summary: str, *, body: type[BaseModel] | dict | None = None, query: type[BaseModel] | None = None,
@@ -64,14 +93,23 @@ def _meta(summary, **kwargs) -> dict:
 UPLOAD_BODY = {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
     "properties": {"file": {"type": "string", "format": "binary", "description": "PNG, JPEG or WebP"}}}}}
-SSE_EVENT = {"type": "object", "description": "one event; data is the event as JSON",
+SSE_EVENT = {"type": "string", "description": "a text/event-stream: frames of `id:` (the event's seq), `event:` "
+                                             "(its type) and `data:` (the event as JSON), with `: heartbeat` comments"}
+SSE_FRAME = {"type": "object", "description": "one frame of the stream; data is the event as JSON",
              "properties": {"id": {"type": "string"}, "event": {"type": "string"},
                             "data": {"type": "string", "contentMediaType": "application/json"}}}
+"""OpenAPI 3.1 has no per-event schema (3.2's itemSchema): the body is a string for generators, and
+``x-event-schema`` gives one frame's shape to readers and to the conformance test."""
 READ = (401, 404, 422)
 OPERATIONS = {
-    "jobs.create_job": _meta("Create a job", body=JobCreate, params=[PREFER, IDEMPOTENCY],
-                             responses={202: out.Job, 200: out.Job}, errors=(400, 401, 409, 413, 415, 422, 429)),
-    "jobs.read_job": _meta("Read a job", params=[WAIT, TOKEN], responses={200: out.Job}, errors=READ),
+    "jobs.create_job": _meta("Create a job", body=JobCreate, params=[WAIT, PREFER, IDEMPOTENCY],
+                             responses={202: with_headers(out.Job, CREATED_HEADERS), 200: with_headers(out.Job, CREATED_HEADERS)},
+                             errors=(400, 401, 409, 413, 415, 422, 429, 503)),
+    "jobs.read_job": _meta("Read a job", params=[WAIT, PREFER, TOKEN, IF_NONE_MATCH],
+                           responses={200: with_headers(out.Job, {"ETag": _header("changes when the job does"),
+                                                                  "Preference-Applied": _header("the honoured `Prefer`")}),
+                                      304: {"description": "not modified since the ETag in If-None-Match"}},
+                           errors=READ),
     "jobs.list_jobs": _meta("List jobs, newest first", query=JobList, responses={200: out.JobPage}, errors=(401, 422)),
     "actions.cancel_job": _meta("Cancel a job", responses={202: out.Job}, errors=(401, 404, 409)),
     "actions.retry_job": _meta("Resume a failed or canceled job from the step that did not finish",
@@ -82,7 +120,7 @@ OPERATIONS = {
                                  responses={200: IMAGE, 302: REDIRECT}, errors=READ),
     "outputs.read_file": _meta("Bytes behind a signed output URL", responses={200: IMAGE}, errors=(404,), auth=PUBLIC),
     "events.job_events": _meta("Server-Sent Events of a job, resumable with Last-Event-ID", params=[TOKEN, LAST_EVENT_ID],
-                               responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}},
+                               responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT, "x-event-schema": SSE_FRAME}}},
                                           204: {"description": "the job ended and every event was sent"}},
                                errors=READ),
     "uploads.create_upload": _meta("Upload an input image for edit or inpaint", body=UPLOAD_BODY,
@@ -119,6 +157,8 @@ def _schema_of(model: type[BaseModel], components: dict, mode: str) -> dict:
 
 
 def _response(spec, components: dict) -> dict:
+    if isinstance(spec, dict) and "model" in spec:
+        return {**_response(spec["model"], components), "headers": spec["headers"]}
     if isinstance(spec, type) and issubclass(spec, BaseModel):
         return {"description": (spec.__doc__ or spec.__name__).strip().splitlines()[0],
                 "content": {"application/json": {"schema": _schema_of(spec, components, "serialization")}}}
@@ -153,7 +193,7 @@ def _operation(rule, view, components: dict) -> dict:
             "application/json": {"schema": _schema_of(meta["body"], components, "validation")}}}
     error = {"description": "the one error shape", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     for code in meta["errors"]:
-        op["responses"].setdefault(str(code), error)
+        op["responses"].setdefault(str(code), {**error, **({"headers": ERROR_HEADERS[code]} if code in ERROR_HEADERS else {})})
     op["responses"]["default"] = error
     if meta["auth"] == PUBLIC:
         op["security"] = []

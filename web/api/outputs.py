@@ -13,7 +13,13 @@ from web.auth import config, reader_for_job
 bp = Blueprint("outputs", __name__)
 
 
-def _serve(key: str, media_type: str):
+def _serve(key: str, media_type: str, private: bool = True):
+    """The bytes (file storage) or a redirect to presigned ones (S3).
+
+    ``private``: answered to a key or job-token holder, so no shared cache may
+    keep it (the URL alone does not grant it). A signed ``/files/`` URL is its
+    own credential and may be cached by anyone who holds it.
+    """
     storage = open_storage(config())
     signed = storage.signed_url(key, config().url_ttl_s)
     if signed:
@@ -24,7 +30,11 @@ def _serve(key: str, media_type: str):
         raise ApiError(404, "not_found", "no such output") from None
     if not path.is_file():
         raise ApiError(404, "not_found", "the output is no longer stored (retention may have removed it)")
-    return send_file(path, mimetype=media_type, max_age=3600)
+    response = send_file(path, mimetype=media_type, max_age=3600)
+    if private:
+        response.cache_control.public = False
+        response.cache_control.private = True
+    return response
 
 
 @bp.get("/v1/jobs/<job_id>/outputs/<n>")
@@ -43,4 +53,4 @@ def read_file(token: str):
     if key is None:
         raise ApiError(404, "not_found", "this link is not valid or has expired")
     media = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}.get(key.rsplit(".", 1)[-1], "application/octet-stream")
-    return _serve(key, media)
+    return _serve(key, media, private=False)
