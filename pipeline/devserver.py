@@ -29,7 +29,7 @@ DEV_REDIS_PORT = 6390
 # What var/dev.env carries: where the stack is and the secrets its URLs and webhooks are signed with.
 DEV_ENV_NAMES = (
     "DATABASE_URL", "REDIS_URL", "STORAGE_URL", "SECRET_KEY", "GENLINE_VAR_DIR", "GENLINE_API_KEYS",
-    "GENLINE_WEBHOOK_SECRET", "GENLINE_PUBLIC_URL", "GENLINE_DEMO", "GENLINE_ALLOW_SIMULATE",
+    "GENLINE_WEBHOOK_SECRET", "GENLINE_PUBLIC_URL", "GENLINE_DEMO", "GENLINE_ALLOW_SIMULATE", "GENLINE_DEMO_ALLOW_HANG",
     "GENLINE_WEBHOOK_ALLOW_PRIVATE", "GENLINE_URL", "GENLINE_API_KEY",
 )
 
@@ -89,6 +89,8 @@ def dev_environment(var: Path) -> dict:
         var / "webhook_secret", lambda: "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()))
     env.setdefault("GENLINE_DEMO", "1")
     env.setdefault("GENLINE_ALLOW_SIMULATE", "1")
+    # The demo page offers a hung provider to show the timeout: on here, off in production.
+    env.setdefault("GENLINE_DEMO_ALLOW_HANG", "1")
     env.setdefault("GENLINE_WEBHOOK_ALLOW_PRIVATE", "1")
     env.setdefault("FLOWER_BASIC_AUTH", "admin:" + _persisted(var / "flower_password", lambda: secrets.token_urlsafe(12)))
     env.setdefault("FLOWER_PORT", "5555")

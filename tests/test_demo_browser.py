@@ -23,8 +23,8 @@ RAW_TEXTS = ("String should", "must not be blank", "simulated ", "Field required
 
 @pytest.fixture(scope="module")
 def demo_url(stack, log_dir):
-    """gunicorn (gevent) serving the demo on the shared stack."""
-    env = {**stack.env, "GENLINE_DEMO": "1", "GENLINE_DEMO_RATE_LIMIT": "200/minute"}
+    """gunicorn (gevent) serving the demo on the shared stack, configured as `make dev` configures it."""
+    env = {**stack.env, "GENLINE_DEMO": "1", "GENLINE_DEMO_ALLOW_HANG": "1", "GENLINE_DEMO_RATE_LIMIT": "200/minute"}
     proc, url = services.start_gunicorn(env, log_dir)
     yield url
     proc.stop()

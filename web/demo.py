@@ -16,7 +16,7 @@ from pipeline.errors import Canceled
 from pipeline.lifecycle import JobStatus, Step
 from web import limits
 from web.api.errors import ApiError
-from web.api.openapi import PUBLIC, describe
+from web.api.openapi import BINARY, PUBLIC, describe
 from web.api.jobs import base_url, render
 from web.auth import config
 from web.requests import json_body
@@ -97,7 +97,8 @@ def _default_provider(cfg) -> str:
 
 
 @bp.get("/favicon.ico")
-@describe("The site's icon", responses={200: {"content": {"image/x-icon": {}}}}, auth=PUBLIC)
+@describe("The site's icon", responses={200: {"description": "the icon", "content": {"image/x-icon": BINARY, "application/octet-stream": BINARY}}},
+          auth=PUBLIC)
 def favicon():
     """The page's icon (also for /docs and any browser that asks), served whether or not the demo is on."""
     return send_from_directory(bp.static_folder, "favicon.ico", mimetype="image/x-icon", max_age=86400)

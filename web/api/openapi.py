@@ -30,9 +30,6 @@ PUBLIC = "public"
 
 WAIT = {"name": "wait", "in": "query", "required": False, "description": "hold the answer up to N seconds (≤ 60) until the job ends",
         "schema": {"type": "number", "minimum": 0, "maximum": 60}}
-PREFER = {"name": "Prefer", "in": "header", "required": False,
-          "description": "`wait=N` holds the answer up to N seconds (≤ 60) until the job ends, then returns the job",
-          "schema": {"type": "string", "pattern": "^wait=([0-9]|[1-5][0-9]|60)$"}, "example": "wait=60"}
 TOKEN = {"name": "token", "in": "query", "required": False, "description": "job-scoped read token from the job's urls (instead of a key)",
          "schema": {"type": "string"}}
 IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False, "description": "same key + same body = the same job",
