@@ -55,6 +55,16 @@ def _progress_reporter(job_id: str, owner: str):
     return report
 
 
+def _step_reporter(job_id: str, owner: str):
+    """Every step a provider reports (``AttemptContext.step``) becomes its own progress event."""
+    def report(done: int, total: int) -> None:
+        fraction = round(done / total, 3) if total else 0.0
+        jobs.record(job_id, "progress", {"fraction": fraction, "message": f"step {done} of {total}",
+                                         "step": done, "steps": total},
+                    where=(Job.lease_owner == owner,), progress=fraction)
+    return report
+
+
 def _is_canceled(job_id: str, lease, owner: str | None = None):
     def check() -> bool:
         if lease.is_set():
@@ -74,11 +84,12 @@ def generate_work(job, owner, lease):
     ctx = AttemptContext(job_id=job.id, attempt=job.attempt - job.lost_count,
                          deadline=time.monotonic() + soft,
                          is_canceled=_is_canceled(job.id, lease, owner),
-                         on_progress=_progress_reporter(job.id, owner))
+                         on_progress=_progress_reporter(job.id, owner),
+                         on_step=_step_reporter(job.id, owner))
     provider = get_provider(job.provider, cfg)
     request = ProviderRequest(operation=job.operation, prompt=job.prompt, params=job.params,
                               model=job.model, images=images, mask=mask)
-    if provider.name != "local":  # remote providers fetch inputs by signed, expiring URL
+    if provider.name not in ("local", "diffusers"):  # remote providers fetch inputs by signed, expiring URL
         request.input_urls, request.mask_url = provider_urls(job, cfg)
     results = provider.run(request, ctx)
     if not results:
