@@ -7,7 +7,7 @@ inpainting pipelines are derived from the one loaded set of components with
 diffusers' ``from_pipe``, so the weights are loaded and held once.
 
 A model that cannot load stops the whole worker at its start (the child asks
-its main process for a cold shutdown, which exits non-zero) with a message that
+its main process for a shutdown that exits non-zero) with a message that
 says what to change, instead of failing its first job.
 
 Nothing here imports torch or diffusers until a worker process loads the model:
@@ -162,12 +162,12 @@ def load_in_worker_process(cfg) -> None:
 
 
 def _stop_worker(message: str) -> None:
-    """Tell the operator why, then ask the main process for a cold shutdown (it exits with status 1)."""
+    """Tell the operator why, then stop the main process so that it exits with status 1."""
     log.critical("genline worker stopping: %s", message)
     print(f"genline worker stopping: {message}", file=sys.stderr, flush=True)
-    # SIGQUIT is Celery's cold shutdown, which exits with EX_FAILURE; a warm
-    # one (SIGTERM) would exit 0 and a supervisor would take it for a clean stop.
-    os.kill(os.getppid(), signal.SIGQUIT)
+    # SIGINT is Celery's Ctrl+C: a warm shutdown that exits with EX_FAILURE. SIGTERM
+    # and SIGQUIT exit 0, which a supervisor would take for a clean stop.
+    os.kill(os.getppid(), signal.SIGINT)
 
 
 def install(celery_app, cfg) -> None:
