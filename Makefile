@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TORCH ?= torch==2.13.0
+# The diffusers extra's torch, installed first: this exact release is the CPU build
+# on the machine's disk; a range would download a multi-GB CUDA build. On a GPU box
+# set TORCH to the build that matches its CUDA (docs/diffusers.md).
 
 .PHONY: install dev test bench clean
 
@@ -10,7 +14,8 @@ $(STAMP): setup.py setup.cfg
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "genline needs Python 3.10 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,dev,bench]'
+	$(BIN)/pip install --quiet '$(TORCH)'
+	$(BIN)/pip install --quiet -e '.[test,dev,bench,diffusers]'
 	touch $(STAMP)
 
 install: $(STAMP)
