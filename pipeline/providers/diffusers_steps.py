@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from contextlib import contextmanager
 
 from billiard.exceptions import SoftTimeLimitExceeded
@@ -35,6 +36,7 @@ class StepWatch:
         self.total = 0
         self.signalled_at: int | None = None  # steps done when SIGUSR1 arrived
         self.stopped_by: BaseException | None = None
+        self.callback_s = 0.0  # time spent in this callback: genline's share of the denoising loop
 
     def signalled(self) -> None:
         """SIGUSR1 arrived (cancel or soft limit): stop at the next step end."""
@@ -42,6 +44,14 @@ class StepWatch:
             self.signalled_at = self.done
 
     def __call__(self, pipe, step_index: int, timestep, callback_kwargs: dict) -> dict:
+        entered = time.perf_counter()
+        try:
+            self._step_end(pipe, step_index)
+        finally:
+            self.callback_s += time.perf_counter() - entered
+        return callback_kwargs
+
+    def _step_end(self, pipe, step_index: int) -> None:
         self.done = step_index + 1
         self.total = pipe.num_timesteps
         if self.stopped_by is None:
@@ -54,15 +64,16 @@ class StepWatch:
                     self.stopped_by = exc
         if self.stopped_by is not None:
             pipe._interrupt = True  # diffusers' documented way to stop the denoising loop
-            return callback_kwargs
+            return
         self.ctx.step(self.done, self.total)
-        return callback_kwargs
 
     def raise_if_stopped(self, log, request, seconds: float) -> None:
         """After the pipeline returned: raise what stopped it, if anything did."""
         if self.stopped_by is None and self.signalled_at is not None:
             self.stopped_by = SoftTimeLimitExceeded()  # the signal came after the last step
         if self.stopped_by is None:
+            log.info("diffusers run finished job_id=%s operation=%s steps=%d seconds=%.4f callback_s=%.4f",
+                     self.ctx.job_id, request.operation, self.done, seconds, self.callback_s)
             return
         reason = "signal" if isinstance(self.stopped_by, SoftTimeLimitExceeded) else self.stopped_by.code
         log.info("diffusers run stopped job_id=%s reason=%s signalled_at_step=%s stopped_at_step=%d steps=%d "
