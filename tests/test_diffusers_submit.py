@@ -70,3 +70,14 @@ def test_the_web_app_and_worker_entry_never_import_torch(tmp_path, model):
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_diffusers_settings_are_read_and_checked_at_start():
+    from pipeline.config import Config, ConfigError
+    cfg = Config.from_env({"GENLINE_DIFFUSERS_MODEL": " stabilityai/sd-turbo ", "GENLINE_DIFFUSERS_DEVICE": "CUDA:1",
+                           "GENLINE_DIFFUSERS_DTYPE": "bfloat16"})
+    assert (cfg.diffusers_model, cfg.diffusers_device, cfg.diffusers_dtype) == ("stabilityai/sd-turbo", "cuda:1", "bfloat16")
+    assert (Config.from_env({}).diffusers_model, Config.from_env({}).diffusers_device) == (None, "auto")
+    for name, value in (("GENLINE_DIFFUSERS_DEVICE", "tpu"), ("GENLINE_DIFFUSERS_DTYPE", "int8")):
+        with pytest.raises(ConfigError, match=name):
+            Config.from_env({name: value})
