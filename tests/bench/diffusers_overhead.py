@@ -10,9 +10,11 @@ at once):
 
 - direct: ``pipe(prompt, width, height, num_inference_steps, generator)`` and
   the PNG encode, in this process, with no callback;
+- provider: genline's provider code on the same request in this process
+  (callback included, progress writes not), no job around it;
 - genline: the same request as a job (validate -> generate -> upload -> notify),
-  submitted and waited for; its ``timing.total_s`` is the server's own
-  created -> completed time.
+  submitted and waited for with one held request (``?wait=60``, no polling);
+  its ``timing.total_s`` is the server's own created -> completed time.
 
 Prints the medians, genline's added time per job (median ``total_s`` minus
 median direct), and the per-step callbacks' share: the time the worker spent in
@@ -46,10 +48,22 @@ def direct_run(pipe, size: tuple[int, int], steps: int, seed: int) -> float:
     return time.perf_counter() - started
 
 
+def provider_run(provider, size: str, steps: int, seed: int) -> float:
+    """Seconds for genline's provider code in this process (callback included), with no job around it."""
+    from pipeline.providers.base import AttemptContext, ProviderRequest
+    request = ProviderRequest("generate", "a lighthouse at dusk", {"size": size, "steps": steps, "seed": seed})
+    started = time.perf_counter()
+    provider.run(request, AttemptContext(job_id="bench", attempt=1, deadline=time.monotonic() + 600,
+                                         on_step=lambda done, total: None))
+    return time.perf_counter() - started
+
+
 def job_run(stack, headers, size: str, steps: int, seed: int) -> dict:
     job = stack.submit(headers, {"prompt": "a lighthouse at dusk", "provider": "diffusers",
                                  "params": {"size": size, "steps": steps, "seed": seed}})
-    done = stack.wait(headers, job["id"], timeout=120)
+    # A held request (?wait) rather than polling: polls would take CPU from the worker while it denoises.
+    response = stack.client.get(f"/v1/jobs/{job['id']}?wait=60", headers=headers)
+    done = response.get_json()
     assert done["status"] == "completed", done["error"]
     return done
 
@@ -68,7 +82,11 @@ def main() -> None:
     size = tuple(int(side) for side in a.size.split("x"))
     root = Path(tempfile.mkdtemp(prefix="genline-diffusers-bench-"))
     model = diffusers_tiny.build(root / "tiny-sd")
-    pipe = diffusers_model.load(str(model), "cpu", "float32").pipeline("generate")
+    loaded = diffusers_model.load(str(model), "cpu", "float32")
+    diffusers_model.set_loaded(loaded)
+    pipe = loaded.pipeline("generate")
+    from pipeline.providers.diffusers import DiffusersProvider
+    provider = DiffusersProvider()
     services.ensure_postgres()
     with private_stack(root / "out", root, worker={"concurrency": 1, "name": "bench-diffusers"},
                        GENLINE_DIFFUSERS_MODEL=str(model), **diffusers_support.WORKER_ENV) as stack:
@@ -78,9 +96,10 @@ def main() -> None:
         for seed in range(3):  # warm-up: first runs allocate and fill caches on both sides
             direct_run(pipe, size, a.steps, seed)
             job_run(stack, headers, a.size, a.steps, seed)
-        direct, totals, generate, ids = [], [], [], []
+        direct, in_process, totals, generate, ids = [], [], [], [], []
         for seed in range(a.jobs):
             direct.append(direct_run(pipe, size, a.steps, seed))
+            in_process.append(provider_run(provider, a.size, a.steps, seed))
             done = job_run(stack, headers, a.size, a.steps, seed)
             totals.append(done["timing"]["total_s"])
             generate.append(done["timing"]["generate_s"])
@@ -94,6 +113,7 @@ def main() -> None:
     report = {
         "jobs": a.jobs, "size": a.size, "steps": a.steps,
         "direct_ms_median": round(med(direct) * 1000, 1),
+        "provider_in_this_process_ms_median": round(med(in_process) * 1000, 1),
         "job_total_ms_median": round(med(totals) * 1000, 1),
         "job_generate_step_ms_median": round(med(generate) * 1000, 1),
         "worker_pipeline_call_ms_median": round(med(in_worker) * 1000, 1),
