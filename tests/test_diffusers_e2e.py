@@ -100,7 +100,7 @@ def test_cancel_stops_the_run_within_one_step(dstack):
     # Given a long run that has reported a few steps
     headers = dstack.new_tenant()
     job = dstack.submit(headers, {"prompt": "a long one", "provider": "diffusers",
-                                  "params": {"size": "64x64", "steps": 150, "seed": 3}})
+                                  "params": {"size": "128x128", "steps": 150, "seed": 3}})
     services.wait_for(lambda: len(progress_steps(dstack, job["id"])) >= 3, 60, "three steps")
 
     # When it is canceled
@@ -125,7 +125,7 @@ def test_cancel_stops_the_run_within_one_step(dstack):
 def test_the_soft_time_limit_ends_the_attempt_as_timeout_at_a_step_boundary(dstack):
     headers = dstack.new_tenant()
     job = dstack.submit(headers, {"prompt": "too slow", "provider": "diffusers",
-                                  "params": {"size": "64x64", "steps": 150, "seed": 4},
+                                  "params": {"size": "128x128", "steps": 150, "seed": 4},
                                   "budget": {"timeout_s": 1, "deadline_s": 60, "max_attempts": 1}})
     done = dstack.wait(headers, job["id"], timeout=60)
     assert done["status"] == "failed" and done["error"]["code"] == "timeout", done["error"]

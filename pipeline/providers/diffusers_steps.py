@@ -53,7 +53,8 @@ class StepWatch:
 
     def _step_end(self, pipe, step_index: int) -> None:
         self.done = step_index + 1
-        self.total = pipe.num_timesteps
+        # Every diffusers pipeline with this callback has num_timesteps; a custom one may not.
+        self.total = getattr(pipe, "num_timesteps", None) or self.done
         if self.stopped_by is None:
             if self.signalled_at is not None:
                 self.stopped_by = SoftTimeLimitExceeded()
