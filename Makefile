@@ -9,6 +9,10 @@ PIP := $(BIN)/pip --quiet --quiet --disable-pip-version-check
 STAMP_DEV := $(VENV)/.installed-dev
 STAMP_TEST := $(VENV)/.installed-dev-test
 STAMP_BENCH := $(VENV)/.installed-dev-test-bench
+# The diffusers extra's torch, installed first by `make test`: this exact release is the
+# CPU build on the machine's disk; a range would download a multi-GB CUDA build. On a
+# GPU box set TORCH to the build that matches its CUDA (docs/diffusers.md).
+TORCH ?= torch==2.13.0
 
 .PHONY: install dev test bench clean
 
@@ -24,12 +28,15 @@ $(STAMP_DEV): setup.py setup.cfg clients/python/pyproject.toml | $(BIN)/python
 	@touch $@
 
 # A bigger set includes the smaller ones: its stamp marks them installed too.
+# The tests run the diffusers provider on a tiny model, so they install its extra.
 $(STAMP_TEST): setup.py setup.cfg clients/python/pyproject.toml | $(BIN)/python
-	@$(PIP) install -e '.[dev,test]' -e ./clients/python
+	@$(PIP) install '$(TORCH)'
+	@$(PIP) install -e '.[dev,test,diffusers]' -e ./clients/python
 	@touch $@ $(STAMP_DEV)
 
 $(STAMP_BENCH): setup.py setup.cfg clients/python/pyproject.toml | $(BIN)/python
-	@$(PIP) install -e '.[dev,test,bench]' -e ./clients/python
+	@$(PIP) install '$(TORCH)'
+	@$(PIP) install -e '.[dev,test,bench,diffusers]' -e ./clients/python
 	@touch $@ $(STAMP_TEST) $(STAMP_DEV)
 
 # Everything: for people working on genline itself.

@@ -36,6 +36,9 @@ def celery_settings(cfg) -> dict:
         # A cold shutdown (SIGQUIT, or SIGTERM with REMAP_SIGTERM=SIGQUIT as on a PaaS)
         # first waits this long for running tasks, then cancels and requeues them.
         "worker_soft_shutdown_timeout": cfg.worker_soft_shutdown_s,
+        # A pool process that loads a diffusers model at its start reports up only
+        # once the model is on its device, which takes far longer than Celery's 4 s.
+        "worker_proc_alive_timeout": cfg.diffusers_load_timeout_s if cfg.diffusers_model else 4.0,
         "beat_schedule": {
             # On the high queue so a pass runs as soon as any slot frees; a pass older
             # than a few intervals is stale and dropped rather than piling up while no
@@ -69,5 +72,9 @@ def celery_init_app(app) -> Celery:
         # A forked pool child must not share the parent's database sockets.
         with app.app_context():
             app.extensions["sqlalchemy"].engine.dispose(close=False)
+
+    if cfg.diffusers_model:
+        from pipeline.providers import diffusers_model  # imports no torch until a pool process loads
+        diffusers_model.install(celery, cfg)
 
     return celery

@@ -6,6 +6,7 @@ variable's name in the message (``ConfigError``), never later in a request.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -114,6 +115,17 @@ def dev_env_defaults(env) -> dict:
     return {name: value for name, value in values.items() if not env.get(name)}
 
 
+DIFFUSERS_DEVICES = ("auto", "cuda", "mps", "cpu")
+DIFFUSERS_DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+def _choice(env, name, default, choices, pattern=None):
+    raw = (env.get(name) or default).strip().lower()
+    if raw in choices or (pattern and re.fullmatch(pattern, raw)):
+        return raw
+    raise ConfigError(f"{name} must be one of {', '.join(choices)}{' (or cuda:N)' if pattern else ''}, got {raw!r}")
+
+
 def fix_database_url(url: str) -> str:
     """Accept ``postgres://`` as PaaS set it, and name the driver genline ships (psycopg2)."""
     for prefix in ("postgres://", "postgresql://"):
@@ -184,6 +196,10 @@ class Config:
     openai_base_url: str = "https://api.openai.com/v1"
     http_provider_url: str | None = None
     http_provider_token: str | None = None
+    diffusers_model: str | None = None
+    diffusers_device: str = "auto"
+    diffusers_dtype: str = "auto"
+    diffusers_load_timeout_s: float = 900.0
     cors_origins: tuple = ()
     demo: bool = False
     demo_rate_limit: str = "8/minute"
@@ -256,6 +272,10 @@ class Config:
             openai_base_url=(env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/"),
             http_provider_url=env.get("GENLINE_HTTP_PROVIDER_URL") or None,
             http_provider_token=env.get("GENLINE_HTTP_PROVIDER_TOKEN") or None,
+            diffusers_model=(env.get("GENLINE_DIFFUSERS_MODEL") or "").strip() or None,
+            diffusers_device=_choice(env, "GENLINE_DIFFUSERS_DEVICE", "auto", DIFFUSERS_DEVICES, r"cuda:[0-9]+"),
+            diffusers_dtype=_choice(env, "GENLINE_DIFFUSERS_DTYPE", "auto", DIFFUSERS_DTYPES),
+            diffusers_load_timeout_s=_float(env, "GENLINE_DIFFUSERS_LOAD_TIMEOUT_S", 900.0, 1.0),
             cors_origins=_list(env, "GENLINE_CORS_ORIGINS"),
             demo=_bool(env, "GENLINE_DEMO"),
             demo_rate_limit=_rate(env, "GENLINE_DEMO_RATE_LIMIT", "8/minute"),

@@ -342,6 +342,32 @@ def _end_statement(step: str, keys: tuple, statuses: tuple, event_type: str | No
     return stmt
 
 
+def record_progress(job_id: str, owner: str, progress: float, data: dict) -> bool:
+    """Append a ``progress`` event of ``owner``'s running step and set the job's progress.
+
+    A model's per-step events come at every denoising step, so they take the
+    hot path's form: one statement built once (with the event, on Postgres).
+    False when the lease is gone (the job was canceled or re-leased).
+    """
+    now = utcnow()
+    in_one = _events_in_statement()
+    params = {"job_id": job_id, "owner": owner, "now": now, "v_progress": progress, "event_data": data}
+    return _write(_progress_statement(in_one), params, job_id, "progress", data, now, logged=in_one) is not None
+
+
+@lru_cache(maxsize=2)
+def _progress_statement(in_one: bool):
+    now = bindparam("now", type_=JOBS.c.updated_at.type)
+    moved = (update(JOBS).where(JOBS.c.id == bindparam("job_id"), onetrip.constant_in(JOBS.c.status, ACTIVE_STATUSES),
+                                JOBS.c.lease_owner == bindparam("owner", type_=JOBS.c.lease_owner.type))
+             .values({JOBS.c.progress: bindparam("v_progress", type_=JOBS.c.progress.type), JOBS.c.updated_at: now,
+                      JOBS.c.event_seq: JOBS.c.event_seq + 1})
+             .returning(*_EVENT_RETURNING, JOBS.c.id))
+    if not in_one:
+        return moved
+    return _with_event(moved.cte("moved"), "progress", bindparam("event_data", type_=EVENTS.c.data.type), now)
+
+
 def claim(job_id: str, step: Step, owner: str, lease_s: float) -> SimpleNamespace | None:
     """Take the lease on ``step`` for ``owner``; None when someone else has it or the job moved on.
 

@@ -11,9 +11,10 @@ import logging
 import time
 
 from celery import shared_task
+from flask import current_app
 from PIL import Image
 
-from pipeline import budget, jobs, staging
+from pipeline import budget, jobs, progress, staging
 from pipeline.errors import InvalidInput
 from pipeline.inputs import load_inputs, provider_urls
 from pipeline.lifecycle import JobStatus, Step
@@ -55,6 +56,20 @@ def _progress_reporter(job_id: str, owner: str):
     return report
 
 
+def _record_step(job_id: str, owner: str, done: int, total: int) -> None:
+    fraction = round(done / total, 3) if total else 0.0
+    jobs.record_progress(job_id, owner, fraction, {"fraction": fraction, "message": f"step {done} of {total}",
+                                                   "step": done, "steps": total})
+
+
+def _step_reporter(job_id: str, owner: str, writer):
+    """Every step a provider reports (``AttemptContext.step``) becomes its own progress event,
+    written behind the attempt by ``writer`` (``pipeline.progress``)."""
+    def report(done: int, total: int) -> None:
+        writer.put(_record_step, job_id, owner, done, total)
+    return report
+
+
 def _is_canceled(job_id: str, lease, owner: str | None = None):
     def check() -> bool:
         if lease.is_set():
@@ -70,17 +85,22 @@ def generate_work(job, owner, lease):
     """Call the provider within the attempt's time; stage its images for upload."""
     cfg = config()
     images, mask = load_inputs(job, cfg)
+    steps = progress.writer(current_app._get_current_object())
     soft, _hard = budget.attempt_limits(job.timeout_s, job.deadline_at, utcnow())
     ctx = AttemptContext(job_id=job.id, attempt=job.attempt - job.lost_count,
                          deadline=time.monotonic() + soft,
                          is_canceled=_is_canceled(job.id, lease, owner),
-                         on_progress=_progress_reporter(job.id, owner))
+                         on_progress=_progress_reporter(job.id, owner),
+                         on_step=_step_reporter(job.id, owner, steps))
     provider = get_provider(job.provider, cfg)
     request = ProviderRequest(operation=job.operation, prompt=job.prompt, params=job.params,
                               model=job.model, images=images, mask=mask)
-    if provider.name != "local":  # remote providers fetch inputs by signed, expiring URL
+    if provider.name not in ("local", "diffusers"):  # remote providers fetch inputs by signed, expiring URL
         request.input_urls, request.mask_url = provider_urls(job, cfg)
-    results = provider.run(request, ctx)
+    try:
+        results = provider.run(request, ctx)
+    finally:
+        steps.flush()  # the step events precede the step's end (or are dropped with a lost lease)
     if not results:
         raise InvalidInput("the provider returned no image")
     # The job names the provider and model that made its outputs (failover may have moved on).

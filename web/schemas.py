@@ -10,7 +10,9 @@ import json
 import re
 from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, ValidationInfo,
+                      field_validator)
+from pydantic_core import InitErrorDetails
 
 MAX_PROMPT_CHARS = 4000
 MAX_N = 4
@@ -18,6 +20,10 @@ MAX_METADATA_BYTES = 16 * 1024
 MAX_INPUT_IMAGES = 4
 MIN_SIDE, MAX_SIDE = 16, 4096
 SIZE_PATTERN = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
+MAX_STEPS = 150
+MAX_GUIDANCE = 30.0
+DIFFUSERS_PARAMS = ("steps", "guidance", "negative_prompt", "strength")
+"""Params only the ``diffusers`` provider takes (DESIGN §5)."""
 
 
 class Strict(BaseModel):
@@ -49,6 +55,26 @@ class Params(Strict):
     seed: Optional[StrictInt] = Field(None, ge=0, le=2**63 - 1)
     format: Literal["png", "jpeg", "webp"] = "png"
     simulate: Optional[Simulate] = None
+    steps: Optional[StrictInt] = Field(None, ge=1, le=MAX_STEPS, description="diffusers: denoising steps")
+    guidance: Optional[float] = Field(None, ge=0, le=MAX_GUIDANCE, description="diffusers: classifier-free guidance scale")
+    negative_prompt: Optional[str] = Field(None, max_length=MAX_PROMPT_CHARS, description="diffusers: what to steer away from")
+    strength: Optional[float] = Field(None, gt=0, le=1, description="diffusers, edit only: how far from the input image to move")
+
+    @field_validator("guidance", "strength", mode="before")
+    @classmethod
+    def _number(cls, v):
+        if v is None:
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError("must be a number")
+        return float(v)
+
+    @field_validator("negative_prompt")
+    @classmethod
+    def _text(cls, v):
+        if v is not None and "\x00" in v:
+            raise ValueError("must not contain NUL characters")
+        return v
 
     @field_validator("size")
     @classmethod
@@ -125,6 +151,30 @@ class JobCreate(Strict):
         if unknown:
             raise ValueError(f"unknown provider {unknown[0]!r}; known: {', '.join(PROVIDER_NAMES)}")
         return names
+
+    @field_validator("params")
+    @classmethod
+    def _provider_params(cls, v: Params, info: ValidationInfo) -> Params:
+        """Params of one provider only with that provider; ``strength`` only for edit."""
+        providers, operation = info.data.get("provider"), info.data.get("operation")
+        if providers is None or operation is None:
+            return v  # provider or operation already failed; their errors are reported
+        wrong = []
+        if "diffusers" in providers:
+            if v.strength is not None and operation != "edit":
+                wrong.append(("strength", v.strength, "is taken only by operation edit"))
+            w, _, h = v.size.partition("x")
+            if int(w) % 8 or int(h) % 8:
+                wrong.append(("size", v.size, "the diffusers provider needs both sides to be multiples of 8"))
+        else:
+            wrong += [(name, getattr(v, name), "is taken only by the diffusers provider")
+                      for name in DIFFUSERS_PARAMS if getattr(v, name) is not None]
+        if wrong:
+            # Raised as a ValidationError so each error names its field (params.<name>).
+            raise ValidationError.from_exception_data("Params", [
+                InitErrorDetails(type="value_error", loc=(name,), input=value, ctx={"error": ValueError(message)})
+                for name, value, message in wrong])
+        return v
 
     @field_validator("metadata")
     @classmethod

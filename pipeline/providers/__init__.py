@@ -4,7 +4,7 @@ from __future__ import annotations
 from pipeline.errors import InvalidInput
 from pipeline.providers.base import AttemptContext, GeneratedImage, Provider, ProviderRequest
 
-PROVIDER_NAMES = ("local", "openai", "http")
+PROVIDER_NAMES = ("local", "openai", "http", "diffusers")
 
 
 def get_provider(name: str, cfg) -> Provider:
@@ -18,6 +18,10 @@ def get_provider(name: str, cfg) -> Provider:
     if name == "http":
         from pipeline.providers.http import HTTPProvider
         return HTTPProvider.from_config(cfg)
+    if name == "diffusers":
+        # Imports no torch: the model was loaded (or not) when this worker process started.
+        from pipeline.providers.diffusers import DiffusersProvider
+        return DiffusersProvider()
     raise InvalidInput(f"unknown provider {name!r}; known: {', '.join(PROVIDER_NAMES)}")
 
 

@@ -44,13 +44,15 @@ class AttemptContext:
     def __init__(self, *, job_id: str, attempt: int, deadline: float,
                  is_canceled: Callable[[], bool] = lambda: False,
                  on_progress: Callable[[float, str], None] = lambda f, m: None,
-                 check_every_s: float = 0.5):
+                 check_every_s: float = 0.5,
+                 on_step: Callable[[int, int], None] | None = None):
         self.job_id = job_id
         self.attempt = attempt
         self.deadline = deadline  # time.monotonic() value
         self._is_canceled = is_canceled
         self._on_progress = on_progress
         self._check_every_s = check_every_s
+        self._on_step = on_step
         # The attempt starts right after its claim, which found the job active:
         # the first look at the database can wait one interval.
         self._next_check = time.monotonic() + check_every_s
@@ -69,6 +71,16 @@ class AttemptContext:
 
     def progress(self, fraction: float, message: str = "") -> None:
         self._on_progress(max(0.0, min(1.0, fraction)), message)
+
+    def step(self, done: int, total: int) -> None:
+        """Step ``done`` of ``total`` finished: one progress event for each (a model's denoising steps).
+
+        Unlike ``progress`` it is never thinned out, so a client sees every step.
+        """
+        if self._on_step is not None:
+            self._on_step(done, total)
+        else:
+            self.progress(done / total, f"step {done} of {total}")
 
     def sleep(self, seconds: float, step: float = 0.05) -> None:
         """Sleep in small steps, checking cancel and time between them."""
