@@ -88,33 +88,59 @@ def cancel_many(tenant_id: str | None, ids=None, statuses=None, created_before: 
     return canceled
 
 
-def retry(job_id: str, tenant_id: str | None = None):
+def retry(job_id: str, tenant_id: str | None = None, by: str | None = None):
     """Queue a failed or canceled job again from the step that did not finish.
 
     The job gets a fresh deadline and a fresh count of attempts; outputs a
     finished step recorded (staged images before upload) are kept, so an upload
-    failure is retried without generating again. Raises ``NotAllowed`` otherwise.
+    failure is retried without generating again. ``by``: who asked (a key id or
+    ``operator``), recorded on the ``queued`` event. Raises ``NotAllowed`` otherwise.
     """
     job = jobs.get(job_id, tenant_id)
     if job is None:
         return None
-    step = Step(job.step or Step.VALIDATE.value)
-    if step is Step.NOTIFY:
+    if Step(job.step or Step.VALIDATE.value) is Step.NOTIFY:
         raise NotAllowed(job, f"the job is {job.status} and has nothing left to run")
-    now = utcnow()
-    step_outputs = {k: v for k, v in (job.step_outputs or {}).items() if k != "upload_tries"}
-    step_outputs["tries_offset"] = job.attempt
-    moved = jobs.transition(
-        job.id, JobStatus.QUEUED, expect=(JobStatus.FAILED, JobStatus.CANCELED),
-        data={"step": step.value, "retry": True}, error=None, completed_at=None, progress=None,
-        lease_owner=None, lease_until=None, lost_count=0, step_outputs=step_outputs,
-        deadline_at=now + timedelta(seconds=job.deadline_s),
-    )
-    if not moved:
+    if not requeue(job, by):
         current = jobs.get(job_id, tenant_id)
         raise NotAllowed(current, f"the job is {current.status}; only failed or canceled jobs can be retried")
     job = jobs.get(job_id)
-    log.info("job retried job_id=%s step=%s attempt=%s status=queued", job.id, step.value, job.attempt)
     # With the broker down the job stays queued without a marker; the reaper sends it.
-    dispatch.send_step(job, step)
+    dispatch.send_step(job, Step(job.step))
     return job
+
+
+def requeue(job, by: str | None = None, replay: bool = False) -> bool:
+    """Move a failed or canceled job (a snapshot) back to ``queued`` at the step that did not finish.
+
+    ``replay``: as part of a bulk replay: the move is a compare-and-set on the
+    very state the replay matched (its ``event_seq``), so two replays of the
+    same failure move it once; the job is held for admission
+    (``pipeline.admission``) instead of being sent, and its deadline starts
+    again when it is admitted. False when the job moved on (or has nothing to run).
+    """
+    step = Step(job.step or Step.VALIDATE.value)
+    if step is Step.NOTIFY:
+        return False
+    now = utcnow()
+    step_outputs = {k: v for k, v in (job.step_outputs or {}).items() if k != "upload_tries"}
+    step_outputs["tries_offset"] = job.attempt
+    data = {"step": step.value, "retry": True}
+    values = {}
+    where = ()
+    if by:
+        data["by"] = by
+    if replay:
+        data["replay"] = True
+        values = {"held": "replay", "admit_at": now}
+        where = (Job.event_seq == job.event_seq,)
+    moved = jobs.transition(
+        job.id, JobStatus.QUEUED, expect=(JobStatus.FAILED, JobStatus.CANCELED), where=where,
+        data=data, error=None, completed_at=None, progress=None,
+        lease_owner=None, lease_until=None, lost_count=0, step_outputs=step_outputs,
+        deadline_at=now + timedelta(seconds=job.deadline_s), **values,
+    )
+    if moved:
+        log.info("job retried job_id=%s step=%s attempt=%s status=queued replay=%s by=%s",
+                 job.id, step.value, job.attempt, replay, by)
+    return moved

@@ -383,7 +383,7 @@ def _claim_statement(step: Step, tenant_limit: int, with_event: bool):
             values["attempt"] = JOBS.c.attempt + 1
     where = [
         JOBS.c.id == bindparam("job_id"), onetrip.constant_in(JOBS.c.status, statuses),
-        JOBS.c.step == step.value, JOBS.c.deadline_at > now, or_(JOBS.c.lease_until.is_(None), JOBS.c.lease_until < now, JOBS.c.lease_owner == owner),
+        JOBS.c.step == step.value, JOBS.c.deadline_at > now, JOBS.c.held.is_(None), or_(JOBS.c.lease_until.is_(None), JOBS.c.lease_until < now, JOBS.c.lease_owner == owner),
     ]
     if step is Step.GENERATE:
         values["started_at"] = func.coalesce(JOBS.c.started_at, now)
