@@ -31,7 +31,7 @@ from flask import current_app
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from redis import RedisError
-from sqlalchemy import func, select, union_all
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from pipeline import dispatch, jobs
@@ -123,9 +123,9 @@ def _overrides_exist() -> bool:
     seen = _overrides_seen.get(url)
     if seen is not None and time.monotonic() - seen[0] < OVERRIDES_TTL_S:
         return seen[1]
-    stmt = union_all(select(ApiKey.id).where(ApiKey.throttle.isnot(None), ApiKey.revoked_at.is_(None)).limit(1),
-                     select(Tenant.id).where(Tenant.throttle.isnot(None)).limit(1))
-    found = db.session.execute(select(stmt.subquery()).limit(1)).first() is not None
+    keys = exists().where(ApiKey.throttle.isnot(None), ApiKey.revoked_at.is_(None))
+    tenants = exists().where(Tenant.throttle.isnot(None))
+    found = bool(db.session.execute(select(or_(keys, tenants))).scalar())
     db.session.rollback()
     _overrides_seen[url] = (time.monotonic(), found)
     return found

@@ -126,7 +126,7 @@ def requeue(job, by: str | None = None, replay: bool = False) -> bool:
     step_outputs = {k: v for k, v in (job.step_outputs or {}).items() if k != "upload_tries"}
     step_outputs["tries_offset"] = job.attempt
     data = {"step": step.value, "retry": True}
-    values = {}
+    values = {"held": None, "admit_at": None}  # a hold the job had when it ended is over
     where = ()
     if by:
         data["by"] = by
