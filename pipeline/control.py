@@ -110,37 +110,51 @@ def retry(job_id: str, tenant_id: str | None = None, by: str | None = None):
     return job
 
 
-def requeue(job, by: str | None = None, replay: bool = False) -> bool:
-    """Move a failed or canceled job (a snapshot) back to ``queued`` at the step that did not finish.
-
-    ``replay``: as part of a bulk replay: the move is a compare-and-set on the
-    very state the replay matched (its ``event_seq``), so two replays of the
-    same failure move it once; the job is held for admission
-    (``pipeline.admission``) instead of being sent, and its deadline starts
-    again when it is admitted. False when the job moved on (or has nothing to run).
-    """
+def _requeue_values(job, by: str | None, replay: bool, now: datetime) -> tuple[dict, dict]:
+    """The row values and event data of a failed or canceled job queued again at its unfinished step."""
     step = Step(job.step or Step.VALIDATE.value)
-    if step is Step.NOTIFY:
-        return False
-    now = utcnow()
     step_outputs = {k: v for k, v in (job.step_outputs or {}).items() if k != "upload_tries"}
     step_outputs["tries_offset"] = job.attempt
+    values = dict(step=step.value, error=None, completed_at=None, progress=None, lease_owner=None,
+                  lease_until=None, lost_count=0, step_outputs=step_outputs,
+                  deadline_at=now + timedelta(seconds=job.deadline_s),
+                  held="replay" if replay else None, admit_at=now if replay else None)
     data = {"step": step.value, "retry": True}
-    values = {"held": None, "admit_at": None}  # a hold the job had when it ended is over
-    where = ()
     if by:
         data["by"] = by
     if replay:
         data["replay"] = True
-        values = {"held": "replay", "admit_at": now}
-        where = (Job.event_seq == job.event_seq,)
-    moved = jobs.transition(
-        job.id, JobStatus.QUEUED, expect=(JobStatus.FAILED, JobStatus.CANCELED), where=where,
-        data=data, error=None, completed_at=None, progress=None,
-        lease_owner=None, lease_until=None, lost_count=0, step_outputs=step_outputs,
-        deadline_at=now + timedelta(seconds=job.deadline_s), **values,
-    )
+    return values, data
+
+
+def requeue(job, by: str | None = None) -> bool:
+    """Move a failed or canceled job (a snapshot) back to ``queued`` at the step that did not finish.
+
+    A hold the job had when it ended is over. False when the job moved on.
+    """
+    if Step(job.step or Step.VALIDATE.value) is Step.NOTIFY:
+        return False
+    values, data = _requeue_values(job, by, False, utcnow())
+    moved = jobs.transition(job.id, JobStatus.QUEUED, expect=(JobStatus.FAILED, JobStatus.CANCELED),
+                            data=data, **values)
     if moved:
-        log.info("job retried job_id=%s step=%s attempt=%s status=queued replay=%s by=%s",
-                 job.id, step.value, job.attempt, replay, by)
+        log.info("job retried job_id=%s step=%s attempt=%s status=queued by=%s", job.id, job.step, job.attempt, by)
+    return moved
+
+
+def replay_many(found: list, by: str) -> set[str]:
+    """Re-queue failed or canceled jobs (snapshots) for a bulk replay; returns the ids moved.
+
+    Each move is a compare-and-set on the very state the replay read (its
+    ``event_seq``), so two replays of the same failure move it once. The jobs
+    are held for admission (``pipeline.admission``) instead of being sent,
+    and their deadline starts again when they are admitted. One commit for all.
+    """
+    now = utcnow()
+    moves = [(job, *_requeue_values(job, by, True, now)) for job in found
+             if Step(job.step or Step.VALIDATE.value) is not Step.NOTIFY]
+    moved = set(jobs.transition_seen(moves, JobStatus.QUEUED))
+    for job in found:
+        if job.id in moved:
+            log.info("job replayed job_id=%s step=%s attempt=%s status=queued by=%s", job.id, job.step, job.attempt, by)
     return moved

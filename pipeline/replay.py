@@ -104,8 +104,9 @@ def replay(flt: Filter, by: str, limit: int = MAX_PAGE, after: str | None = None
     db.session.rollback()
     result = Replayed(dry_run=dry_run, matched=len(page), remaining=remaining,
                       next_cursor=page[-1].id if page and remaining else None)
+    moved = set() if dry_run else control.replay_many(page, by)
     for job in page:
-        done = None if dry_run else control.requeue(job, by, replay=True)
+        done = None if dry_run else job.id in moved
         result.requeued += bool(done)
         result.jobs.append(_brief(job, done))
     return result

@@ -203,12 +203,14 @@ def test_a_throttled_tenant_runs_at_its_rate_while_another_is_not_slowed(make_st
     fast_done = [stack.wait(fast, i, timeout=60) for i in fast_ids]
     assert [j["status"] for j in slow_done + fast_done] == ["completed"] * 10
 
-    # And the throttled tenant started at most one job a second
+    # And the throttled tenant started one job a second: 5 starts span 4 seconds, none in a burst
+    # (a start is recorded by its claim, a moment after the throttle let it go: hence the margins)
     slow_starts = sorted(s for i in slow_ids for s in starts(stack, i))
-    gaps = [(b - a).total_seconds() for a, b in zip(slow_starts, slow_starts[1:])]
-    assert len(slow_starts) == 5 and min(gaps) >= 0.8, gaps
+    gaps = [round((b - a).total_seconds(), 3) for a, b in zip(slow_starts, slow_starts[1:])]
+    assert len(slow_starts) == 5 and sum(gaps) >= 3.5 and min(gaps) >= 0.5, gaps
     # And the other tenant was not slowed: all its jobs were done before the throttled one's last start
-    assert max(when(j["completed_at"]) for j in fast_done) < slow_starts[-1]
+    fast_end = max(when(j["completed_at"]) for j in fast_done)
+    assert fast_end < slow_starts[-1], (fast_end, slow_starts)
 
 
 def test_replayed_jobs_wait_behind_live_work_of_their_priority_and_enter_at_the_rate(make_stack):
