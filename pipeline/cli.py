@@ -71,7 +71,8 @@ def cmd_jobs(args) -> int:
             if args.status:
                 stmt = stmt.where(Job.status == args.status)
             for job in db.session.execute(stmt).scalars():
-                print(f"{job.id}  {job.status:<10} {job.step or '-':<9} tenant={job.tenant_id} attempt={job.attempt}")
+                held = f" held={job.held}" if job.held and job.status == "queued" else ""
+                print(f"{job.id}  {job.status:<10} {job.step or '-':<9} tenant={job.tenant_id} attempt={job.attempt}{held}")
             return 0
         if args.action == "show":
             job = jobs.get(args.job_id)
@@ -187,7 +188,8 @@ def _failures(args) -> int:
     from pipeline import replay
     from pipeline.models import utcnow
     try:
-        after = _when(args.created_after, "--created-after") or utcnow() - timedelta(hours=args.hours)
+        after = (_when(args.created_after, "--created-after")
+                 or (utcnow() - timedelta(hours=args.hours)).replace(microsecond=0))
         before = _when(args.created_before, "--created-before")
     except ValueError as exc:
         print(f"genline jobs failures: {exc}", file=sys.stderr)
