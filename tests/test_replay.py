@@ -303,3 +303,22 @@ def test_failures_and_replay_work_on_sqlite(sqlite_stack):
         assert admission.admit_once()["replay"] == 1
     # Then the job completes
     assert stack.wait(headers, job_id, timeout=60)["status"] == "completed"
+
+
+def test_the_new_endpoints_are_documented_and_refuse_bad_requests_clearly(stack, tenant):
+    # Given the OpenAPI document
+    doc = stack.client.get("/openapi.json").get_json()
+    replay_op = doc["paths"]["/v1/jobs/retry"]["post"]
+    failures_op = doc["paths"]["/v1/jobs/failures"]["get"]
+    # Then the replay is described by its request model and answers, the failures view by its query
+    assert replay_op["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/BulkReplay"}
+    assert {"200", "202", "403", "422"} <= set(replay_op["responses"])
+    assert {p["name"] for p in failures_op["parameters"]} == {"created_after", "created_before"}
+    # And bad requests get the one error shape, never a 500
+    for body, status in (({}, 422), ({"ids": ["nope"]}, 422), ({"status": ["queued"]}, 422),
+                         ({"created_after": "yesterday"}, 422), ({"error_code": "x", "cursor": "zz"}, 422),
+                         ({"error_code": "x", "limit": 5000}, 422), ({"tenant": "someone-else", "ids": []}, 403)):
+        answer = stack.client.post("/v1/jobs/retry", json=body, headers=tenant)
+        assert answer.status_code == status and "error" in answer.get_json(), (body, answer.get_data(as_text=True))
+    assert stack.client.get("/v1/jobs/failures?created_after=never", headers=tenant).status_code == 422
+    assert stack.client.get("/v1/jobs/failures").status_code == 401
