@@ -231,7 +231,7 @@ def _admit_replays(now: datetime) -> int:
     depth: dict[str, int] = {}
     admitted = 0
     for job in _held(REPLAY, Job.admit_at <= now):
-        queue = job.priority or "normal"
+        queue = dispatch.step_options(job, Step(job.step))["queue"]  # where its message would go
         if queue not in depth:
             depth[queue] = queue_depth(queue)
         if depth[queue] >= backlog:
