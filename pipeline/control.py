@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import select
 
-from pipeline import dispatch, jobs
+from pipeline import admission, dispatch, jobs
 from pipeline.errors import Canceled
 from pipeline.lifecycle import JobStatus, Step
 from pipeline.models import Job, db, utcnow
@@ -118,7 +118,7 @@ def _requeue_values(job, by: str | None, replay: bool, now: datetime) -> tuple[d
     values = dict(step=step.value, error=None, completed_at=None, progress=None, lease_owner=None,
                   lease_until=None, lost_count=0, step_outputs=step_outputs,
                   deadline_at=now + timedelta(seconds=job.deadline_s),
-                  held="replay" if replay else None, admit_at=now if replay else None)
+                  held=admission.REPLAY if replay else None, admit_at=now if replay else None)
     data = {"step": step.value, "retry": True}
     if by:
         data["by"] = by
