@@ -45,6 +45,8 @@ def celery_settings(cfg) -> dict:
             # worker runs (they would all run at once afterwards).
             "reap": {"task": "genline.reap", "schedule": cfg.reaper_interval_s,
                      "options": {"queue": "high", "expires": max(5.0, 3 * cfg.reaper_interval_s)}},
+            # Held jobs (replays, throttled starts) enter the queues from here (pipeline.admission).
+            "admit": {"task": "genline.admit", "schedule": 1.0, "options": {"queue": "high", "expires": 5.0}},
             "retention": {"task": "genline.retention", "schedule": 3600.0},
             "webhook-retries": {"task": "genline.webhook_sweep", "schedule": 30.0},
         },

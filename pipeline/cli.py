@@ -49,7 +49,8 @@ def cmd_keys(args) -> int:
     with app.app_context():
         if args.action == "create":
             try:
-                row, secret = keys.create_key(args.tenant, args.name or "", args.rate_limit, args.concurrency)
+                row, secret = keys.create_key(args.tenant, args.name or "", args.rate_limit, args.concurrency,
+                                              args.throttle)
             except ValueError as exc:
                 print(f"genline keys create: {exc}", file=sys.stderr)
                 return 2
@@ -103,7 +104,8 @@ def cmd_jobs(args) -> int:
             if args.status:
                 stmt = stmt.where(Job.status == args.status)
             for job in db.session.execute(stmt).scalars():
-                print(f"{job.id}  {job.status:<10} {job.step or '-':<9} tenant={job.tenant_id} attempt={job.attempt}")
+                held = f" held={job.held}" if job.held and job.status == "queued" else ""
+                print(f"{job.id}  {job.status:<10} {job.step or '-':<9} tenant={job.tenant_id} attempt={job.attempt}{held}")
             return 0
         if args.action == "show":
             job = jobs.get(args.job_id)
@@ -112,6 +114,10 @@ def cmd_jobs(args) -> int:
                 return 1
             print(json.dumps(job_to_dict(job, cfg, cfg.public_url), indent=2))
             return 0
+        if args.action == "retry" and (_replay_filter_given(args) or not args.job_ids):
+            return _replay(args)
+        if args.action == "failures":
+            return _failures(args)
         if args.action in ("cancel", "retry"):
             return _cancel_or_retry(args)
     print(f"genline jobs {args.action}: not available yet", file=sys.stderr)
@@ -134,11 +140,10 @@ def _cancel_or_retry(args) -> int:
         done = control.cancel_many(None, statuses=statuses, created_before=before)
         print(f"canceled {len(done)} job(s)")
         return 0
-    action = control.cancel if args.action == "cancel" else control.retry
     failed = 0
     for job_id in args.job_ids:
         try:
-            job = action(job_id)
+            job = control.cancel(job_id) if args.action == "cancel" else control.retry(job_id, by="operator")
         except control.NotAllowed as exc:
             print(f"{job_id}: {exc.message}", file=sys.stderr)
             failed += 1
@@ -149,6 +154,94 @@ def _cancel_or_retry(args) -> int:
             continue
         print(f"{job.id}  {job.status}  step={job.step}")
     return 1 if failed else 0
+
+
+REPLAY_FILTERS = ("status", "error_code", "provider", "operation", "step", "created_after", "created_before", "tenant")
+
+
+def _replay_filter_given(args) -> bool:
+    return args.dry_run or any(getattr(args, name) for name in REPLAY_FILTERS)
+
+
+def _when(value: str | None, option: str):
+    """An ISO 8601 time (naive = UTC) from an option, or None; ValueError naming the option."""
+    from datetime import datetime, timezone
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{option}: must be an ISO 8601 time like 2026-01-31T12:00:00Z, got {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _replay(args) -> int:
+    """``genline jobs retry`` with filters: bulk replay, every tenant unless --tenant (a page per --limit)."""
+    from pipeline import replay
+    try:
+        flt = replay.Filter(
+            tenant=args.tenant, ids=args.job_ids or None, status=args.status.split(",") if args.status else None,
+            error_code=args.error_code, provider=args.provider, operation=args.operation, step=args.step,
+            created_after=_when(args.created_after, "--created-after"),
+            created_before=_when(args.created_before, "--created-before"))
+    except ValueError as exc:
+        print(f"genline jobs retry: {exc}", file=sys.stderr)
+        return 2
+    bad = [s for s in flt.status or [] if s not in replay.REPLAYABLE]
+    if bad or flt.is_empty():
+        print("genline jobs retry: give job ids or filters (--error-code, --provider, --created-after, ...); "
+              "--status takes failed and/or canceled", file=sys.stderr)
+        return 2
+    cursor, total = args.cursor, {"matched": 0, "requeued": 0}
+    while True:
+        result = replay.replay(flt, "operator", limit=args.limit, after=cursor, dry_run=args.dry_run)
+        for job in result.jobs:
+            state = "would replay" if args.dry_run else ("requeued" if job["requeued"] else "moved on, skipped")
+            print(f"{job['id']}  tenant={job['tenant']}  {job['status']:<8} step={job['step']} "
+                  f"error={job['error_code']} provider={job['provider']}  {state}")
+        total["matched"] += result.matched
+        total["requeued"] += result.requeued
+        cursor = result.next_cursor
+        if not (args.all and cursor):
+            break
+    verb = "would replay" if args.dry_run else "requeued"
+    print(f"matched {total['matched']}, {verb} {total['matched'] if args.dry_run else total['requeued']}"
+          + (f"; more remain: --cursor {cursor}" if cursor else ""))
+    if not args.dry_run and total["requeued"]:
+        from flask import current_app
+        print(f"they enter the queues at {current_app.extensions['genline.config'].replay_rate} "
+              "(GENLINE_REPLAY_RATE), behind live traffic")
+    return 0
+
+
+def _failures(args) -> int:
+    """``genline jobs failures``: failed jobs of every tenant (or --tenant) grouped by error code, provider, step."""
+    from datetime import timedelta
+
+    from pipeline import replay
+    from pipeline.models import utcnow
+    try:
+        after = (_when(args.created_after, "--created-after")
+                 or (utcnow() - timedelta(hours=args.hours)).replace(microsecond=0))
+        before = _when(args.created_before, "--created-before")
+    except ValueError as exc:
+        print(f"genline jobs failures: {exc}", file=sys.stderr)
+        return 2
+    groups = replay.failures(args.tenant, after, before)
+    if args.json:
+        print(json.dumps(groups, indent=2))
+        return 0
+    if not groups:
+        print(f"no failed jobs created after {replay.iso(after)}")
+        return 0
+    print(f"{'count':>6}  {'error_code':<18} {'provider':<10} {'step':<9} last failure          latest message")
+    for g in groups:
+        print(f"{g['count']:>6}  {g['error_code'] or '-':<18} {g['provider'] or '-':<10} {g['step'] or '-':<9} "
+              f"{g['last_failed_at'] or '-':<21} {(g['latest_message'] or '')[:80]}")
+        options = " ".join(f"--{k.replace('_', '-')} {','.join(v) if isinstance(v, list) else v}"
+                           for k, v in g["filter"].items())
+        print(f"        replay: genline jobs retry {options} --dry-run")
+    return 0
 
 
 def cmd_webhooks(args) -> int:
@@ -186,6 +279,8 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--name")
     create.add_argument("--rate-limit", help="Flask-Limiter syntax, e.g. 60/minute")
     create.add_argument("--concurrency", type=int)
+    create.add_argument("--throttle", help="generate starts over time, Flask-Limiter syntax, e.g. 10/minute "
+                        "(overrides GENLINE_TENANT_THROTTLE; excess jobs wait queued)")
     lst = keys_sub.add_parser("list")
     lst.add_argument("--tenant")
     revoke = keys_sub.add_parser("revoke")
@@ -212,8 +307,27 @@ def parser() -> argparse.ArgumentParser:
     jc.add_argument("job_ids", nargs="*")
     jc.add_argument("--status", help="queued, processing or both (comma-separated)")
     jc.add_argument("--created-before", help="ISO 8601 time")
-    jr = jobs_sub.add_parser("retry", help="resume failed or canceled jobs from the step that did not finish")
-    jr.add_argument("job_ids", nargs="+")
+    jr = jobs_sub.add_parser("retry", help="resume failed or canceled jobs from the step that did not finish: "
+                             "by id, or replay every job matching the filters (docs/incidents.md)")
+    jr.add_argument("job_ids", nargs="*")
+    jr.add_argument("--status", help="failed, canceled or both (comma-separated; default both)")
+    jr.add_argument("--error-code", help="error.code, e.g. provider_error")
+    jr.add_argument("--provider")
+    jr.add_argument("--operation", choices=["generate", "edit", "inpaint"])
+    jr.add_argument("--step", choices=["validate", "generate", "upload"], help="the step the jobs failed in")
+    jr.add_argument("--created-after", help="ISO 8601 time")
+    jr.add_argument("--created-before", help="ISO 8601 time")
+    jr.add_argument("--tenant", help="only this tenant's jobs (default: every tenant)")
+    jr.add_argument("--limit", type=int, default=1000, help="jobs per page (at most 1000)")
+    jr.add_argument("--cursor", help="go on after this job id (printed by the previous page)")
+    jr.add_argument("--all", action="store_true", help="go on page after page until nothing matches")
+    jr.add_argument("--dry-run", action="store_true", help="only list what would be replayed")
+    jf = jobs_sub.add_parser("failures", help="failed jobs grouped by error code, provider and step")
+    jf.add_argument("--hours", type=float, default=24.0, help="window: jobs created in the last N hours (default 24)")
+    jf.add_argument("--created-after", help="ISO 8601 time (instead of --hours)")
+    jf.add_argument("--created-before", help="ISO 8601 time")
+    jf.add_argument("--tenant", help="only this tenant's jobs (default: every tenant)")
+    jf.add_argument("--json", action="store_true", help="print the groups as JSON")
     jobs_p.set_defaults(func=cmd_jobs)
 
     sub.add_parser("reap", help="run the reaper once").set_defaults(func=cmd_reap)

@@ -85,7 +85,7 @@ def park(job_id: str) -> bool:
     """After a refused generate claim: if the job waits for a slot, shorten its marker. True if parked."""
     job = db.session.get(Job, job_id)
     waiting = (job is not None and job.status == JobStatus.QUEUED.value and job.step == Step.GENERATE.value
-               and job.lease_owner is None and job.deadline_at > utcnow())
+               and job.lease_owner is None and job.held is None and job.deadline_at > utcnow())
     tenant = job.tenant_id if job is not None else None
     db.session.rollback()
     if not waiting:
@@ -133,7 +133,7 @@ def _wake(tenant_id: str) -> int:
     rows = db.session.execute(
         select(Job).where(Job.id.in_(sorted(parked)), Job.status == JobStatus.QUEUED.value,
                           Job.step == Step.GENERATE.value, Job.lease_owner.is_(None),
-                          Job.deadline_at > utcnow())
+                          Job.held.is_(None), Job.deadline_at > utcnow())
         .order_by(PRIORITY_RANK, Job.id)
     ).scalars().all()
     waiting = [snapshot(r) for r in rows[:free]]

@@ -68,6 +68,11 @@ def _rate(env, name, default):
     return raw
 
 
+def _optional_rate(env, name):
+    """Like ``_rate``, but unset means no limit (None)."""
+    return _rate(env, name, None) if env.get(name) else None
+
+
 def _list(env, name):
     raw = env.get(name) or ""
     return tuple(part.strip() for part in raw.split(",") if part.strip())
@@ -205,6 +210,8 @@ class Config:
     demo_rate_limit: str = "8/minute"
     rate_limit: str = "60/minute"
     tenant_concurrency: int = 4
+    tenant_throttle: str | None = None
+    replay_rate: str = "5/second"
     max_body_bytes: int = 1024 * 1024
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 16_000_000
@@ -281,6 +288,8 @@ class Config:
             demo_rate_limit=_rate(env, "GENLINE_DEMO_RATE_LIMIT", "8/minute"),
             rate_limit=_rate(env, "GENLINE_RATE_LIMIT", "60/minute"),
             tenant_concurrency=_int(env, "GENLINE_TENANT_CONCURRENCY", 4, 1),
+            tenant_throttle=_optional_rate(env, "GENLINE_TENANT_THROTTLE"),
+            replay_rate=_rate(env, "GENLINE_REPLAY_RATE", "5/second"),
             max_body_bytes=_int(env, "GENLINE_MAX_BODY_BYTES", 1024 * 1024, 1024),
             max_upload_bytes=_int(env, "GENLINE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, 1024),
             max_pixels=_int(env, "GENLINE_MAX_PIXELS", 16_000_000, 1),

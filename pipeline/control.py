@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import select
 
-from pipeline import dispatch, jobs
+from pipeline import admission, dispatch, jobs
 from pipeline.errors import Canceled
 from pipeline.lifecycle import JobStatus, Step
 from pipeline.models import Job, db, utcnow
@@ -88,33 +88,73 @@ def cancel_many(tenant_id: str | None, ids=None, statuses=None, created_before: 
     return canceled
 
 
-def retry(job_id: str, tenant_id: str | None = None):
+def retry(job_id: str, tenant_id: str | None = None, by: str | None = None):
     """Queue a failed or canceled job again from the step that did not finish.
 
     The job gets a fresh deadline and a fresh count of attempts; outputs a
     finished step recorded (staged images before upload) are kept, so an upload
-    failure is retried without generating again. Raises ``NotAllowed`` otherwise.
+    failure is retried without generating again. ``by``: who asked (a key id or
+    ``operator``), recorded on the ``queued`` event. Raises ``NotAllowed`` otherwise.
     """
     job = jobs.get(job_id, tenant_id)
     if job is None:
         return None
-    step = Step(job.step or Step.VALIDATE.value)
-    if step is Step.NOTIFY:
+    if Step(job.step or Step.VALIDATE.value) is Step.NOTIFY:
         raise NotAllowed(job, f"the job is {job.status} and has nothing left to run")
-    now = utcnow()
-    step_outputs = {k: v for k, v in (job.step_outputs or {}).items() if k != "upload_tries"}
-    step_outputs["tries_offset"] = job.attempt
-    moved = jobs.transition(
-        job.id, JobStatus.QUEUED, expect=(JobStatus.FAILED, JobStatus.CANCELED),
-        data={"step": step.value, "retry": True}, error=None, completed_at=None, progress=None,
-        lease_owner=None, lease_until=None, lost_count=0, step_outputs=step_outputs,
-        deadline_at=now + timedelta(seconds=job.deadline_s),
-    )
-    if not moved:
+    if not requeue(job, by):
         current = jobs.get(job_id, tenant_id)
         raise NotAllowed(current, f"the job is {current.status}; only failed or canceled jobs can be retried")
     job = jobs.get(job_id)
-    log.info("job retried job_id=%s step=%s attempt=%s status=queued", job.id, step.value, job.attempt)
     # With the broker down the job stays queued without a marker; the reaper sends it.
-    dispatch.send_step(job, step)
+    dispatch.send_step(job, Step(job.step))
     return job
+
+
+def _requeue_values(job, by: str | None, replay: bool, now: datetime) -> tuple[dict, dict]:
+    """The row values and event data of a failed or canceled job queued again at its unfinished step."""
+    step = Step(job.step or Step.VALIDATE.value)
+    step_outputs = {k: v for k, v in (job.step_outputs or {}).items() if k != "upload_tries"}
+    step_outputs["tries_offset"] = job.attempt
+    values = dict(step=step.value, error=None, completed_at=None, progress=None, lease_owner=None,
+                  lease_until=None, lost_count=0, step_outputs=step_outputs,
+                  deadline_at=now + timedelta(seconds=job.deadline_s),
+                  held=admission.REPLAY if replay else None, admit_at=now if replay else None)
+    data = {"step": step.value, "retry": True}
+    if by:
+        data["by"] = by
+    if replay:
+        data["replay"] = True
+    return values, data
+
+
+def requeue(job, by: str | None = None) -> bool:
+    """Move a failed or canceled job (a snapshot) back to ``queued`` at the step that did not finish.
+
+    A hold the job had when it ended is over. False when the job moved on.
+    """
+    if Step(job.step or Step.VALIDATE.value) is Step.NOTIFY:
+        return False
+    values, data = _requeue_values(job, by, False, utcnow())
+    moved = jobs.transition(job.id, JobStatus.QUEUED, expect=(JobStatus.FAILED, JobStatus.CANCELED),
+                            data=data, **values)
+    if moved:
+        log.info("job retried job_id=%s step=%s attempt=%s status=queued by=%s", job.id, job.step, job.attempt, by)
+    return moved
+
+
+def replay_many(found: list, by: str) -> set[str]:
+    """Re-queue failed or canceled jobs (snapshots) for a bulk replay; returns the ids moved.
+
+    Each move is a compare-and-set on the very state the replay read (its
+    ``event_seq``), so two replays of the same failure move it once. The jobs
+    are held for admission (``pipeline.admission``) instead of being sent,
+    and their deadline starts again when they are admitted. One commit for all.
+    """
+    now = utcnow()
+    moves = [(job, *_requeue_values(job, by, True, now)) for job in found
+             if Step(job.step or Step.VALIDATE.value) is not Step.NOTIFY]
+    moved = set(jobs.transition_seen(moves, JobStatus.QUEUED))
+    for job in found:
+        if job.id in moved:
+            log.info("job replayed job_id=%s step=%s attempt=%s status=queued by=%s", job.id, job.step, job.attempt, by)
+    return moved

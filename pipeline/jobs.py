@@ -409,7 +409,7 @@ def _claim_statement(step: Step, tenant_limit: int, with_event: bool):
             values["attempt"] = JOBS.c.attempt + 1
     where = [
         JOBS.c.id == bindparam("job_id"), onetrip.constant_in(JOBS.c.status, statuses),
-        JOBS.c.step == step.value, JOBS.c.deadline_at > now, or_(JOBS.c.lease_until.is_(None), JOBS.c.lease_until < now, JOBS.c.lease_owner == owner),
+        JOBS.c.step == step.value, JOBS.c.deadline_at > now, JOBS.c.held.is_(None), or_(JOBS.c.lease_until.is_(None), JOBS.c.lease_until < now, JOBS.c.lease_owner == owner),
     ]
     if step is Step.GENERATE:
         values["started_at"] = func.coalesce(JOBS.c.started_at, now)
@@ -449,3 +449,43 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
     if start is None or end is None:
         return None
     return round((end - start).total_seconds(), 3)
+
+
+def transition_seen(moves: list, to: JobStatus) -> list[str]:
+    """Move several jobs to ``to``, each only if its row is still as its snapshot saw it; returns the ids moved.
+
+    ``moves``: ``(snapshot, values, data)`` with the same ``values`` keys for
+    all. Each is a compare-and-set on the snapshot's ``event_seq`` (nothing
+    happened to the job since it was read) and a legal status; the events are
+    appended in the same transaction, and everything commits once: a bulk
+    replay of a thousand jobs is one commit, not a thousand.
+    """
+    if not moves:
+        return []
+    now = utcnow()
+    legal = sorted(s.value for s in sources(to))
+    keys = sorted(moves[0][1])
+    columns = {JOBS.c[_COLUMN_KEY[k]]: bindparam(f"v_{k}", type_=JOBS.c[_COLUMN_KEY[k]].type) for k in keys}
+    columns.update({JOBS.c.status: JobStatus(to).value, JOBS.c.updated_at: now, JOBS.c.event_seq: JOBS.c.event_seq + 1})
+    stmt = (update(JOBS).where(JOBS.c.id == bindparam("m_id"), JOBS.c.event_seq == bindparam("m_seq"),
+                               JOBS.c.status.in_(legal))
+            .values(columns).returning(*_EVENT_RETURNING))
+    event_type = EVENT_FOR[JobStatus(to)]
+    connection = db.session.connection()
+    moved, logged = [], []
+    for job, values, data in moves:
+        params = {f"v_{k}": values[k] for k in keys}
+        row = connection.execute(stmt, dict(params, m_id=job.id, m_seq=job.event_seq)).one_or_none()
+        if row is not None:
+            moved.append((job.id, row))
+            logged.append({"job_id": job.id, "seq": row.event_seq, "type": event_type, "data": data, "created_at": now})
+    if logged:
+        connection.execute(_EVENT_INSERT, logged)
+    db.session.commit()
+    for (job_id, row), event in zip(moved, logged):
+        wire = _wire(job_id, event["seq"], event_type, event["data"], now)
+        events.publish(job_id, wire)
+        if row.webhook:
+            from pipeline import notify
+            notify.on_event(job_id, row.webhook, wire, row.priority or "normal")
+    return [job_id for job_id, _row in moved]

@@ -49,6 +49,7 @@ class Tenant(db.Model):
     concurrency = Column(db.Integer, nullable=True)
     rate_limit = Column(db.String(32), nullable=True)
     webhook_secret = Column(db.String(128), nullable=True)
+    throttle = Column(db.String(32), nullable=True)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
 
 
@@ -63,6 +64,7 @@ class ApiKey(db.Model):
     prefix = Column(db.String(16), nullable=False)
     rate_limit = Column(db.String(32), nullable=True)
     concurrency = Column(db.Integer, nullable=True)
+    throttle = Column(db.String(32), nullable=True)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
     revoked_at = Column(UTCDateTime, nullable=True)
 
@@ -102,6 +104,10 @@ class Job(db.Model):
     lease_owner = Column(db.String(64), nullable=True)
     lease_until = Column(UTCDateTime, nullable=True)
     dispatched_at = Column(UTCDateTime, nullable=True)
+    # A queued job held out of the queues (``pipeline.admission``): "replay" waits for
+    # the replay admission rate, "throttle" for its tenant's throttle; admitted from admit_at.
+    held = Column(db.String(16), nullable=True)
+    admit_at = Column(UTCDateTime, nullable=True)
     event_seq = Column(db.Integer, nullable=False, default=0)
     created_at = Column(UTCDateTime, nullable=False, default=utcnow)
     started_at = Column(UTCDateTime, nullable=True)
@@ -114,6 +120,7 @@ class Job(db.Model):
         Index("ix_jobs_tenant_id_id", "tenant_id", "id"),
         Index("ix_jobs_status_deadline", "status", "deadline_at"),
         Index("ix_jobs_tenant_status_step", "tenant_id", "status", "step"),
+        Index("ix_jobs_held_admit_at", "held", "admit_at"),
     )
 
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from flask import current_app
 from redis import RedisError
-from sqlalchemy import and_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from pipeline import dispatch, events, jobs
@@ -62,7 +62,8 @@ def _reap() -> dict:
     now = utcnow()
     done = {"deadline": 0, "lost_worker": 0, "lost_message": 0, "gave_up": 0}
 
-    for job in _active(Job.deadline_at <= now):
+    # A job held for replay admission has no running deadline yet (it starts when admitted).
+    for job in _active(Job.deadline_at <= now, or_(Job.held.is_(None), Job.held != "replay")):
         if fail(job, Step(job.step or "validate"), DeadlineExceeded(f"the job passed its deadline of {job.deadline_s:g}s")):
             done["deadline"] += 1
 
@@ -79,7 +80,9 @@ def _reap() -> dict:
             done["lost_worker"] += 1
 
     settled = now - timedelta(seconds=SETTLE_S)
-    candidates = _active(and_(Job.lease_until.is_(None), Job.updated_at < settled, Job.deadline_at > now))
+    # Held jobs (pipeline.admission) have no message on purpose: the admission pass sends them.
+    candidates = _active(and_(Job.lease_until.is_(None), Job.updated_at < settled, Job.deadline_at > now,
+                              Job.held.is_(None)))
     if candidates:
         markers = events.client().mget([dispatch.MARKER.format(j.id) for j in candidates])
         for job, marker in zip(candidates, markers):

@@ -18,7 +18,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from pipeline import budget, concurrency, dispatch, failover, jobs, leases
+from pipeline import admission, budget, concurrency, dispatch, failover, jobs, leases
 from pipeline.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, Timeout
 from pipeline.lifecycle import JobStatus, Step, next_step
 from pipeline.models import Job, db, utcnow
@@ -43,6 +43,8 @@ def run_step(task, job_id: str, step: Step, work) -> None:
     cfg = config()
     owner = task.request.id or f"local-{time.monotonic_ns()}"
     try:
+        if step is Step.GENERATE and not admission.throttle_gate(job_id):
+            return  # held queued until its tenant may start another (pipeline.admission)
         job = jobs.claim(job_id, step, owner, cfg.lease_s)
     except DB_ERRORS as exc:
         raise _retry_later(task, job_id, step, exc)
@@ -104,7 +106,8 @@ def _unclaimed(job_id: str, step: Step) -> None:
     if job is None:
         log.info("message dropped job_id=%s step=%s reason=unknown-job", job_id, step.value)
         return
-    if job.status in jobs.ACTIVE_STATUSES and job.step == step.value and job.deadline_at <= utcnow():
+    if (job.status in jobs.ACTIVE_STATUSES and job.step == step.value and job.deadline_at <= utcnow()
+            and job.held != "replay"):  # a replay's deadline starts when it is admitted
         fail(job, step, DeadlineExceeded(f"the job passed its deadline of {job.deadline_s:g}s"))
         return
     log.info("message dropped job_id=%s step=%s status=%s reason=not-claimable", job_id, step.value, job.status)

@@ -58,6 +58,13 @@ def require_tenant() -> str:
     return tenant
 
 
+def caller_id() -> str:
+    """Who the calling key is, for the record: its id (``key_…``), or ``static:<tenant>`` for a config key."""
+    tenant = require_tenant()
+    found = made_key(g.api_key) if g.get("api_key") else None
+    return found.key_id if found is not None else f"static:{tenant}"
+
+
 def reader_for_job(job_id: str) -> str | None:
     """For read-only job routes: the tenant from a key, or None when a valid token for this job is given."""
     token = request.args.get("token")

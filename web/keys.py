@@ -24,33 +24,42 @@ def ensure_tenant(tenant_id: str) -> None:
         db.session.add(Tenant(id=tenant_id))
 
 
-def check_key_limits(tenant_id: str, rate_limit: str | None, concurrency: int | None) -> None:
+def _check_rate(option: str, rate: str | None) -> None:
+    if rate is None:
+        return
+    try:
+        parsed = limits.parse_many(rate)
+    except ValueError:
+        parsed = []
+    if not parsed or len(rate) > 32 or any(item.amount < 1 for item in parsed):
+        raise ValueError(f"{option}: {rate!r} is not a limit like 60/minute or 5/second;100/hour "
+                         "(at most 32 characters)")
+
+
+def check_key_limits(tenant_id: str, rate_limit: str | None, concurrency: int | None,
+                     throttle: str | None = None) -> None:
     """Refuse values the API could not use later (a bad limit would otherwise fail open)."""
     if not tenant_id or len(tenant_id) > 64:
         raise ValueError("tenant: must be 1..64 characters")
-    if rate_limit is not None:
-        try:
-            parsed = limits.parse_many(rate_limit)
-        except ValueError:
-            parsed = []
-        if not parsed or len(rate_limit) > 32 or any(item.amount < 1 for item in parsed):
-            raise ValueError(f"--rate-limit: {rate_limit!r} is not a limit like 60/minute or 5/second;100/hour "
-                             "(at most 32 characters)")
+    _check_rate("--rate-limit", rate_limit)
+    _check_rate("--throttle", throttle)
     if concurrency is not None and concurrency < 1:
         raise ValueError(f"--concurrency: must be at least 1, got {concurrency}")
 
 
 def create_key(tenant_id: str, name: str = "", rate_limit: str | None = None,
-               concurrency: int | None = None) -> tuple[ApiKey, str]:
+               concurrency: int | None = None, throttle: str | None = None) -> tuple[ApiKey, str]:
     """Make a key for a tenant; returns the row and the key itself (shown once).
 
-    Raises ValueError naming a bad tenant, rate limit or concurrency.
+    ``throttle``: generate starts of the tenant over time (overrides
+    GENLINE_TENANT_THROTTLE, see ``pipeline.admission``).
+    Raises ValueError naming a bad tenant, rate limit, concurrency or throttle.
     """
-    check_key_limits(tenant_id, rate_limit, concurrency)
+    check_key_limits(tenant_id, rate_limit, concurrency, throttle)
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     ensure_tenant(tenant_id)
     row = ApiKey(id=new_id("key"), tenant_id=tenant_id, name=name, key_hash=hash_key(secret),
-                 prefix=secret[:10], rate_limit=rate_limit, concurrency=concurrency)
+                 prefix=secret[:10], rate_limit=rate_limit, concurrency=concurrency, throttle=throttle)
     db.session.add(row)
     db.session.commit()
     return row, secret
@@ -74,14 +83,15 @@ def list_keys(tenant_id: str | None = None) -> list[ApiKey]:
 
 
 _LIVE_KEY = (
-    select(ApiKey.tenant_id, ApiKey.rate_limit.label("key_rate_limit"), Tenant.rate_limit.label("tenant_rate_limit"))
+    select(ApiKey.tenant_id, ApiKey.rate_limit.label("key_rate_limit"), Tenant.rate_limit.label("tenant_rate_limit"),
+           ApiKey.id.label("key_id"))
     .outerjoin(Tenant, Tenant.id == ApiKey.tenant_id)
     .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
 )
 
 
 def live_key(key_hash: str):
-    """``(tenant_id, key_rate_limit, tenant_rate_limit)`` of a live key with this hash, or None.
+    """``(tenant_id, key_rate_limit, tenant_rate_limit, key_id)`` of a live key with this hash, or None.
 
     Read from the database every time (no cache): a revoked key stops working
     on the next request.

@@ -2,7 +2,10 @@
 
 Jobs start by priority, then by age (the time-ordered id): a queued job's
 position is 1 + the queued jobs of a higher priority + the queued jobs of its
-own priority with a smaller id. Every statement is built once, with bound
+own priority with a smaller id. A held job (``pipeline.admission``: a replay
+waiting for admission, or a start waiting for its tenant's throttle) comes
+after every job of its priority that is not held, in the order of its
+``admit_at``; the jobs not held do not count the held ones. Every statement is built once, with bound
 parameters: building it cost more than running it.
 """
 from __future__ import annotations
@@ -27,7 +30,18 @@ def _count_ahead(priority: str):
     expanding IN list is rendered again at every execution, which made this
     count a seventh of a submission's CPU in the web (py-spy).
     """
-    own = (_JOBS.c.priority == priority) & (_JOBS.c.id < bindparam("id"))
+    own = (_JOBS.c.priority == priority) & (_JOBS.c.id < bindparam("id")) & _JOBS.c.held.is_(None)
+    ahead = _ahead(priority)
+    return select(func.count()).select_from(_JOBS).where(
+        _JOBS.c.status == "queued", (onetrip.constant_in(_JOBS.c.priority, ahead) | own) if ahead else own)
+
+
+@lru_cache(maxsize=8)
+def _count_ahead_held(priority: str):
+    """The count for a held job of ``priority`` (bound: id, admit_at)."""
+    later = (_JOBS.c.admit_at < bindparam("admit_at", type_=_JOBS.c.admit_at.type)) | (
+        (_JOBS.c.admit_at == bindparam("admit_at", type_=_JOBS.c.admit_at.type)) & (_JOBS.c.id < bindparam("id")))
+    own = (_JOBS.c.priority == priority) & (_JOBS.c.held.is_(None) | (_JOBS.c.held.isnot(None) & later))
     ahead = _ahead(priority)
     return select(func.count()).select_from(_JOBS).where(
         _JOBS.c.status == "queued", (onetrip.constant_in(_JOBS.c.priority, ahead) | own) if ahead else own)
@@ -36,7 +50,9 @@ def _count_ahead(priority: str):
 # Several jobs at once: number the queued jobs in starting order, keep those asked for.
 _RANKED = select(
     _JOBS.c.id,
-    func.row_number().over(order_by=(case(PRIORITY_ORDER, value=_JOBS.c.priority), _JOBS.c.id)).label("position"),
+    func.row_number().over(order_by=(case(PRIORITY_ORDER, value=_JOBS.c.priority),
+                                     case((_JOBS.c.held.is_(None), 0), else_=1), _JOBS.c.admit_at,
+                                     _JOBS.c.id)).label("position"),
 ).where(_JOBS.c.status == "queued", _JOBS.c.priority.in_(list(PRIORITY_ORDER))).subquery()
 _POSITIONS = select(_RANKED.c.id, _RANKED.c.position).where(_RANKED.c.id.in_(bindparam("ids", expanding=True)))
 
@@ -50,7 +66,10 @@ def queue_position(job) -> int | None:
     """1 for the next job to start; None once a job is no longer queued."""
     if job.status != "queued":
         return None
-    found = onetrip.rows(_count_ahead(job.priority), {"id": job.id})
+    if getattr(job, "held", None):
+        found = onetrip.rows(_count_ahead_held(job.priority), {"id": job.id, "admit_at": job.admit_at})
+    else:
+        found = onetrip.rows(_count_ahead(job.priority), {"id": job.id})
     return found[0][0] + 1
 
 

@@ -98,3 +98,48 @@ class Health(Open):
 class Ready(Open):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str]
+
+
+class ReplayedJob(Open):
+    id: str
+    status: str
+    step: Optional[str]
+    provider: Optional[str]
+    operation: str
+    error_code: Optional[str]
+    created_at: str
+    requeued: Optional[bool] = Field(..., description="null in a dry run; false when the job moved on meanwhile")
+
+
+class Replayed(Open):
+    """What a bulk replay matched and re-queued."""
+
+    dry_run: bool
+    matched: int = Field(..., description="jobs matched by this call (at most its limit)")
+    requeued: int = Field(..., description="jobs moved to queued by this call (0 in a dry run)")
+    remaining: int = Field(..., description="matching jobs after this page")
+    next_cursor: Optional[str] = Field(..., description="pass as cursor to go on; null at the end")
+    admission: dict = Field(..., description="rate at which replayed jobs enter the queues, and how many wait")
+    jobs: list[ReplayedJob]
+
+
+class FailureGroup(Open):
+    error_code: Optional[str]
+    provider: Optional[str]
+    step: Optional[str]
+    count: int
+    first_failed_at: Optional[str]
+    last_failed_at: Optional[str]
+    latest_message: Optional[str]
+    retryable: Optional[bool]
+    filter: dict = Field(..., description="the body of POST /v1/jobs/retry that replays this group")
+    links: dict[str, str]
+
+
+class Failures(Open):
+    """Failed jobs in a window, grouped by error code, provider and step."""
+
+    created_after: str
+    created_before: Optional[str]
+    total: int
+    groups: list[FailureGroup]

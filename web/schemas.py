@@ -193,6 +193,9 @@ class JobList(Strict):
     operation: Optional[Literal["generate", "edit", "inpaint"]] = None
     created_after: Optional[str] = None
     created_before: Optional[str] = None
+    error_code: Optional[str] = Field(None, max_length=64, description="error.code of failed jobs")
+    provider: Optional[str] = Field(None, max_length=32)
+    step: Optional[Literal["validate", "generate", "upload", "notify"]] = None
 
 
 class BulkCancel(Strict):
@@ -200,4 +203,31 @@ class BulkCancel(Strict):
 
     ids: Optional[list[str]] = Field(None, max_length=1000)
     status: Optional[list[Literal["queued", "processing"]]] = None
+    created_before: Optional[str] = None
+
+
+ReplayStep = Literal["validate", "generate", "upload"]
+
+
+class BulkReplay(Strict):
+    """The body of POST /v1/jobs/retry: replay failed or canceled jobs matching every filter given."""
+
+    ids: Optional[list[str]] = Field(None, max_length=1000)
+    status: Optional[list[Literal["failed", "canceled"]]] = Field(None, description="default: both")
+    error_code: Optional[str] = Field(None, max_length=64)
+    provider: Optional[str] = Field(None, max_length=32)
+    operation: Optional[Literal["generate", "edit", "inpaint"]] = None
+    step: Optional[ReplayStep] = Field(None, description="the step the job failed in")
+    created_after: Optional[str] = None
+    created_before: Optional[str] = None
+    tenant: Optional[str] = Field(None, max_length=64, description="operators only (the genline CLI): a key gets 403")
+    limit: StrictInt = Field(1000, ge=1, le=1000, description="at most this many jobs this call")
+    cursor: Optional[str] = Field(None, max_length=64, description="next_cursor of the previous call")
+    dry_run: StrictBool = False
+
+
+class FailureQuery(Strict):
+    """Query of GET /v1/jobs/failures (the window is on created_at; default: the last 24 hours)."""
+
+    created_after: Optional[str] = None
     created_before: Optional[str] = None

@@ -116,6 +116,12 @@ def list_jobs():
         stmt = stmt.where(Job.status.in_(statuses))
     if q.operation:
         stmt = stmt.where(Job.operation == q.operation)
+    if q.error_code:  # the failures view's links list a group by these
+        stmt = stmt.where(Job.error["code"].as_string() == q.error_code)
+    if q.provider:
+        stmt = stmt.where(Job.provider == q.provider)
+    if q.step:
+        stmt = stmt.where(Job.step == q.step)
     after, before = parse_time(q.created_after, "created_after"), parse_time(q.created_before, "created_before")
     if after:
         stmt = stmt.where(Job.created_at > after)
