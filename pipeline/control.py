@@ -102,7 +102,7 @@ def retry(job_id: str, tenant_id: str | None = None):
     if step is Step.NOTIFY:
         raise NotAllowed(job, f"the job is {job.status} and has nothing left to run")
     now = utcnow()
-    step_outputs = {k: v for k, v in (job.step_outputs or {}).items() if k != "upload_tries"}
+    step_outputs = dispatch.with_new_token({k: v for k, v in (job.step_outputs or {}).items() if k != "upload_tries"})
     step_outputs["tries_offset"] = job.attempt
     moved = jobs.transition(
         job.id, JobStatus.QUEUED, expect=(JobStatus.FAILED, JobStatus.CANCELED),
