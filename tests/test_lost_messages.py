@@ -9,26 +9,15 @@ send takes, so the send fails while every other Redis command still works.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 
 import redis
 
 from pipeline.dispatch import MARKER
+from tests.sends import sends_refused
 from tests.services import wait_for
 
 DEADLINE_S = 120
 """Far beyond the waits below: a job hidden until its deadline fails these tests."""
-
-
-@contextmanager
-def sends_refused(stack):
-    """While inside, the stack's Redis refuses to queue any message (ACL: -lpush for the default user)."""
-    client = redis.Redis.from_url(stack.env["REDIS_URL"])
-    client.execute_command("ACL", "SETUSER", "default", "-lpush")
-    try:
-        yield
-    finally:
-        client.execute_command("ACL", "SETUSER", "default", "+lpush")
 
 
 def earlier_markers(stack, job_id: str) -> list[bytes]:
@@ -53,7 +42,7 @@ def test_a_retry_whose_message_is_lost_is_sent_again(make_stack):
                                  "budget": {"max_attempts": 2, "deadline_s": DEADLINE_S}})
     wait_for(lambda: "started" in event_types(stack, job["id"])[2:], 60, "generate started")
     # When the retry's message cannot be queued (the earlier message's marker is still there)
-    with sends_refused(stack):
+    with sends_refused(stack.env["REDIS_URL"]):
         wait_for(lambda: send_failed(worker, job["id"]), 30, "the retry's send to fail")
         assert "retry" in event_types(stack, job["id"])
         assert earlier_markers(stack, job["id"]), "the earlier message's marker should still be in Redis"
@@ -74,7 +63,7 @@ def test_a_resume_whose_message_is_lost_is_sent_again(make_stack):
     assert stack.wait(headers, job["id"], timeout=60)["status"] == "failed"
     assert earlier_markers(stack, job["id"])
     # When it is resumed while no message can be queued
-    with sends_refused(stack):
+    with sends_refused(stack.env["REDIS_URL"]):
         response = stack.client.post(f"/v1/jobs/{job['id']}/retry", headers=headers)
         assert response.status_code == 202, response.get_data(as_text=True)
     assert stack.job(headers, job["id"])["status"] == "queued"
@@ -94,7 +83,7 @@ def test_a_failover_whose_message_is_lost_is_sent_again(make_stack):
                                  "budget": {"max_attempts": 1, "deadline_s": DEADLINE_S}})
     wait_for(lambda: "started" in event_types(stack, job["id"])[2:], 60, "generate started")
     # When the message to the next provider cannot be queued
-    with sends_refused(stack):
+    with sends_refused(stack.env["REDIS_URL"]):
         wait_for(lambda: send_failed(worker, job["id"]), 30, "the failover's send to fail")
         retry = [e for e in stack.events(job["id"]) if e["type"] == "retry"]
         assert retry and retry[0]["data"]["provider"] == "local"
