@@ -1,22 +1,35 @@
-"""Periodic work run by beat: the reaper and retention."""
+"""Periodic work run by beat: the reaper and retention, each one pass at a time (``pipeline.periodic``)."""
 from __future__ import annotations
 
 import logging
 
 from celery import shared_task
+from flask import current_app
+
+from pipeline.periodic import alone
 
 log = logging.getLogger("genline.maintenance")
+
+RETENTION_LOCK_S = 3600
+"""Retention runs hourly; a pass may delete many outputs from storage."""
+
+
+def reap_lock_s() -> float:
+    """A reaper pass takes milliseconds; a killed one holds back the next passes at most this long."""
+    return max(10.0, 5 * current_app.extensions["genline.config"].reaper_interval_s)
 
 
 @shared_task(name="genline.reap")
 def reap() -> dict:
     """Drive stuck jobs on: re-dispatch lost messages, fail jobs past their deadline."""
     from pipeline.reaper import reap_once
-    return reap_once()
+    with alone("reap", reap_lock_s()) as mine:
+        return reap_once() if mine else {"skipped": "another pass is running"}
 
 
 @shared_task(name="genline.retention")
 def retention() -> dict:
     """Delete jobs, prompts, events and outputs older than GENLINE_RETENTION_DAYS."""
     from pipeline.retention import purge_once
-    return purge_once()
+    with alone("retention", RETENTION_LOCK_S) as mine:
+        return purge_once() if mine else {"skipped": "another pass is running"}
