@@ -15,8 +15,12 @@ RETENTION_LOCK_S = 3600
 
 
 def reap_lock_s() -> float:
-    """A reaper pass takes milliseconds; a killed one holds back the next passes at most this long."""
-    return max(10.0, 5 * current_app.extensions["genline.config"].reaper_interval_s)
+    """A reaper pass takes milliseconds; one killed with its worker holds back the next at most this long.
+
+    Short, so that a worker lost while it ran a pass is still recovered within
+    lease + this + an interval (8 + 4 + 2 s by default).
+    """
+    return max(4.0, 2 * current_app.extensions["genline.config"].reaper_interval_s)
 
 
 @shared_task(name="genline.reap")
