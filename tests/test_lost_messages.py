@@ -110,3 +110,22 @@ def test_a_redis_flush_after_a_retry_loses_message_and_marker_and_the_job_still_
     done = stack.wait(headers, job["id"], timeout=60)
     assert done["status"] == "completed", done["error"]
     assert time.monotonic() - started < 60
+
+
+def test_the_reaper_checks_a_backlog_larger_than_one_pass_batch(make_stack, monkeypatch):
+    # Given five queued jobs whose messages were lost, no worker, and passes that read two jobs each
+    from pipeline import dispatch, jobs, reaper
+    stack = make_stack()
+    headers = stack.new_tenant()
+    with sends_refused(stack.env["REDIS_URL"]):
+        ids = [stack.submit(headers, {"prompt": f"backlog {i}", "params": {"size": "16x16"}})["id"] for i in range(5)]
+    monkeypatch.setattr(reaper, "BATCH", 2)
+    time.sleep(reaper.SETTLE_S + 0.2)
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    # When the reaper runs three passes
+    with stack.app.app_context():
+        sent = sum(reaper.reap_once()["lost_message"] for _ in range(3))
+        keys = [dispatch.marker_key(jobs.get(job_id)) for job_id in ids]
+    # Then every one of them was sent again, each once
+    assert sent == 5
+    assert all(client.exists(key) for key in keys)
