@@ -93,12 +93,16 @@ def hold(job_id: str, kind: str, until: datetime, **values) -> bool:
 
 def release(job, now: datetime) -> bool:
     """End the hold of ``job`` (a snapshot) if it still has it; a replay's deadline starts now."""
-    values = {"held": None, "admit_at": None}
+    # The send that follows is a new message: a fresh dispatch token, so the marker of the
+    # message that met the hold (alive until the deadline) cannot hide it if it is lost.
+    values = {"held": None, "admit_at": None, "step_outputs": dispatch.with_new_token(job.step_outputs)}
     if job.held == REPLAY:
         values["deadline_at"] = now + timedelta(seconds=job.deadline_s)
     done = jobs.record(job.id, None, where=(Job.status == JobStatus.QUEUED.value, Job.held == job.held), **values)
-    if done and job.held == REPLAY:
-        job.deadline_at = values["deadline_at"]
+    if done:
+        job.step_outputs = values["step_outputs"]
+        if job.held == REPLAY:
+            job.deadline_at = values["deadline_at"]
     return done
 
 

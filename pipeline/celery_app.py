@@ -1,10 +1,40 @@
 """The Celery app, built from the Flask app's config, running every task in its app context."""
 from __future__ import annotations
 
+import ssl
+from urllib.parse import parse_qs, urlsplit
+
 from celery import Celery, Task
 from celery.signals import worker_process_init
 
 QUEUES = ("high", "normal", "low")
+
+BEAT_MAX_LOOP_S = 2.0
+"""Longest beat sleeps between ticks; a standby beat also polls the lock this often."""
+BEAT_LOCK_TIMEOUT_S = 8
+"""The active beat's Redis lock outlives it by at most this: a standby beat takes
+over within BEAT_LOCK_TIMEOUT_S + BEAT_MAX_LOOP_S (10 s) of its death. The active
+beat renews it every tick (at most BEAT_MAX_LOOP_S apart)."""
+
+_CERT_REQS = {"none": ssl.CERT_NONE, "cert_none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,
+              "cert_optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED, "cert_required": ssl.CERT_REQUIRED}
+
+
+def redis_ssl_options(url: str) -> dict | None:
+    """TLS options of a ``rediss://`` URL for redis-py (None for a plain URL).
+
+    Managed Redis (Heroku and others) hands out ``rediss://…?ssl_cert_reqs=none``
+    with a self-signed certificate; the broker reads the query itself, and
+    redbeat gets the same choice here (it would otherwise require a verified certificate).
+    """
+    if not url.startswith("rediss://"):
+        return None
+    query = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+    options = {"ssl_cert_reqs": _CERT_REQS.get(query.get("ssl_cert_reqs", "required").lower(), ssl.CERT_REQUIRED)}
+    for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        if query.get(key):
+            options[key] = query[key]
+    return options
 
 
 def celery_settings(cfg) -> dict:
@@ -39,6 +69,15 @@ def celery_settings(cfg) -> dict:
         # A pool process that loads a diffusers model at its start reports up only
         # once the model is on its device, which takes far longer than Celery's 4 s.
         "worker_proc_alive_timeout": cfg.diffusers_load_timeout_s if cfg.diffusers_model else 4.0,
+        # Beat: celery-redbeat keeps the schedule and a lock in Redis, so any number
+        # of beats may run (one sends, the others stand by) and none needs a file.
+        "beat_scheduler": "pipeline.beat:Scheduler",
+        "beat_max_loop_interval": BEAT_MAX_LOOP_S,
+        "redbeat_redis_url": cfg.redis_url,
+        "redbeat_redis_use_ssl": redis_ssl_options(cfg.redis_url),
+        "redbeat_redis_options": {"socket_timeout": 5, "socket_connect_timeout": 5},
+        "redbeat_key_prefix": "genline:beat:",
+        "redbeat_lock_timeout": BEAT_LOCK_TIMEOUT_S,
         "beat_schedule": {
             # On the high queue so a pass runs as soon as any slot frees; a pass older
             # than a few intervals is stale and dropped rather than piling up while no

@@ -87,12 +87,13 @@ def park(job_id: str) -> bool:
     waiting = (job is not None and job.status == JobStatus.QUEUED.value and job.step == Step.GENERATE.value
                and job.lease_owner is None and job.held is None and job.deadline_at > utcnow())
     tenant = job.tenant_id if job is not None else None
+    marker = dispatch.marker_key(job) if job is not None else None
     db.session.rollback()
     if not waiting:
         return False
     ttl = max(2, round(3 * _config().reaper_interval_s))
     try:
-        events.client().pipeline().set(dispatch.MARKER.format(job_id), "1", ex=ttl).sadd(
+        events.client().pipeline().set(marker, "1", ex=ttl).sadd(
             PARKED.format(tenant), job_id).execute()
     except Exception as exc:  # noqa: BLE001 - without a marker the reaper resends it sooner; still correct
         log.warning("parked marker not set job_id=%s error=%s", job_id, exc)

@@ -216,8 +216,8 @@ class Config:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 16_000_000
     retention_days: float = 7.0
-    lease_s: float = 30.0
-    reaper_interval_s: float = 10.0
+    lease_s: float = 8.0
+    reaper_interval_s: float = 2.0
     max_lost: int = 3
     worker_soft_shutdown_s: float = 25.0
     url_ttl_s: int = 3600
@@ -294,8 +294,8 @@ class Config:
             max_upload_bytes=_int(env, "GENLINE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, 1024),
             max_pixels=_int(env, "GENLINE_MAX_PIXELS", 16_000_000, 1),
             retention_days=_float(env, "GENLINE_RETENTION_DAYS", 7.0, 0.0),
-            lease_s=_float(env, "GENLINE_LEASE_S", 30.0, 1.0),
-            reaper_interval_s=_float(env, "GENLINE_REAPER_INTERVAL_S", 10.0, 0.2),
+            lease_s=_float(env, "GENLINE_LEASE_S", 8.0, 1.0),
+            reaper_interval_s=_float(env, "GENLINE_REAPER_INTERVAL_S", 2.0, 0.2),
             max_lost=_int(env, "GENLINE_MAX_LOST", 3, 1),
             worker_soft_shutdown_s=_float(env, "GENLINE_WORKER_SOFT_SHUTDOWN_S", 25.0, 0.0),
             url_ttl_s=_int(env, "GENLINE_URL_TTL_S", 3600, 1),

@@ -113,7 +113,8 @@ def retry(job_id: str, tenant_id: str | None = None, by: str | None = None):
 def _requeue_values(job, by: str | None, replay: bool, now: datetime) -> tuple[dict, dict]:
     """The row values and event data of a failed or canceled job queued again at its unfinished step."""
     step = Step(job.step or Step.VALIDATE.value)
-    step_outputs = {k: v for k, v in (job.step_outputs or {}).items() if k != "upload_tries"}
+    # A fresh dispatch token: the marker of the job's earlier message must not cover the next one.
+    step_outputs = dispatch.with_new_token({k: v for k, v in (job.step_outputs or {}).items() if k != "upload_tries"})
     step_outputs["tries_offset"] = job.attempt
     values = dict(step=step.value, error=None, completed_at=None, progress=None, lease_owner=None,
                   lease_until=None, lost_count=0, step_outputs=step_outputs,

@@ -6,10 +6,19 @@ moment rather than fixed when the job was submitted.
 Each send also sets a marker in Redis that lives as long as the message may
 wait; the reaper treats an active job with neither a marker nor a live lease as
 one whose message was lost (a Redis restart loses both together).
+
+A marker names the message it stands for: every move that calls for a new
+message (a step's end, a retry, a failover, a resume, a lost worker) stores a
+fresh dispatch token on the row (``step_outputs["dispatch"]``, in the move's
+own compare-and-set), and the marker's key carries it. So a marker left by an
+earlier message never covers a later one whose send failed or was lost: the
+reaper looks only for the marker of the token the row holds. A job's first
+message has no token (its marker is ``genline:inflight:<id>``).
 """
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
 
 from flask import current_app
@@ -29,8 +38,29 @@ TASK_NAMES = {
     Step.NOTIFY: "genline.notify",
 }
 MARKER = "genline:inflight:{}"
+TOKEN = "dispatch"
+"""Key of the dispatch token in ``step_outputs``."""
 ETA_MARGIN_S = 10.0
 """Seconds past a countdown message's ETA before the reaper may consider it lost."""
+
+
+def token_of(job) -> str | None:
+    """The dispatch token the row (or snapshot) holds: which message it waits for."""
+    return (getattr(job, "step_outputs", None) or {}).get(TOKEN)
+
+
+def marker_key(job) -> str:
+    """Redis key of the in-flight marker of the message ``job`` waits for."""
+    token = token_of(job)
+    return MARKER.format(job.id) + (f":{token}" if token else "")
+
+
+def with_new_token(step_outputs: dict | None) -> dict:
+    """A copy of ``step_outputs`` with a fresh dispatch token, for a move that sends a new message.
+
+    The caller writes it in the move's compare-and-set and sends with a snapshot holding it.
+    """
+    return {**(step_outputs or {}), TOKEN: os.urandom(6).hex()}
 
 
 def step_options(job, step: Step, countdown: float = 0.0) -> dict:
@@ -58,26 +88,12 @@ def send_step(job, step: Step, countdown: float = 0.0, publish: tuple | list = (
         result = current_app.extensions["celery"].send_task(TASK_NAMES[step], args=[job.id], **step_options(job, step, countdown))
     except (BrokerError, RedisError, OSError) as exc:
         log.warning("dispatch failed job_id=%s step=%s error=%s", job.id, step.value, exc)
-        _forget_inflight(job.id)
         for event in publish:
             events.publish(job.id, event)
         return False
     mark_inflight(job, countdown, publish)
     log.debug("dispatched job_id=%s step=%s task_id=%s", job.id, step.value, result.id)
     return True
-
-
-def _forget_inflight(job_id: str) -> None:
-    """Drop the marker of the message that led here: the next one was not sent, so the reaper must see none.
-
-    A full Redis (maxmemory, noeviction) refuses the send but keeps the old
-    marker, which would hide the lost step from the reaper until the deadline;
-    DEL is allowed even then.
-    """
-    try:
-        events.client().delete(MARKER.format(job_id))
-    except (RedisError, RuntimeError) as exc:
-        log.warning("inflight marker not cleared job_id=%s error=%s", job_id, exc)
 
 
 def marker_ttl_s(job, countdown: float, lease_s: float) -> int:
@@ -105,12 +121,12 @@ def mark_inflight(job, countdown: float = 0.0, publish: tuple | list = ()) -> No
     try:
         if publish:
             pipe = events.client().pipeline(transaction=False)
-            pipe.set(MARKER.format(job.id), "1", ex=ttl)
+            pipe.set(marker_key(job), "1", ex=ttl)
             for event in publish:
                 events.publish_on(pipe, event)
             results = pipe.execute(raise_on_error=False)
         else:
-            results = [events.client().set(MARKER.format(job.id), "1", ex=ttl)]
+            results = [events.client().set(marker_key(job), "1", ex=ttl)]
     except (RedisError, RuntimeError) as exc:
         results = [exc] * (1 + len(publish))
     if isinstance(results[0], Exception):

@@ -66,7 +66,7 @@ def take_over(job, owner: str, error: GenlineError, tries: int, elapsed_ms: int)
         late = DeadlineExceeded(f"no time left to try provider {following!r} before the deadline "
                                 f"({error.code}: {error.message})")
         return fail(job, Step.GENERATE, late, where=(Job.lease_owner == owner,)) or True
-    step_outputs = dict(job.step_outputs or {})
+    step_outputs = dispatch.with_new_token(job.step_outputs)
     step_outputs.update(provider_index=current_index(job) + 1, tries_offset=job.attempt - job.lost_count)
     switched = jobs.record(
         job.id, "retry", {"step": Step.GENERATE.value, "attempt": job.attempt, "elapsed_ms": elapsed_ms,
@@ -76,6 +76,7 @@ def take_over(job, owner: str, error: GenlineError, tries: int, elapsed_ms: int)
         provider=following, model=None, step_outputs=step_outputs,
     )
     if switched:
+        job.step_outputs = step_outputs
         log.info("provider failover job_id=%s step=generate attempt=%s from=%s to=%s error=%s",
                  job.id, job.attempt, job.provider, following, error.code)
         dispatch.send_step(job, Step.GENERATE)

@@ -4,8 +4,10 @@
 2. An active job whose lease expired lost its worker (SIGKILL, machine loss,
    hard time limit): its step is sent again, or after GENLINE_MAX_LOST losses
    the job fails with ``internal_error`` instead of looping.
-3. An active job with no lease and no in-flight marker lost its message (a
-   Redis restart): its step is sent again.
+3. An active job with no lease and no in-flight marker of the message its row
+   waits for (``dispatch.marker_key``: a marker of an earlier message does not
+   count) lost that message (a Redis restart, a send that failed): its step is
+   sent again.
 Every move is a compare-and-set, so a reaper racing a worker changes nothing twice.
 """
 from __future__ import annotations
@@ -27,6 +29,8 @@ from pipeline.steps import fail
 log = logging.getLogger("genline.reaper")
 
 BATCH = 500
+CURSOR = "genline:reaper:cursor"
+"""Redis key: the last job id the previous pass checked for a lost message."""
 SETTLE_S = 2.0
 """A job changed this recently may have its message in flight without a marker yet."""
 
@@ -37,6 +41,25 @@ def _active(*conditions):
     ).scalars().all()
     snaps = [jobs.snapshot(r) for r in rows]
     db.session.rollback()
+    return snaps
+
+
+def _unleased(condition) -> list:
+    """The next BATCH active jobs matching ``condition``, by id after the previous pass's last.
+
+    A backlog can hold more unleased jobs (queued, with their messages waiting)
+    than one pass reads; going on from where the last pass stopped, wrapping
+    round, checks every one of them every few passes, not the same first BATCH.
+    """
+    client = events.client()
+    after = (client.get(CURSOR) or b"").decode()
+    rows = db.session.execute(
+        select(Job).where(Job.status.in_(jobs.ACTIVE_STATUSES), condition, Job.id > after)
+        .order_by(Job.id).limit(BATCH)
+    ).scalars().all()
+    snaps = [jobs.snapshot(r) for r in rows]
+    db.session.rollback()
+    client.set(CURSOR, snaps[-1].id if len(snaps) == BATCH else "", ex=3600)
     return snaps
 
 
@@ -73,18 +96,20 @@ def _reap() -> dict:
             if fail(job, Step(job.step), error, where=(Job.lease_owner == job.lease_owner,)):
                 done["gave_up"] += 1
             continue
+        step_outputs = dispatch.with_new_token(job.step_outputs)
         if jobs.record(job.id, None, where=(Job.lease_owner == job.lease_owner, Job.lease_until < now),
-                       lease_owner=None, lease_until=None, lost_count=Job.lost_count + 1):
+                       lease_owner=None, lease_until=None, lost_count=Job.lost_count + 1, step_outputs=step_outputs):
+            job.step_outputs = step_outputs
             log.warning("worker lost job_id=%s step=%s attempt=%s lost_count=%s", job.id, job.step, job.attempt, job.lost_count + 1)
             dispatch.send_step(job, Step(job.step))
             done["lost_worker"] += 1
 
     settled = now - timedelta(seconds=SETTLE_S)
     # Held jobs (pipeline.admission) have no message on purpose: the admission pass sends them.
-    candidates = _active(and_(Job.lease_until.is_(None), Job.updated_at < settled, Job.deadline_at > now,
-                              Job.held.is_(None)))
+    candidates = _unleased(and_(Job.lease_until.is_(None), Job.updated_at < settled, Job.deadline_at > now,
+                                Job.held.is_(None)))
     if candidates:
-        markers = events.client().mget([dispatch.MARKER.format(j.id) for j in candidates])
+        markers = events.client().mget([dispatch.marker_key(j) for j in candidates])
         for job, marker in zip(candidates, markers):
             if marker is None:
                 log.warning("message lost job_id=%s step=%s status=%s", job.id, job.step, job.status)

@@ -156,7 +156,7 @@ def finish(job, step: Step, owner: str, output, seconds: float) -> None:
     result = output if isinstance(output, StepResult) else StepResult(output)
     output = result.output
     timing = _merge(job, step, output, seconds)
-    step_outputs = dict(job.step_outputs or {})
+    step_outputs = dispatch.with_new_token(job.step_outputs)
     step_outputs[step.value] = output
     following = next_step(step)
     values = dict(result.values, step=following.value, step_outputs=step_outputs, timing=timing)
@@ -174,7 +174,7 @@ def finish(job, step: Step, owner: str, output, seconds: float) -> None:
         return
     log.info("step finished job_id=%s step=%s attempt=%s status=%s seconds=%.3f", job.id, step.value, job.attempt,
              JobStatus.COMPLETED.value if step is Step.UPLOAD else job.status, seconds)
-    job.step = following.value
+    job.step, job.step_outputs = following.value, step_outputs
     dispatch.send_step(job, following)
 
 
@@ -194,13 +194,15 @@ def fail_attempt(job, step: Step, owner: str, error: GenlineError, started: floa
         if not budget.fits_before_deadline(delay, job.deadline_at, now):
             error = DeadlineExceeded(f"no time left for another attempt before the deadline ({error.code}: {error.message})")
         else:
+            step_outputs = dispatch.with_new_token(_count_upload_try(job, step))
             retried = jobs.record(
                 job.id, "retry", {"step": step.value, "attempt": job.attempt, "elapsed_ms": elapsed_ms,
                                   "error": error.as_dict(step.value), "delay_s": round(delay, 3)},
                 where=(Job.lease_owner == owner,), lease_owner=None, lease_until=None,
-                step_outputs=_count_upload_try(job, step),
+                step_outputs=step_outputs,
             )
             if retried:
+                job.step_outputs = step_outputs
                 log.info("step retry job_id=%s step=%s attempt=%s error=%s delay_s=%.2f",
                          job.id, step.value, job.attempt, error.code, delay)
                 dispatch.send_step(job, step, countdown=delay)

@@ -25,6 +25,8 @@ TASK = "genline.webhook"
 COUNTDOWN_MAX_S = 300
 """Retries due sooner than this go out as countdown messages; later ones wait for the sweep."""
 SWEEP_BATCH = 200
+SWEEP_LOCK_S = 120
+"""A sweep pass holds its lock at most this long (beat sends one every 30 s)."""
 
 
 def send(job_id: str, seq: int, previous_id: int | None = None, fresh: bool = False,
@@ -53,7 +55,13 @@ def deliver(self, job_id: str, seq: int, previous_id: int | None = None, fresh: 
 
 @shared_task(name="genline.webhook_sweep")
 def sweep() -> int:
-    """Send every retry that is due (run by beat); returns how many were sent."""
+    """Send every retry that is due (run by beat), one pass at a time; returns how many were sent."""
+    from pipeline.periodic import alone
+    with alone("webhook_sweep", SWEEP_LOCK_S) as mine:
+        return _sweep() if mine else 0
+
+
+def _sweep() -> int:
     due = db.session.execute(
         select(WebhookDelivery.id, WebhookDelivery.job_id, WebhookDelivery.event_seq)
         .where(WebhookDelivery.next_attempt_at.is_not(None), WebhookDelivery.next_attempt_at <= utcnow(),

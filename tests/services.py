@@ -154,11 +154,15 @@ def start_worker(env: dict, log_dir: Path, **kwargs) -> Process:
     return proc
 
 
-def start_beat(env: dict, log_dir: Path) -> Process:
-    schedule = log_dir / f"beat-{uuid.uuid4().hex[:6]}"
-    proc = Process("beat", [sys.executable, "-m", "celery", "-A", "pipeline.worker", "beat", "-l", "INFO",
-                            "-s", str(schedule)], env, log_dir).start()
-    proc.wait_for_log("beat: Starting", 30)
+def beat_argv() -> list[str]:
+    """The Procfile's beat: redbeat keeps the schedule and lock in Redis (no --schedule file)."""
+    return [sys.executable, "-m", "celery", "-A", "pipeline.worker", "beat", "--loglevel", "INFO"]
+
+
+def start_beat(env: dict, log_dir: Path, active: bool = True) -> Process:
+    """A beat; ``active``: wait until it holds the lock (else only until it started, maybe as a standby)."""
+    proc = Process("beat", beat_argv(), env, log_dir).start()
+    proc.wait_for_log("beat: Acquired lock" if active else "beat: Starting", 30)
     return proc
 
 

@@ -1,14 +1,18 @@
 """Recovery times on a private stack (own Redis, own Postgres database, own workers).
 
-    .venv/bin/python -m tests.bench.recovery [--runs 3] [--lease-s 3] [--reaper-s 1] [--jobs 20]
+    .venv/bin/python -m tests.bench.recovery [--runs 3] [--lease-s S] [--reaper-s S] [--jobs 20]
 
+Without --lease-s/--reaper-s the stack runs genline's defaults (pipeline/config.py).
 Measures
 - pool child SIGKILLed mid-generate -> the job completed (requeue on worker lost);
 - whole worker (main + children) SIGKILLed mid-generate, a second worker already
   running -> the job completed there (lease expiry + reaper);
-- Redis SIGKILLed and restarted empty with jobs queued and running -> every job terminal.
+- Redis SIGKILLed and restarted empty with jobs queued and running -> every job terminal;
+- the active beat SIGKILLed, a standby beat running -> the standby sends the
+  reaper, and the reaper sends a job whose message was lost meanwhile.
 The lease and reaper interval bound the second and third: expect about
-lease_s + reaper_s + the job's own remaining run time.
+lease_s + reaper_s + the job's own remaining run time. The beat's lock timeout
+and loop interval (pipeline/celery_app.py) bound the fourth.
 """
 from __future__ import annotations
 
@@ -22,19 +26,22 @@ import time
 from pathlib import Path
 
 from tests import services
+from pipeline.config import Config
 from tests.conftest import TERMINAL, Stack, base_env
+from tests.sends import sends_refused
 from tests.test_recovery import children, generate_starts
 
 LATENCY_S = 2.0
-WHOLE_WORKER_LATENCY_S = 12.0
+WHOLE_WORKER_LATENCY_S = 20.0
 """Long enough for the rescuer worker to boot while the victim is still generating."""
 
 
 def build(args, log_dir: Path):
     redis = services.RedisServer().start()
     db_url = services.create_database()
+    # "" unsets a variable: the process then runs genline's default.
     env = base_env(db_url, redis.url, (log_dir / f"out-{os.urandom(3).hex()}").as_uri(),
-                   GENLINE_LEASE_S=args.lease_s, GENLINE_REAPER_INTERVAL_S=args.reaper_s)
+                   GENLINE_LEASE_S=args.lease_s or "", GENLINE_REAPER_INTERVAL_S=args.reaper_s or "")
     stack = Stack(env, log_dir, redis)
     stack.migrate()
     return stack, redis, db_url
@@ -96,6 +103,22 @@ def redis_restart(stack, headers, count: int) -> tuple[float, float]:
     return baseline, restarted
 
 
+def beat_takeover(stack, headers) -> tuple[float, float]:
+    """(kill -> the standby sent the reaper, kill -> a job lost after the kill started)."""
+    active = services.start_beat(stack.env, stack.log_dir)
+    standby = services.start_beat(stack.env, stack.log_dir, active=False)
+    stack.processes += [active, standby]
+    time.sleep(3)
+    active.kill_group()
+    killed = time.monotonic()
+    with sends_refused(stack.env["REDIS_URL"]):
+        job_id = submit(stack, headers, latency_s=0)
+    took_over = until(lambda: "Sending due task reap" in standby.log(), timeout=60) - killed
+    resent = until(lambda: len(stack.events(job_id)) >= 2, timeout=60) - killed
+    standby.stop()
+    return took_over, resent
+
+
 def summary(values):
     return {"runs": len(values), "median_s": round(statistics.median(values), 2),
             "min_s": round(min(values), 2), "max_s": round(max(values), 2)}
@@ -104,19 +127,26 @@ def summary(values):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--lease-s", type=float, default=3.0)
-    p.add_argument("--reaper-s", type=float, default=1.0)
+    p.add_argument("--lease-s", type=float, default=None, help="GENLINE_LEASE_S (default: genline's)")
+    p.add_argument("--reaper-s", type=float, default=None, help="GENLINE_REAPER_INTERVAL_S (default: genline's)")
     p.add_argument("--jobs", type=int, default=20, help="jobs in flight at the Redis restart")
     args = p.parse_args(argv)
     services.ensure_postgres()
     log_dir = Path(tempfile.mkdtemp(prefix="genline-bench-recovery-"))
-    results = {"lease_s": args.lease_s, "reaper_interval_s": args.reaper_s, "job_latency_s": LATENCY_S}
+    defaults = Config.from_env({})
+    results = {"lease_s": args.lease_s or defaults.lease_s, "reaper_interval_s": args.reaper_s or defaults.reaper_interval_s,
+               "job_latency_s": LATENCY_S}
 
     stack, redis, db_url = build(args, log_dir)
     try:
+        headers = stack.new_tenant()
+        stack.start_worker(concurrency=1, name="beats")
+        takeovers = [beat_takeover(stack, headers) for _ in range(args.runs)]
+        results["beat_sigkill_to_standby_sends_reaper"] = summary([t[0] for t in takeovers])
+        results["beat_sigkill_to_lost_job_sent_again"] = summary([t[1] for t in takeovers])
+        stack.stop()
         stack.start_worker(concurrency=1, name="standing")
         stack.start_beat()
-        headers = stack.new_tenant()
         child = [child_kill(stack, headers) for _ in range(args.runs)]
         results["pool_child_sigkill_to_generate_restarted"] = summary([c[0] for c in child])
         results["pool_child_sigkill_to_completed"] = summary([c[1] for c in child])

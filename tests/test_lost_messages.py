@@ -1,0 +1,131 @@
+"""No lost message can hide: after a retry, a resume and a provider failover alike,
+a job whose new message never reached the broker is sent again by the reaper,
+although the in-flight marker of its earlier message is still in Redis.
+
+The message is lost for real: the test's own Redis refuses LPUSH (the command
+kombu queues a message with) through an ACL rule for as long as the move's
+send takes, so the send fails while every other Redis command still works.
+"""
+from __future__ import annotations
+
+import time
+
+import redis
+
+from pipeline.dispatch import MARKER
+from tests.sends import sends_refused
+from tests.services import wait_for
+
+DEADLINE_S = 120
+"""Far beyond the waits below: a job hidden until its deadline fails these tests."""
+
+
+def earlier_markers(stack, job_id: str) -> list[bytes]:
+    return redis.Redis.from_url(stack.env["REDIS_URL"]).keys(MARKER.format(job_id) + "*")
+
+
+def event_types(stack, job_id: str) -> list[str]:
+    return [e["type"] for e in stack.events(job_id)]
+
+
+def send_failed(worker, job_id: str) -> bool:
+    return f"dispatch failed job_id={job_id}" in worker.log()
+
+
+def test_a_retry_whose_message_is_lost_is_sent_again(make_stack):
+    # Given a job generating, whose first attempt will fail (a retry follows)
+    stack = make_stack()
+    worker = stack.start_worker(concurrency=1, name="lost-retry")
+    stack.start_beat()
+    headers = stack.new_tenant()
+    job = stack.submit(headers, {"prompt": "retry", "params": {"size": "32x32", "simulate": {"latency_s": 1.5, "fail_attempts": 1}},
+                                 "budget": {"max_attempts": 2, "deadline_s": DEADLINE_S}})
+    wait_for(lambda: "started" in event_types(stack, job["id"])[2:], 60, "generate started")
+    # When the retry's message cannot be queued (the earlier message's marker is still there)
+    with sends_refused(stack.env["REDIS_URL"]):
+        wait_for(lambda: send_failed(worker, job["id"]), 30, "the retry's send to fail")
+        assert "retry" in event_types(stack, job["id"])
+        assert earlier_markers(stack, job["id"]), "the earlier message's marker should still be in Redis"
+    # Then the reaper sends it again and the job completes, long before its deadline
+    done = stack.wait(headers, job["id"], timeout=30)
+    assert done["status"] == "completed", done["error"]
+    assert done["attempt"] == 2
+
+
+def test_a_resume_whose_message_is_lost_is_sent_again(make_stack):
+    # Given a job that failed (its notify message's marker lives on in Redis)
+    stack = make_stack()
+    stack.start_worker(concurrency=1, name="lost-resume")
+    stack.start_beat()
+    headers = stack.new_tenant()
+    job = stack.submit(headers, {"prompt": "resume", "params": {"size": "32x32", "simulate": {"fail_attempts": 1}},
+                                 "budget": {"max_attempts": 1, "deadline_s": DEADLINE_S}})
+    assert stack.wait(headers, job["id"], timeout=60)["status"] == "failed"
+    assert earlier_markers(stack, job["id"])
+    # When it is resumed while no message can be queued
+    with sends_refused(stack.env["REDIS_URL"]):
+        response = stack.client.post(f"/v1/jobs/{job['id']}/retry", headers=headers)
+        assert response.status_code == 202, response.get_data(as_text=True)
+    assert stack.job(headers, job["id"])["status"] == "queued"
+    # Then the reaper sends it again and it completes
+    done = stack.wait(headers, job["id"], timeout=30)
+    assert done["status"] == "completed", done["error"]
+
+
+def test_a_failover_whose_message_is_lost_is_sent_again(make_stack):
+    # Given a job with two providers whose first fails its only attempt
+    stack = make_stack()
+    worker = stack.start_worker(concurrency=1, name="lost-failover")
+    stack.start_beat()
+    headers = stack.new_tenant()
+    job = stack.submit(headers, {"prompt": "failover", "provider": ["local", "local"],
+                                 "params": {"size": "32x32", "simulate": {"latency_s": 1.5, "fail_attempts": 1}},
+                                 "budget": {"max_attempts": 1, "deadline_s": DEADLINE_S}})
+    wait_for(lambda: "started" in event_types(stack, job["id"])[2:], 60, "generate started")
+    # When the message to the next provider cannot be queued
+    with sends_refused(stack.env["REDIS_URL"]):
+        wait_for(lambda: send_failed(worker, job["id"]), 30, "the failover's send to fail")
+        retry = [e for e in stack.events(job["id"]) if e["type"] == "retry"]
+        assert retry and retry[0]["data"]["provider"] == "local"
+        assert earlier_markers(stack, job["id"])
+    # Then the reaper sends it again and the second provider completes it
+    done = stack.wait(headers, job["id"], timeout=30)
+    assert done["status"] == "completed", done["error"]
+    assert done["attempt"] == 2
+
+
+def test_a_redis_flush_after_a_retry_loses_message_and_marker_and_the_job_still_completes(make_stack):
+    # Given a job waiting out a retry's backoff (its message held with an ETA)
+    stack = make_stack()
+    stack.start_worker(concurrency=1, name="flush-retry")
+    stack.start_beat()
+    headers = stack.new_tenant()
+    job = stack.submit(headers, {"prompt": "flush", "params": {"size": "32x32", "simulate": {"fail_attempts": 2}},
+                                 "budget": {"max_attempts": 3, "deadline_s": DEADLINE_S}})
+    wait_for(lambda: "retry" in event_types(stack, job["id"]), 60, "a retry")
+    # When Redis is SIGKILLed and comes back empty
+    stack.redis.restart()
+    started = time.monotonic()
+    # Then the job completes
+    done = stack.wait(headers, job["id"], timeout=60)
+    assert done["status"] == "completed", done["error"]
+    assert time.monotonic() - started < 60
+
+
+def test_the_reaper_checks_a_backlog_larger_than_one_pass_batch(make_stack, monkeypatch):
+    # Given five queued jobs whose messages were lost, no worker, and passes that read two jobs each
+    from pipeline import dispatch, jobs, reaper
+    stack = make_stack()
+    headers = stack.new_tenant()
+    with sends_refused(stack.env["REDIS_URL"]):
+        ids = [stack.submit(headers, {"prompt": f"backlog {i}", "params": {"size": "16x16"}})["id"] for i in range(5)]
+    monkeypatch.setattr(reaper, "BATCH", 2)
+    time.sleep(reaper.SETTLE_S + 0.2)
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    # When the reaper runs three passes
+    with stack.app.app_context():
+        sent = sum(reaper.reap_once()["lost_message"] for _ in range(3))
+        keys = [dispatch.marker_key(jobs.get(job_id)) for job_id in ids]
+    # Then every one of them was sent again, each once
+    assert sent == 5
+    assert all(client.exists(key) for key in keys)
