@@ -10,12 +10,33 @@ channel's life (a new pool, after a fork or reconnect, gets a new client).
 """
 from __future__ import annotations
 
+import logging
+
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import OutOfMemoryError, ReadOnlyError
+
+log = logging.getLogger("genline.broker")
 
 
 class Channel(kombu_redis.Channel):
     _sync_client = None
+
+    def close(self):
+        """Close the channel; never let a connection kombu already released end the worker.
+
+        After Redis restarts, Celery's consumer closes its connection; kombu's
+        channel close then restores unacked messages through a connection
+        whose client it has already dropped and raises AttributeError
+        (celery/kombu#582, #970), which Celery's consumer treats as an
+        unrecoverable error: the whole worker exits. The messages it would
+        restore went with the restarted Redis anyway, and genline's reaper
+        sends every job whose message is lost, so the worker goes on and
+        reconnects instead.
+        """
+        try:
+            super().close()
+        except AttributeError as exc:
+            log.warning("broker channel closed without restoring unacked messages error=%r", exc)
 
     def _create_client(self, asynchronous=False):
         if asynchronous:
