@@ -4,6 +4,8 @@ from __future__ import annotations
 from celery import Celery, Task
 from celery.signals import worker_process_init
 
+from pipeline.redis_tls import ssl_options
+
 QUEUES = ("high", "normal", "low")
 
 
@@ -14,7 +16,7 @@ def celery_settings(cfg) -> dict:
     # the longest attempt, at most the deadline cap) or a long job runs twice;
     # lost work is re-dispatched sooner by the reaper from the job row.
     visibility = int(cfg.max_deadline_s + 600)
-    return {
+    settings = {
         "broker_url": cfg.redis_url,
         "broker_transport": "pipeline.broker:Transport",  # kombu's Redis transport, one client reused
         "broker_connection_retry_on_startup": True,
@@ -46,6 +48,12 @@ def celery_settings(cfg) -> dict:
             "webhook-retries": {"task": "genline.webhook_sweep", "schedule": 30.0},
         },
     }
+    tls = ssl_options(cfg.redis_url)
+    if tls:
+        # rediss://…?ssl_cert_reqs=none: Flower's broker client and redbeat read
+        # broker_use_ssl, not the URL's query (kombu and redis-py read both).
+        settings["broker_use_ssl"] = tls
+    return settings
 
 
 def celery_init_app(app) -> Celery:

@@ -33,7 +33,13 @@ def readyz():
         finally:
             db.session.rollback()
 
+    def configuration():
+        refusals = config().refusals()
+        if refusals:
+            raise RuntimeError("; ".join(refusals))
+
     checks = {
+        "config": _check(configuration),
         "database": _check(database),
         "broker": _check(lambda: events.client().ping()),
         "storage": _check(lambda: open_storage(config()).check()),
