@@ -38,6 +38,9 @@ def celery_settings(cfg) -> dict:
         # A cold shutdown (SIGQUIT, or SIGTERM with REMAP_SIGTERM=SIGQUIT as on a PaaS)
         # first waits this long for running tasks, then cancels and requeues them.
         "worker_soft_shutdown_timeout": cfg.worker_soft_shutdown_s,
+        # celery-redbeat: the schedule and its lock live in Redis, so beat needs no
+        # local file and a second beat stands by (deploy-recovery owns the tuning).
+        "beat_scheduler": "redbeat.RedBeatScheduler",
         "beat_schedule": {
             # On the high queue so a pass runs as soon as any slot frees; a pass older
             # than a few intervals is stale and dropped rather than piling up while no
