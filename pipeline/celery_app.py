@@ -41,6 +41,7 @@ def celery_settings(cfg) -> dict:
         # celery-redbeat: the schedule and its lock live in Redis, so beat needs no
         # local file and a second beat stands by (deploy-recovery owns the tuning).
         "beat_scheduler": "redbeat.RedBeatScheduler",
+        "redbeat_lock_timeout": int(max(5, 3 * cfg.reaper_interval_s)),
         "beat_schedule": {
             # On the high queue so a pass runs as soon as any slot frees; a pass older
             # than a few intervals is stale and dropped rather than piling up while no

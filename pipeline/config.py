@@ -324,5 +324,5 @@ def from_env_or_exit(env=None) -> Config:
     try:
         return Config.from_env(env)
     except ConfigError as exc:
-        print(f"genline: refusing to start: {exc}", file=sys.stderr, flush=True)
+        print(f"genline: configuration error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
