@@ -73,7 +73,7 @@ def test_app_json_provisions_postgres_and_redis_and_a_formation_for_every_proces
 def test_app_json_env_gives_a_production_config_that_starts(app_json):
     # Given what Heroku sets: generated secrets (64 hex characters), the values, the
     # add-ons' URLs (postgres:// and rediss://), and a value for each required variable
-    env = {"DATABASE_URL": "postgres://u:p@db.example:5432/d", "REDIS_URL": "rediss://:p@redis.example:6380?ssl_cert_reqs=none"}
+    env = {"DATABASE_URL": "postgres://u:p@db.example:5432/d", "REDIS_URL": "rediss://:p@redis.example:6380"}
     samples = {"GENLINE_DEFAULT_PROVIDER": "openai", "STORAGE_URL": "s3://bucket/genline",
                "FLOWER_BASIC_AUTH": "ops:pw"}
     for name, spec in app_json["env"].items():
@@ -87,6 +87,7 @@ def test_app_json_env_gives_a_production_config_that_starts(app_json):
     # Then production accepts it
     cfg = Config.from_env(env)
     assert cfg.production and cfg.default_providers == ("openai",)
+    assert cfg.redis_url == "rediss://:p@redis.example:6380?ssl_cert_reqs=none"
 
 
 # --- render.yaml: https://render.com/docs/blueprint-spec

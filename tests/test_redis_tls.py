@@ -24,6 +24,9 @@ def test_the_url_query_becomes_broker_use_ssl():
     assert ssl_options("rediss://h/0?ssl_cert_reqs=CERT_OPTIONAL&ssl_ca_certs=/ca.pem") == {
         "ssl_cert_reqs": ssl.CERT_OPTIONAL, "ssl_ca_certs": "/ca.pem"}
     assert ssl_options("rediss://h/0") == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    assert Config.from_env({"REDIS_URL": "rediss://h:6380/0", "GENLINE_REDIS_SSL_CERT_REQS": "none"}).redis_url == \
+        "rediss://h:6380/0?ssl_cert_reqs=none"
+    assert Config.from_env({"REDIS_URL": "redis://h/0", "GENLINE_REDIS_SSL_CERT_REQS": "none"}).redis_url == "redis://h/0"
     with pytest.raises(ConfigError, match="REDIS_URL: ssl_cert_reqs"):
         Config.from_env({"REDIS_URL": "rediss://h/0?ssl_cert_reqs=maybe"})
 
