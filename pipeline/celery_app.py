@@ -1,12 +1,40 @@
 """The Celery app, built from the Flask app's config, running every task in its app context."""
 from __future__ import annotations
 
+import ssl
+from urllib.parse import parse_qs, urlsplit
+
 from celery import Celery, Task
 from celery.signals import worker_process_init
 
-from pipeline.redis_tls import ssl_options
-
 QUEUES = ("high", "normal", "low")
+
+BEAT_MAX_LOOP_S = 2.0
+"""Longest beat sleeps between ticks; a standby beat also polls the lock this often."""
+BEAT_LOCK_TIMEOUT_S = 8
+"""The active beat's Redis lock outlives it by at most this: a standby beat takes
+over within BEAT_LOCK_TIMEOUT_S + BEAT_MAX_LOOP_S (10 s) of its death. The active
+beat renews it every tick (at most BEAT_MAX_LOOP_S apart)."""
+
+_CERT_REQS = {"none": ssl.CERT_NONE, "cert_none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL,
+              "cert_optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED, "cert_required": ssl.CERT_REQUIRED}
+
+
+def redis_ssl_options(url: str) -> dict | None:
+    """TLS options of a ``rediss://`` URL for redis-py (None for a plain URL).
+
+    Managed Redis (Heroku and others) hands out ``rediss://…?ssl_cert_reqs=none``
+    with a self-signed certificate; the broker reads the query itself, and
+    redbeat gets the same choice here (it would otherwise require a verified certificate).
+    """
+    if not url.startswith("rediss://"):
+        return None
+    query = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+    options = {"ssl_cert_reqs": _CERT_REQS.get(query.get("ssl_cert_reqs", "required").lower(), ssl.CERT_REQUIRED)}
+    for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        if query.get(key):
+            options[key] = query[key]
+    return options
 
 
 def celery_settings(cfg) -> dict:
@@ -38,10 +66,15 @@ def celery_settings(cfg) -> dict:
         # A cold shutdown (SIGQUIT, or SIGTERM with REMAP_SIGTERM=SIGQUIT as on a PaaS)
         # first waits this long for running tasks, then cancels and requeues them.
         "worker_soft_shutdown_timeout": cfg.worker_soft_shutdown_s,
-        # celery-redbeat: the schedule and its lock live in Redis, so beat needs no
-        # local file and a second beat stands by (deploy-recovery owns the tuning).
-        "beat_scheduler": "redbeat.RedBeatScheduler",
-        "redbeat_lock_timeout": int(max(5, 3 * cfg.reaper_interval_s)),
+        # Beat: celery-redbeat keeps the schedule and a lock in Redis, so any number
+        # of beats may run (one sends, the others stand by) and none needs a file.
+        "beat_scheduler": "pipeline.beat:Scheduler",
+        "beat_max_loop_interval": BEAT_MAX_LOOP_S,
+        "redbeat_redis_url": cfg.redis_url,
+        "redbeat_redis_use_ssl": redis_ssl_options(cfg.redis_url),
+        "redbeat_redis_options": {"socket_timeout": 5, "socket_connect_timeout": 5},
+        "redbeat_key_prefix": "genline:beat:",
+        "redbeat_lock_timeout": BEAT_LOCK_TIMEOUT_S,
         "beat_schedule": {
             # On the high queue so a pass runs as soon as any slot frees; a pass older
             # than a few intervals is stale and dropped rather than piling up while no
@@ -52,10 +85,11 @@ def celery_settings(cfg) -> dict:
             "webhook-retries": {"task": "genline.webhook_sweep", "schedule": 30.0},
         },
     }
+    from pipeline.redis_tls import ssl_options
     tls = ssl_options(cfg.redis_url)
     if tls:
-        # rediss://…?ssl_cert_reqs=none: Flower's broker client and redbeat read
-        # broker_use_ssl, not the URL's query (kombu and redis-py read both).
+        # rediss://…?ssl_cert_reqs=none: Flower's broker client reads broker_use_ssl,
+        # not the URL's query (kombu and redis-py read the query themselves).
         settings["broker_use_ssl"] = tls
     return settings
 

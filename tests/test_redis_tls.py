@@ -82,7 +82,7 @@ def test_a_stack_on_tls_redis_runs_jobs_streams_events_limits_and_schedules(tls_
         client = tls_redis.client()
         assert client.keys("LIMITS*"), sorted(client.keys("*"))
         # and beat holds its lock and schedule in Redis (redbeat), and its reaper passes run
-        services.wait_for(lambda: client.exists("redbeat::lock"), 20, "beat's lock in the TLS redis")
+        services.wait_for(lambda: client.keys("genline:beat:*lock"), 20, "beat's lock in the TLS redis")
         services.wait_for(lambda: "genline.reap" in procs[1].log(), 20, "a reaper pass on the worker")
         # and Flower reads the broker over TLS, behind its basic auth
         flower = f"http://127.0.0.1:{flower_port}"
