@@ -62,12 +62,16 @@ class Rehearsal:
         self.writable, self.logs = base / "writable", base / "logs"
         self.running: dict[str, list[Process]] = {}
 
-    def install(self) -> None:
+    def install(self, pinned: bool) -> None:
+        """``pip install .`` (a buildpack with setup.cfg), or the pins then the package (the Dockerfile, Render)."""
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(self.app)], check=True)
         subprocess.run([_platform_python(), "-m", "venv", str(self.venv)], check=True)
-        done = subprocess.run([str(self.venv / "bin" / "pip"), "install", "--quiet", str(self.app)],
-                              capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, done.stderr[-3000:]
+        pip = [str(self.venv / "bin" / "pip"), "install", "--quiet"]
+        steps = ([pip + ["-r", str(self.app / "requirements.txt")], pip + ["--no-deps", str(self.app)]]
+                 if pinned else [pip + [str(self.app)]])
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True, timeout=900)
+            assert done.returncode == 0, done.stderr[-3000:]
         subprocess.run(["chmod", "-R", "a-w", str(self.app)], check=True)
         self.installed_state = self.checkout_state()
         for path in (self.writable, self.writable / "tmp", self.logs):
@@ -112,12 +116,13 @@ def rehearsal():
 
 
 @pytest.mark.timeout(1200)
-def test_the_platform_rehearsal_loses_and_doubles_nothing(rehearsal):
+@pytest.mark.parametrize("pinned", [False, True], ids=["pip-install-dot", "requirements-txt"])
+def test_the_platform_rehearsal_loses_and_doubles_nothing(rehearsal, pinned):
     if subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "setup.cfg", "Procfile", "pipeline", "web",
                        "deploy", "requirements.txt"], capture_output=True, text=True).stdout.strip():
         pytest.skip("commit first: the rehearsal installs from a clean clone")
     # Given a clean clone installed with plain pip into a new venv, read-only
-    rehearsal.install()
+    rehearsal.install(pinned)
     redis = TLSRedisServer().start()
     db_url = services.create_database()
     port, flower_port = services.free_port(), services.free_port()
