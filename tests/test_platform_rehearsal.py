@@ -119,7 +119,12 @@ def rehearsal():
 
 
 @pytest.mark.timeout(1200)
-@pytest.mark.parametrize("how", ["pip-install-dot", "requirements-then-package", "requirements-only"])
+# The pins-then-package install of the Dockerfile and Render differs from these two only by
+# `pip install --no-deps .`; GENLINE_REHEARSE_ALL=1 runs it too (about 75 s more).
+@pytest.mark.parametrize("how", ["pip-install-dot", "requirements-only",
+                                 pytest.param("requirements-then-package", marks=pytest.mark.skipif(
+                                     not os.environ.get("GENLINE_REHEARSE_ALL"),
+                                     reason="covered by the other two; GENLINE_REHEARSE_ALL=1 runs it"))])
 def test_the_platform_rehearsal_loses_and_doubles_nothing(rehearsal, how):
     if subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "setup.cfg", "Procfile", "pipeline", "web",
                        "deploy", "requirements.txt"], capture_output=True, text=True).stdout.strip():
