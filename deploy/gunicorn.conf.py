@@ -6,6 +6,13 @@ without a thread or process per stream.
 """
 import os
 
+from pipeline.config import from_env_or_exit
+
+# Check the environment before any worker forks: a refused configuration
+# (GENLINE_PRODUCTION=1 with a placeholder SECRET_KEY, …) stops gunicorn with
+# one line naming the variable, instead of workers failing to boot one by one.
+from_env_or_exit()
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))

@@ -44,7 +44,7 @@ def celery_settings(cfg) -> dict:
     # the longest attempt, at most the deadline cap) or a long job runs twice;
     # lost work is re-dispatched sooner by the reaper from the job row.
     visibility = int(cfg.max_deadline_s + 600)
-    return {
+    settings = {
         "broker_url": cfg.redis_url,
         "broker_transport": "pipeline.broker:Transport",  # kombu's Redis transport, one client reused
         "broker_connection_retry_on_startup": True,
@@ -90,6 +90,13 @@ def celery_settings(cfg) -> dict:
             "webhook-retries": {"task": "genline.webhook_sweep", "schedule": 30.0},
         },
     }
+    from pipeline.redis_tls import ssl_options
+    tls = ssl_options(cfg.redis_url)
+    if tls:
+        # rediss://…?ssl_cert_reqs=none: Flower's broker client reads broker_use_ssl,
+        # not the URL's query (kombu and redis-py read the query themselves).
+        settings["broker_use_ssl"] = tls
+    return settings
 
 
 def celery_init_app(app) -> Celery:

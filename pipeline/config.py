@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -131,6 +132,67 @@ def _choice(env, name, default, choices, pattern=None):
     raise ConfigError(f"{name} must be one of {', '.join(choices)}{' (or cuda:N)' if pattern else ''}, got {raw!r}")
 
 
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "change_me", "replace-me", "example", "placeholder")
+"""Words of the values a template ships (deploy/env.example); production refuses them."""
+
+MIN_SECRET_KEY_CHARS = 32
+"""A SECRET_KEY signs output URLs and read tokens: 32 characters at least (``openssl rand -hex 32`` gives 64)."""
+
+
+def secret_key_problem(secret: str) -> str | None:
+    """What is wrong with ``secret`` as a production SECRET_KEY, or None."""
+    lowered = secret.lower()
+    if any(marker in lowered for marker in PLACEHOLDER_MARKERS):
+        return "is the placeholder of deploy/env.example; set a random value (openssl rand -hex 32)"
+    if len(secret) < MIN_SECRET_KEY_CHARS or len(set(secret)) < 8:
+        return (f"is too weak ({len(secret)} characters, {len(set(secret))} distinct); use at least "
+                f"{MIN_SECRET_KEY_CHARS} random characters (openssl rand -hex 32)")
+    return None
+
+
+def _default_providers(env, production: bool) -> tuple[str, ...]:
+    """GENLINE_DEFAULT_PROVIDER: the provider (or fail-over list) of a job that names none."""
+    from pipeline.providers import PROVIDER_NAMES
+    names = _list(env, "GENLINE_DEFAULT_PROVIDER")
+    unknown = [name for name in names if name not in PROVIDER_NAMES]
+    if unknown:
+        raise ConfigError(f"GENLINE_DEFAULT_PROVIDER names an unknown provider {unknown[0]!r}; "
+                          f"known: {', '.join(PROVIDER_NAMES)}")
+    if names:
+        return names
+    if production:
+        raise ConfigError("GENLINE_DEFAULT_PROVIDER is not set: in production the default would be 'local', "
+                          "the placeholder that draws shapes; set GENLINE_DEFAULT_PROVIDER=openai (or http, "
+                          "a comma list to fail over, or local to choose the placeholder on purpose)")
+    return ("local",)
+
+
+def _redis_url(env) -> str:
+    from pipeline.redis_tls import ssl_options
+    url = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {_redacted(url)!r}")
+    cert_reqs = (env.get("GENLINE_REDIS_SSL_CERT_REQS") or "").strip()
+    if cert_reqs and url.startswith("rediss://") and "ssl_cert_reqs=" not in url:
+        # A platform owns REDIS_URL (Heroku refuses to let it be edited), so the
+        # query a self-signed certificate needs can come from here instead.
+        url += ("&" if "?" in url else "?") + f"ssl_cert_reqs={cert_reqs}"
+    try:
+        ssl_options(url)
+    except ValueError as exc:
+        raise ConfigError(f"REDIS_URL: {exc} (or GENLINE_REDIS_SSL_CERT_REQS)") from None
+    return url
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password, for error messages."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
+
+
 def fix_database_url(url: str) -> str:
     """Accept ``postgres://`` as PaaS set it, and name the driver genline ships (psycopg2)."""
     for prefix in ("postgres://", "postgresql://"):
@@ -184,6 +246,8 @@ class Config:
     s3_endpoint_url: str | None
     secret_key: str
     api_keys: dict = field(default_factory=dict)
+    production: bool = False
+    default_providers: tuple = ("local",)
     allow_simulate: bool = False
     default_timeout_s: float = 60.0
     default_deadline_s: float = 120.0
@@ -244,20 +308,21 @@ class Config:
         secret = env.get("SECRET_KEY")
         if not secret:
             if production:
-                raise ConfigError("SECRET_KEY is required when GENLINE_PRODUCTION=1")
+                raise ConfigError("SECRET_KEY is required when GENLINE_PRODUCTION=1 (openssl rand -hex 32)")
             secret = secrets.token_hex(32)
+        elif production and secret_key_problem(secret):
+            raise ConfigError(f"SECRET_KEY {secret_key_problem(secret)}")
         database_url = fix_database_url(
             env.get("DATABASE_URL") or f"sqlite:///{(var_dir / 'genline.db').resolve()}"
         )
         if "://" not in database_url:
             raise ConfigError(f"DATABASE_URL must be a URL, got {database_url!r}")
-        redis_url = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}")
         public_url, public_url_set = _public_url(env, production)
         cfg = cls(
             database_url=database_url,
-            redis_url=redis_url,
+            redis_url=_redis_url(env),
+            production=production,
+            default_providers=_default_providers(env, production),
             storage_url=_storage_url(env, var_dir),
             s3_endpoint_url=env.get("S3_ENDPOINT_URL") or None,
             secret_key=secret,
@@ -324,8 +389,33 @@ class Config:
             if value > cap:
                 raise ConfigError(f"{name}={value} is above {cap_name}={cap}")
 
+    def refusals(self) -> list[str]:
+        """Why production must not run with this config (empty when it may).
+
+        ``from_env`` raises the first of these at start; ``/readyz`` reports them
+        for a config built another way, so a refused config is never ready.
+        """
+        if not self.production:
+            return []
+        problem = secret_key_problem(self.secret_key)
+        return [f"SECRET_KEY {problem}"] if problem else []
+
     def replace(self, **changes) -> "Config":
         """A copy with some fields changed (tests and the dev runner use it)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return Config(**values)
+
+
+def from_env_or_exit(env=None) -> Config:
+    """``Config.from_env`` at a process's start: a bad variable ends it with one line naming it.
+
+    Web (gunicorn's config file and the app factory), worker, beat, Flower and
+    ``release`` all start here, so a refused configuration stops every one of
+    them with the same message, exit status 2 and no traceback.
+    """
+    try:
+        return Config.from_env(env)
+    except ConfigError as exc:
+        print(f"genline: configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

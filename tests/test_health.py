@@ -10,7 +10,7 @@ def test_healthz_and_readyz_on_a_working_stack(stack):
     assert stack.client.get("/healthz").get_json() == {"status": "ok"}
     ready = stack.client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.get_json()["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}
+    assert ready.get_json()["checks"] == {"config": "ok", "database": "ok", "broker": "ok", "storage": "ok"}
 
 
 def test_readyz_names_what_is_down(tmp_path, pg_database):

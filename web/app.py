@@ -13,7 +13,7 @@ from sqlalchemy.exc import DisconnectionError
 
 from pipeline import events
 from pipeline.celery_app import celery_init_app
-from pipeline.config import Config
+from pipeline.config import Config, from_env_or_exit
 from pipeline.models import db
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "pipeline" / "migrations")
@@ -76,7 +76,7 @@ def configure_logging() -> None:
 
 def create_app(config: Config | None = None) -> Flask:
     """Build the Flask app (and its Celery app) from ``config`` or the environment."""
-    cfg = config or Config.from_env()
+    cfg = config or from_env_or_exit()
     configure_logging()
     app = Flask("genline", static_folder="static", template_folder="templates")
     app.extensions["genline.config"] = cfg

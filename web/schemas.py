@@ -122,7 +122,9 @@ class JobCreate(Strict):
 
     operation: Literal["generate", "edit", "inpaint"] = "generate"
     prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT_CHARS)
-    provider: Union[str, list[str]] = Field("local", description="a provider name, or several to fail over in order")
+    provider: Optional[Union[str, list[str]]] = Field(
+        None, description="a provider name, or several to fail over in order; "
+                          "default: the deployment's GENLINE_DEFAULT_PROVIDER (local in development)")
     model: Optional[str] = Field(None, max_length=100)
     params: Params = Field(default_factory=Params)
     inputs: Optional[Inputs] = None
@@ -143,6 +145,8 @@ class JobCreate(Strict):
     @field_validator("provider")
     @classmethod
     def _providers(cls, v):
+        if v is None:
+            return None
         names = [v] if isinstance(v, str) else v
         if not names:
             raise ValueError("name at least one provider")

@@ -73,12 +73,19 @@ def check_input_refs(body: JobCreate, tenant_id: str, cfg) -> None:
             raise _invalid(field, exc.message.removeprefix(f"{field} ")) from None
 
 
+def _providers(body: JobCreate, cfg) -> list[str]:
+    """The providers the request names, else the deployment's default (GENLINE_DEFAULT_PROVIDER)."""
+    if body.provider is None:
+        return list(cfg.default_providers)
+    return [body.provider] if isinstance(body.provider, str) else list(body.provider)
+
+
 def build(body: JobCreate, tenant_id: str, cfg, idempotency_key=None, digest=None) -> jobs.NewJob:
     check_against_config(body, cfg)
     check_input_refs(body, tenant_id, cfg)
     timeout, deadline, attempts = resolve_budget(body, cfg)
     return jobs.NewJob(
-        tenant_id=tenant_id, operation=body.operation, providers=[body.provider] if isinstance(body.provider, str) else list(body.provider), prompt=body.prompt,
+        tenant_id=tenant_id, operation=body.operation, providers=_providers(body, cfg), prompt=body.prompt,
         params=body.params.model_dump(exclude_none=True), model=body.model,
         inputs=body.inputs.model_dump(exclude_none=True) if body.inputs else None,
         timeout_s=timeout, deadline_s=deadline, max_attempts=attempts, priority=body.priority,

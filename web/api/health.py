@@ -40,7 +40,13 @@ def readyz():
         finally:
             db.session.rollback()
 
+    def configuration():
+        refusals = config().refusals()
+        if refusals:
+            raise RuntimeError("; ".join(refusals))
+
     checks = {
+        "config": _check("config", configuration),
         "database": _check("database", database),
         # A write, not a ping: a Redis at maxmemory (noeviction) or read-only answers pings but refuses every send.
         "broker": _check("broker", lambda: probe_write(events.client())),
