@@ -116,7 +116,9 @@ def test_links_come_from_the_public_url_never_the_host_header(stack, tenant):
 
 
 def test_production_requires_the_public_url(stack):
-    env = {**stack.env, "GENLINE_PRODUCTION": "1"}
+    # (a production config that passes every other check: a strong key, a chosen provider)
+    env = {**stack.env, "GENLINE_PRODUCTION": "1", "SECRET_KEY": "k" + "0123456789abcdef" * 4,
+           "GENLINE_DEFAULT_PROVIDER": "local"}
     env.pop("GENLINE_PUBLIC_URL", None)
     with pytest.raises(ConfigError, match="GENLINE_PUBLIC_URL"):
         Config.from_env(env)

@@ -75,7 +75,7 @@ def test_app_json_env_gives_a_production_config_that_starts(app_json):
     # add-ons' URLs (postgres:// and rediss://), and a value for each required variable
     env = {"DATABASE_URL": "postgres://u:p@db.example:5432/d", "REDIS_URL": "rediss://:p@redis.example:6380"}
     samples = {"GENLINE_DEFAULT_PROVIDER": "openai", "STORAGE_URL": "s3://bucket/genline",
-               "FLOWER_BASIC_AUTH": "ops:pw"}
+               "FLOWER_BASIC_AUTH": "ops:pw", "GENLINE_PUBLIC_URL": "https://genline.example"}
     for name, spec in app_json["env"].items():
         if spec.get("generator") == "secret":
             env[name] = secrets.token_hex(32)
@@ -214,7 +214,9 @@ def test_every_platform_runs_the_procfiles_command_for_each_process(render, comp
     assert squash(PROCFILE["web"]).replace('"', '\\"') in squash(dockerfile)
     flower_app = procfile(ROOT / "deploy" / "flower")
     assert list(flower_app) == ["web"]
-    assert squash(flower_app["web"]) == squash(PROCFILE["flower"]).replace("${FLOWER_PORT:-5555}", "$PORT")
+    # (on every interface: the platform's router is another host)
+    assert squash(flower_app["web"]) == squash(PROCFILE["flower"]).replace("${FLOWER_PORT:-5555}", "$PORT").replace(
+        "${FLOWER_ADDRESS:-127.0.0.1}", "0.0.0.0")
 
 
 # --- Dockerfile: https://docs.docker.com/reference/dockerfile/

@@ -18,7 +18,8 @@ EXAMPLE_SECRET = next(line.split("=", 1)[1] for line in (ROOT / "deploy" / "env.
 
 
 def production(**extra) -> dict:
-    env = {"GENLINE_PRODUCTION": "1", "SECRET_KEY": STRONG, "GENLINE_DEFAULT_PROVIDER": "openai"}
+    env = {"GENLINE_PRODUCTION": "1", "SECRET_KEY": STRONG, "GENLINE_DEFAULT_PROVIDER": "openai",
+           "GENLINE_PUBLIC_URL": "https://genline.example"}
     env.update(extra)
     return env
 
