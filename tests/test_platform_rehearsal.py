@@ -136,7 +136,7 @@ def test_the_platform_rehearsal_loses_and_doubles_nothing(rehearsal, how):
     port, flower_port = services.free_port(), services.free_port()
     env = rehearsal.env(
         GENLINE_PRODUCTION="1", SECRET_KEY=SECRET, GENLINE_DEFAULT_PROVIDER="local",
-        DATABASE_URL=_postgres_url(db_url), REDIS_URL=redis.url, PORT=str(port),
+        DATABASE_URL=_postgres_url(db_url), REDIS_URL=redis.url, PORT=str(port), GENLINE_PUBLIC_URL=f"http://127.0.0.1:{port}",
         STORAGE_URL=(rehearsal.writable / "outputs").as_uri(), GENLINE_VAR_DIR=str(rehearsal.writable / "var"),
         GENLINE_API_KEYS="rehearsal:rk-rehearsal-key", GENLINE_ALLOW_SIMULATE="1",
         GENLINE_LEASE_S="3", GENLINE_REAPER_INTERVAL_S="1", GENLINE_RATE_LIMIT="100000/minute",
