@@ -63,6 +63,21 @@ def _unleased(condition) -> list:
     return snaps
 
 
+def overdue(job, now) -> bool:
+    """Whether ``job`` (a snapshot) is active past its deadline: the reaper's first rule, for one job."""
+    return (job.status in jobs.ACTIVE_STATUSES and job.deadline_at is not None and job.deadline_at <= now
+            and job.held != "replay")
+
+
+def fail_overdue(job) -> bool:
+    """Fail an active job past its deadline with ``deadline_exceeded`` (compare-and-set); False if it moved on.
+
+    The reaper does this every pass; a read of the job does it too, so a job
+    reaches a terminal state by its deadline even while no beat is running.
+    """
+    return fail(job, Step(job.step or "validate"), DeadlineExceeded(f"the job passed its deadline of {job.deadline_s:g}s"))
+
+
 def reap_once() -> dict:
     """One pass of the reaper; returns what it did, by kind.
 
@@ -87,7 +102,7 @@ def _reap() -> dict:
 
     # A job held for replay admission has no running deadline yet (it starts when admitted).
     for job in _active(Job.deadline_at <= now, or_(Job.held.is_(None), Job.held != "replay")):
-        if fail(job, Step(job.step or "validate"), DeadlineExceeded(f"the job passed its deadline of {job.deadline_s:g}s")):
+        if fail_overdue(job):
             done["deadline"] += 1
 
     for job in _active(Job.lease_until < now, Job.deadline_at > now):

@@ -9,9 +9,9 @@ import json
 from flask import Blueprint, jsonify, request, url_for
 from sqlalchemy import select
 
-from pipeline import jobs
+from pipeline import jobs, reaper
 from pipeline.ids import is_id
-from pipeline.models import Job, db
+from pipeline.models import Job, db, utcnow
 from pipeline.representation import job_to_dict
 from web import limits, waiting
 from web.api.errors import ApiError
@@ -59,6 +59,10 @@ def get_job_or_404(job_id: str, tenant_id: str | None):
     job = jobs.get(job_id, tenant_id) if is_id(job_id, "job") else None
     if job is None:
         raise ApiError(404, "not_found", f"no job {job_id!r}")
+    # The reaper fails jobs past their deadline; a read does it too, so a reader never
+    # sees a job stuck `processing` past its deadline while no beat is alive.
+    if reaper.overdue(job, utcnow()) and reaper.fail_overdue(job):
+        job = jobs.get(job_id, tenant_id)
     return job
 
 
