@@ -1,10 +1,16 @@
 """The Celery app, built from the Flask app's config, running every task in its app context."""
 from __future__ import annotations
 
-from celery import Celery, Task
-from celery.signals import worker_process_init
+import logging
+import sys
 
-QUEUES = ("high", "normal", "low")
+from celery import Celery, Task
+from celery.signals import celeryd_after_setup, worker_process_init
+
+from pipeline import routing
+
+QUEUES = routing.ALL_QUEUES
+log = logging.getLogger("genline.worker")
 
 
 def celery_settings(cfg) -> dict:
@@ -24,7 +30,7 @@ def celery_settings(cfg) -> dict:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "task_default_queue": "normal",
+        "task_default_queue": routing.DEFAULT_QUEUE,
         "task_create_missing_queues": True,
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -37,11 +43,11 @@ def celery_settings(cfg) -> dict:
         # first waits this long for running tasks, then cancels and requeues them.
         "worker_soft_shutdown_timeout": cfg.worker_soft_shutdown_s,
         "beat_schedule": {
-            # On the high queue so a pass runs as soon as any slot frees; a pass older
+            # On the I/O kind's high queue so a pass runs as soon as any slot frees; a pass older
             # than a few intervals is stale and dropped rather than piling up while no
             # worker runs (they would all run at once afterwards).
             "reap": {"task": "genline.reap", "schedule": cfg.reaper_interval_s,
-                     "options": {"queue": "high", "expires": max(5.0, 3 * cfg.reaper_interval_s)}},
+                     "options": {"queue": "io.high", "expires": max(5.0, 3 * cfg.reaper_interval_s)}},
             "retention": {"task": "genline.retention", "schedule": 3600.0},
             "webhook-retries": {"task": "genline.webhook_sweep", "schedule": 30.0},
         },
@@ -67,5 +73,16 @@ def celery_init_app(app) -> Celery:
         # A forked pool child must not share the parent's database sockets.
         with app.app_context():
             app.extensions["sqlalchemy"].engine.dispose(close=False)
+
+    @celeryd_after_setup.connect(weak=False)
+    def _refuse_unenforceable_queues(sender=None, instance=None, **_):
+        # A pool without Celery's time limits must not run in-worker generate:
+        # its budgets would silently not hold (pipeline.routing.refusal).
+        queues = [q.name for q in instance.app.amqp.queues.consume_from.values()]
+        why = routing.refusal(instance.pool_cls, queues)
+        if why:
+            log.critical("%s", why)
+            print(f"genline worker {sender}: {why}", file=sys.stderr, flush=True)
+            raise SystemExit(2)
 
     return celery
