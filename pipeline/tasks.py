@@ -13,7 +13,9 @@ import time
 from celery import shared_task
 from PIL import Image
 
-from pipeline import budget, jobs, staging
+from flask import current_app
+
+from pipeline import budget, cancelwatch, jobs, staging
 from pipeline.errors import InvalidInput
 from pipeline.inputs import load_inputs, provider_urls
 from pipeline.lifecycle import JobStatus, Step
@@ -55,10 +57,12 @@ def _progress_reporter(job_id: str, owner: str):
     return report
 
 
-def _is_canceled(job_id: str, lease, owner: str | None = None):
+def _is_canceled(job_id: str, lease, owner: str | None = None, watched=None):
     def check() -> bool:
         if lease.is_set():
             return True
+        if watched is not None:  # one query per process for every running attempt (pipeline.cancelwatch)
+            return watched.stopped.is_set()
         job = jobs.get(job_id)
         # Not ours any more: canceled, or canceled and retried, or re-leased by the reaper.
         return job is None or job.status == JobStatus.CANCELED.value or (
@@ -71,10 +75,19 @@ def generate_work(job, owner, lease):
     cfg = config()
     images, mask = load_inputs(job, cfg)
     soft, _hard = budget.attempt_limits(job.timeout_s, job.deadline_at, utcnow())
-    ctx = AttemptContext(job_id=job.id, attempt=job.attempt - job.lost_count,
-                         deadline=time.monotonic() + soft,
-                         is_canceled=_is_canceled(job.id, lease, owner),
-                         on_progress=_progress_reporter(job.id, owner))
+    watch = cancelwatch.watcher(current_app._get_current_object())
+    watched = watch.watch(job.id, owner)
+    try:
+        ctx = AttemptContext(job_id=job.id, attempt=job.attempt - job.lost_count,
+                             deadline=time.monotonic() + soft,
+                             is_canceled=_is_canceled(job.id, lease, owner, watched),
+                             on_progress=_progress_reporter(job.id, owner), check_every_s=0.1)
+        return _generate(job, cfg, images, mask, ctx)
+    finally:
+        watch.unwatch(watched)
+
+
+def _generate(job, cfg, images, mask, ctx):
     provider = get_provider(job.provider, cfg)
     request = ProviderRequest(operation=job.operation, prompt=job.prompt, params=job.params,
                               model=job.model, images=images, mask=mask)

@@ -16,17 +16,27 @@ from tests.fake_providers import TOKEN, ImageServer
 from tests.images import open_image, png_bytes
 
 
+@pytest.fixture(scope="module", params=["all", "io"])
+def kind(request) -> str:
+    """The worker kind under test: one prefork worker on every queue, or the gevent I/O worker alone."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def server():
-    s = ImageServer().start()
+def server(kind):
+    s = ImageServer().start()  # one per kind: tests count the requests it saw
     yield s
     s.stop()
 
 
 @pytest.fixture(scope="module")
-def remote_stack(pg_database, server, tmp_path_factory, log_dir):
-    """A stack whose worker (-c 1) has the openai and http providers pointed at ``server``."""
-    with private_stack(tmp_path_factory.mktemp("remote"), log_dir, worker={"concurrency": 1, "name": "remote"},
+def remote_stack(kind, pg_database, server, tmp_path_factory, log_dir):
+    """A stack whose worker (-c 1) has the openai and http providers pointed at ``server``.
+
+    Run on both worker kinds that take remote generate (``kind``).
+    """
+    worker = {"concurrency": 1, "name": f"remote-{kind}", "kind": kind}
+    with private_stack(tmp_path_factory.mktemp("remote"), log_dir, worker=worker,
                        OPENAI_API_KEY=TOKEN, OPENAI_BASE_URL=server.url + "/v1",
                        GENLINE_HTTP_PROVIDER_URL=server.url + "/infer", GENLINE_HTTP_PROVIDER_TOKEN=TOKEN) as stack:
         yield stack
