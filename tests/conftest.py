@@ -148,6 +148,16 @@ def stack(pg_database, redis_server, tmp_path_factory, log_dir):
 
 
 @pytest.fixture(scope="session")
+def kinds_stack(tmp_path_factory, log_dir):
+    """A Postgres stack run by the two worker kinds (docs/workers.md): a prefork compute
+    worker (-c 2) and a gevent I/O worker (-c 50), each on its own queues."""
+    with private_stack(tmp_path_factory.mktemp("kinds"), log_dir) as s:
+        s.start_worker(kind="compute", concurrency=2, name="compute")
+        s.start_worker(kind="io", concurrency=50, name="io")
+        yield s
+
+
+@pytest.fixture(scope="session")
 def sqlite_stack(redis_server, tmp_path_factory, log_dir):
     """The same stack on SQLite (the embedded default), on its own Redis database number."""
     root = tmp_path_factory.mktemp("sqlite")
