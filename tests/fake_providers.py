@@ -40,6 +40,8 @@ def png(size=(24, 16), colour=(30, 120, 220)) -> bytes:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    request_queue_size = 2048  # benchmarks open a thousand calls at once
+
     def handle_error(self, request, client_address):
         pass  # clients that hang up early (abandoned or timed-out calls) are expected here
 
