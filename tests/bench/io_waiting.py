@@ -23,8 +23,8 @@ import argparse
 import json
 import time
 from datetime import datetime
-from pathlib import Path
 import tempfile
+from pathlib import Path
 
 import psutil
 
@@ -50,6 +50,13 @@ def pss_bytes(pid: int) -> int:
 
 def parse(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def released(stack, job_id: str) -> bool:
+    """The job's attempt has ended: no lease on it any more."""
+    from pipeline import jobs
+    with stack.app.app_context():
+        return jobs.get(job_id).lease_owner is None
 
 
 def run(args) -> dict:
@@ -92,18 +99,14 @@ def run(args) -> dict:
                     services.wait_for(lambda: server.seen(cprompt), 30, "the probe's call")
                     asked = time.monotonic()
                     stack.client.post(f"/v1/jobs/{job['id']}/cancel", headers=headers)
-                    [seen] = server.seen(cprompt)
+                    services.wait_for(lambda: released(stack, job["id"]), 30, "the attempt to end")
+                    cancels_ended.append(round(time.monotonic() - asked, 3))
+                    [seen] = server.seen(cprompt)  # closed_at is the server's own clock reading
                     try:
                         services.wait_for(lambda: "closed_at" in seen, 5, "the call closed")
                         cancels_closed.append(round(seen["closed_at"] - asked, 3))
                     except TimeoutError:
                         cancels_closed.append(None)
-                    from pipeline import jobs
-                    def released():
-                        with stack.app.app_context():
-                            return jobs.get(job["id"]).lease_owner is None
-                    services.wait_for(released, 30, "the attempt to end")
-                    cancels_ended.append(round(time.monotonic() - asked, 3))
             done = [stack.wait(headers, i, timeout=args.provider_s + 300) for i in ids]
             completed = sum(d["status"] == "completed" for d in done)
             return {
