@@ -58,7 +58,9 @@ def run(args) -> dict:
     services.ensure_postgres()
     db_url = services.create_database()
     stack = LocalStack(workers=0, web_workers=1, database_url=db_url,
-                       extra_env={"GENLINE_SSE_HEARTBEAT_S": str(args.heartbeat_s)})
+                       extra_env={"GENLINE_SSE_HEARTBEAT_S": str(args.heartbeat_s),
+                                  # gunicorn's gevent worker accepts at most this many clients at once
+                                  "GUNICORN_WORKER_CONNECTIONS": str(args.streams + 1000)})
     try:
         stack.start(baseline=False)
         stack.workers = args.workers  # for --end complete, started later
@@ -79,7 +81,7 @@ def run(args) -> dict:
             client.events(job_id, on_event, timeout=args.idle_s + 600)
 
         greenlets = [gevent.spawn(listen, i) for i in ids]
-        services.wait_for(lambda: len(opened) == len(ids), 120, f"{len(ids)} streams open", 0.2)
+        services.wait_for(lambda: len(opened) == len(ids), max(120, len(ids) / 20), f"{len(ids)} streams open", 0.2)
         time.sleep(1)
         cpu_start, wall_start = sum(proc.cpu_times()[:2]), time.monotonic()
         time.sleep(args.idle_s)
