@@ -147,9 +147,9 @@ WORKER_KINDS = ("all", "io", "compute")
 
 
 def worker_argv(concurrency: int = 2, name: str | None = None, queues: str | None = None,
-                extra: list[str] | None = None, kind: str = "all") -> list[str]:
+                extra: list[str] | None = None, kind: str = "all", pool: str | None = None) -> list[str]:
     from pipeline import routing
-    pool = "gevent" if kind == "io" else "prefork"
+    pool = pool or ("gevent" if kind == "io" else "prefork")
     if queues is None:
         queues = ",".join({"all": routing.ALL_QUEUES, "io": routing.IO_QUEUES, "compute": routing.COMPUTE_QUEUES}[kind])
     return [sys.executable, "-m", "celery", "-A", "pipeline.worker", "worker", "-P", pool,

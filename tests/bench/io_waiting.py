@@ -2,7 +2,8 @@
 latencies at that load, on the gevent I/O worker and on a prefork worker.
 
     .venv/bin/python -m tests.bench.io_waiting [--kind io] [--jobs 1000] [--concurrency 1000] [--provider-s 60]
-    .venv/bin/python -m tests.bench.io_waiting --kind all --jobs 8 --concurrency 8    # today's prefork worker
+    .venv/bin/python -m tests.bench.io_waiting --kind all --jobs 8 --concurrency 9    # today's prefork worker
+    .venv/bin/python -m tests.bench.io_waiting --pool threads --jobs 200 --concurrency 210  # threads, to compare
 
 A private stack (own Redis, own Postgres database, one worker). A local fake
 provider server (tests/fake_providers.py) answers each generate call after
@@ -66,7 +67,8 @@ def run(args) -> dict:
            "GENLINE_TENANT_CONCURRENCY": str(args.jobs + 100), "GENLINE_LOG_LEVEL": "WARNING"}
     try:
         with private_stack(out / "outputs", out, **env) as stack:
-            worker = stack.start_worker(kind=args.kind, concurrency=args.concurrency, name=f"bench-{args.kind}")
+            worker = stack.start_worker(kind=args.kind, concurrency=args.concurrency, name=f"bench-{args.kind}",
+                                        pool=args.pool)
             time.sleep(2)
             idle = pss_bytes(worker.pid)
             headers = stack.new_tenant()
@@ -110,7 +112,7 @@ def run(args) -> dict:
             done = [stack.wait(headers, i, timeout=args.provider_s + 300) for i in ids]
             completed = sum(d["status"] == "completed" for d in done)
             return {
-                "kind": args.kind, "pool": "gevent" if args.kind == "io" else "prefork",
+                "kind": args.kind, "pool": args.pool or ("gevent" if args.kind == "io" else "prefork"),
                 "concurrency": args.concurrency, "jobs": args.jobs, "provider_s": args.provider_s,
                 "in_flight": in_flight, "all_in_flight_after_s": round(in_flight_after_s, 1),
                 "pss_idle_mb": round(idle / 2**20, 1), "pss_loaded_mb": round(loaded / 2**20, 1),
@@ -127,6 +129,8 @@ def run(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", choices=["io", "all"], default="io", help="io: gevent I/O worker; all: one prefork worker")
+    parser.add_argument("--pool", choices=["gevent", "threads", "prefork"], default=None,
+                        help="the worker's pool instead of its kind's (threads: to compare with gevent)")
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=1010, help="worker -c (room for the latency probes)")
     parser.add_argument("--provider-s", type=float, default=60.0, help="seconds the fake provider takes to answer")
