@@ -114,3 +114,28 @@ def test_a_whole_io_worker_killed_with_a_hundred_jobs_in_flight_all_resume_elsew
     done = [stack.wait(headers, i, timeout=120) for i in ids]
     assert all(d["status"] == "completed" for d in done), {d["status"] for d in done}
     assert len(server.seen("slow:8 fleet")) >= 200  # each was called again after the loss
+
+
+def test_jobs_waiting_on_the_io_worker_hold_no_database_connection(make_stack, server):
+    # Given an I/O worker whose database connections are named (libpq's PGAPPNAME)
+    stack = make_stack(GENLINE_HTTP_PROVIDER_URL=server.url + "/infer", GENLINE_HTTP_PROVIDER_TOKEN=TOKEN,
+                       GENLINE_TENANT_CONCURRENCY=1000)
+    env = dict(stack.env, PGAPPNAME="genline-io-under-test")
+    stack.processes.append(services.start_worker(env, stack.log_dir, kind="io", concurrency=100, name="io-conns"))
+    headers = stack.new_tenant()
+
+    # When 60 jobs wait on a slow provider at once
+    ids = [stack.submit(headers, {"prompt": "slow:15 conns", "provider": "http"})["id"] for _ in range(60)]
+    services.wait_for(lambda: len(server.seen("slow:15 conns")) >= 60, 60, "60 calls in flight")
+    time.sleep(2)  # past a lease renewal and several cancel-watch passes
+
+    # Then the worker holds no more connections than its pool's size, far fewer than its waiting jobs
+    from sqlalchemy import text
+
+    from pipeline.models import db
+    with stack.app.app_context():
+        held = db.session.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
+                                  {"name": "genline-io-under-test"}).scalar()
+        db.session.rollback()
+    assert 1 <= held <= 15, held
+    assert all(stack.wait(headers, i, timeout=90)["status"] == "completed" for i in ids)
