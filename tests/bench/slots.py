@@ -28,8 +28,9 @@ from tests import services
 from tests.conftest import private_stack
 
 
-def watch_events(broker_url: str, seen: list, stop: threading.Event) -> threading.Thread:
-    """Collect task-started/succeeded/failed events (hostname, name, timestamp) in ``seen``."""
+def watch_events(broker_url: str, seen: list) -> threading.Thread:
+    """Collect task-started/succeeded/failed events (hostname, name, timestamp) in ``seen``
+    (a daemon thread, left running until the script ends)."""
     app = Celery(broker=broker_url)
     names: dict[str, str] = {}
 
@@ -58,8 +59,7 @@ def run(args) -> dict:
     env = {"GENLINE_TENANT_CONCURRENCY": str(args.jobs + 10)}
     with private_stack(out / "outputs", out, **env) as stack:
         seen: list = []
-        stop = threading.Event()
-        watcher = watch_events(stack.env["REDIS_URL"], seen, stop)
+        watcher = watch_events(stack.env["REDIS_URL"], seen)
         stack.start_worker(kind="io", concurrency=100, name="io")
         time.sleep(1)
         headers = stack.new_tenant()
@@ -71,7 +71,6 @@ def run(args) -> dict:
         stack.start_worker(kind="compute", concurrency=args.slots, name="compute")
         done = [stack.wait(headers, i, timeout=args.jobs * args.latency_s + 300) for i in ids]
         time.sleep(2)  # the last events
-        stop.set()
         names = watcher.names  # type: ignore[attr-defined]
         compute = [e for e in seen if e["hostname"].startswith("compute@")]
         starts = [e["timestamp"] for e in compute if e["type"] == "task-started"]
