@@ -154,7 +154,7 @@ def stack(pg_database, redis_server, tmp_path_factory, log_dir):
 
 
 @pytest.fixture(scope="session")
-def kinds_stack(tmp_path_factory, log_dir):
+def kinds_stack(pg_database, tmp_path_factory, log_dir):  # pg_database: skip (or fail in CI) without Postgres
     """A Postgres stack run by the two worker kinds (docs/workers.md): a prefork compute
     worker (-c 2) and a gevent I/O worker (-c 50), each on its own queues."""
     with private_stack(tmp_path_factory.mktemp("kinds"), log_dir) as s:
