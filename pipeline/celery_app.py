@@ -1,13 +1,18 @@
 """The Celery app, built from the Flask app's config, running every task in its app context."""
 from __future__ import annotations
 
+import logging
 import ssl
+import sys
 from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery, Task
-from celery.signals import worker_process_init
+from celery.signals import celeryd_after_setup, worker_process_init
 
-QUEUES = ("high", "normal", "low")
+from pipeline import routing
+
+QUEUES = routing.ALL_QUEUES
+log = logging.getLogger("genline.worker")
 
 BEAT_MAX_LOOP_S = 2.0
 """Longest beat sleeps between ticks; a standby beat also polls the lock this often."""
@@ -54,7 +59,7 @@ def celery_settings(cfg) -> dict:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "task_default_queue": "normal",
+        "task_default_queue": routing.DEFAULT_QUEUE,
         "task_create_missing_queues": True,
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -79,13 +84,13 @@ def celery_settings(cfg) -> dict:
         "redbeat_key_prefix": "genline:beat:",
         "redbeat_lock_timeout": BEAT_LOCK_TIMEOUT_S,
         "beat_schedule": {
-            # On the high queue so a pass runs as soon as any slot frees; a pass older
+            # On the I/O kind's high queue so a pass runs as soon as any slot frees; a pass older
             # than a few intervals is stale and dropped rather than piling up while no
             # worker runs (they would all run at once afterwards).
             "reap": {"task": "genline.reap", "schedule": cfg.reaper_interval_s,
-                     "options": {"queue": "high", "expires": max(5.0, 3 * cfg.reaper_interval_s)}},
+                     "options": {"queue": "io.high", "expires": max(5.0, 3 * cfg.reaper_interval_s)}},
             # Held jobs (replays, throttled starts) enter the queues from here (pipeline.admission).
-            "admit": {"task": "genline.admit", "schedule": 1.0, "options": {"queue": "high", "expires": 5.0}},
+            "admit": {"task": "genline.admit", "schedule": 1.0, "options": {"queue": "io.high", "expires": 5.0}},
             "retention": {"task": "genline.retention", "schedule": 3600.0},
             "webhook-retries": {"task": "genline.webhook_sweep", "schedule": 30.0},
         },
@@ -124,5 +129,16 @@ def celery_init_app(app) -> Celery:
     if cfg.diffusers_model:
         from pipeline.providers import diffusers_model  # imports no torch until a pool process loads
         diffusers_model.install(celery, cfg)
+
+    @celeryd_after_setup.connect(weak=False)
+    def _refuse_unenforceable_queues(sender=None, instance=None, **_):
+        # A pool without Celery's time limits must not run in-worker generate:
+        # its budgets would silently not hold (pipeline.routing.refusal).
+        queues = [q.name for q in instance.app.amqp.queues.consume_from.values()]
+        why = routing.refusal(instance.pool_cls, queues)
+        if why:
+            log.critical("%s", why)
+            print(f"genline worker {sender}: {why}", file=sys.stderr, flush=True)
+            raise SystemExit(2)
 
     return celery

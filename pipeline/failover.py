@@ -79,5 +79,6 @@ def take_over(job, owner: str, error: GenlineError, tries: int, elapsed_ms: int)
         job.step_outputs = step_outputs
         log.info("provider failover job_id=%s step=generate attempt=%s from=%s to=%s error=%s",
                  job.id, job.attempt, job.provider, following, error.code)
+        job.provider = following  # the message goes to the queue of the new provider's kind
         dispatch.send_step(job, Step.GENERATE)
     return True

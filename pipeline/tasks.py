@@ -14,7 +14,7 @@ from celery import shared_task
 from flask import current_app
 from PIL import Image
 
-from pipeline import budget, jobs, progress, staging
+from pipeline import budget, cancelwatch, jobs, progress, staging
 from pipeline.errors import InvalidInput
 from pipeline.inputs import load_inputs, provider_urls
 from pipeline.lifecycle import JobStatus, Step
@@ -70,10 +70,12 @@ def _step_reporter(job_id: str, owner: str, writer):
     return report
 
 
-def _is_canceled(job_id: str, lease, owner: str | None = None):
+def _is_canceled(job_id: str, lease, owner: str | None = None, watched=None):
     def check() -> bool:
         if lease.is_set():
             return True
+        if watched is not None:  # one query per process for every running attempt (pipeline.cancelwatch)
+            return watched.stopped.is_set()
         job = jobs.get(job_id)
         # Not ours any more: canceled, or canceled and retried, or re-leased by the reaper.
         return job is None or job.status == JobStatus.CANCELED.value or (
@@ -87,11 +89,20 @@ def generate_work(job, owner, lease):
     images, mask = load_inputs(job, cfg)
     steps = progress.writer(current_app._get_current_object())
     soft, _hard = budget.attempt_limits(job.timeout_s, job.deadline_at, utcnow())
-    ctx = AttemptContext(job_id=job.id, attempt=job.attempt - job.lost_count,
-                         deadline=time.monotonic() + soft,
-                         is_canceled=_is_canceled(job.id, lease, owner),
-                         on_progress=_progress_reporter(job.id, owner),
-                         on_step=_step_reporter(job.id, owner, steps))
+    watch = cancelwatch.watcher(current_app._get_current_object())
+    watched = watch.watch(job.id, owner)
+    try:
+        ctx = AttemptContext(job_id=job.id, attempt=job.attempt - job.lost_count,
+                             deadline=time.monotonic() + soft,
+                             is_canceled=_is_canceled(job.id, lease, owner, watched),
+                             on_progress=_progress_reporter(job.id, owner),
+                             on_step=_step_reporter(job.id, owner, steps), check_every_s=0.1)
+        return _generate(job, cfg, images, mask, ctx, steps)
+    finally:
+        watch.unwatch(watched)
+
+
+def _generate(job, cfg, images, mask, ctx, steps):
     provider = get_provider(job.provider, cfg)
     request = ProviderRequest(operation=job.operation, prompt=job.prompt, params=job.params,
                               model=job.model, images=images, mask=mask)

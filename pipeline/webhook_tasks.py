@@ -16,7 +16,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
 from sqlalchemy import select
 
-from pipeline import webhooks
+from pipeline import routing, webhooks
 from pipeline.models import WebhookDelivery, db, utcnow
 
 log = logging.getLogger("genline.webhooks")
@@ -32,7 +32,7 @@ SWEEP_LOCK_S = 120
 def send(job_id: str, seq: int, previous_id: int | None = None, fresh: bool = False,
          countdown: float = 0.0, queue: str = "normal") -> bool:
     """Send the delivery message of one event; False if the broker is down (the sweep retries)."""
-    options = {"queue": queue}
+    options = {"queue": routing.io_queue(queue)}  # ``queue``: the job's priority
     if countdown > 0:
         options["countdown"] = countdown
     try:

@@ -44,10 +44,11 @@ def base_env(database_url: str, redis_url: str, storage_url: str, **extra) -> di
 class Stack:
     """One running genline: its env, an in-process Flask app and test client, its processes."""
 
-    def __init__(self, env: dict, log_dir: Path, redis: services.RedisServer | None = None):
+    def __init__(self, env: dict, log_dir: Path, redis: services.RedisServer | None = None, layout: str = "all"):
         from pipeline.config import Config
         from web import create_app
         self.env, self.log_dir, self.redis = env, log_dir, redis
+        self.layout = layout  # "all": one prefork worker per start_worker; "kinds": compute + I/O
         self.app = create_app(Config.from_env(env))
         self.client = self.app.test_client()
         self.processes: list[services.Process] = []
@@ -58,6 +59,11 @@ class Stack:
             upgrade()
 
     def start_worker(self, **kwargs) -> services.Process:
+        """A worker; on the ``kinds`` layout, an I/O worker and then the compute worker (returned)."""
+        if self.layout == "kinds" and "kind" not in kwargs:
+            io_name = f"{kwargs.get('name') or 'w'}-io"
+            self.processes.append(services.start_worker(self.env, self.log_dir, kind="io", concurrency=50, name=io_name))
+            kwargs["kind"] = "compute"
         proc = services.start_worker(self.env, self.log_dir, **kwargs)
         self.processes.append(proc)
         return proc
@@ -148,6 +154,16 @@ def stack(pg_database, redis_server, tmp_path_factory, log_dir):
 
 
 @pytest.fixture(scope="session")
+def kinds_stack(pg_database, tmp_path_factory, log_dir):  # pg_database: skip (or fail in CI) without Postgres
+    """A Postgres stack run by the two worker kinds (docs/workers.md): a prefork compute
+    worker (-c 2) and a gevent I/O worker (-c 50), each on its own queues."""
+    with private_stack(tmp_path_factory.mktemp("kinds"), log_dir) as s:
+        s.start_worker(kind="compute", concurrency=2, name="compute")
+        s.start_worker(kind="io", concurrency=50, name="io")
+        yield s
+
+
+@pytest.fixture(scope="session")
 def sqlite_stack(redis_server, tmp_path_factory, log_dir):
     """The same stack on SQLite (the embedded default), on its own Redis database number."""
     root = tmp_path_factory.mktemp("sqlite")
@@ -166,14 +182,14 @@ def tenant(stack) -> dict:
 
 
 @contextmanager
-def private_stack(storage_dir: Path, log_dir: Path, worker: dict | None = None, **extra):
+def private_stack(storage_dir: Path, log_dir: Path, worker: dict | None = None, layout: str = "all", **extra):
     """A stack with its own Redis and Postgres database, torn down afterwards.
 
     ``worker`` (start_worker's arguments) starts one prefork worker at once.
     """
     redis = services.RedisServer().start()
     db_url = services.create_database()
-    s = Stack(base_env(db_url, redis.url, storage_dir.as_uri(), **extra), log_dir, redis)
+    s = Stack(base_env(db_url, redis.url, storage_dir.as_uri(), **extra), log_dir, redis, layout)
     try:
         s.migrate()
         if worker is not None:
@@ -189,10 +205,18 @@ def private_stack(storage_dir: Path, log_dir: Path, worker: dict | None = None, 
 
 
 @pytest.fixture
-def make_stack(pg_database, tmp_path, log_dir):
+def worker_layout() -> str:
+    """The worker layout of ``make_stack``'s stacks: ``all`` (one prefork worker on every
+    queue). A module overrides it with ``params=["all", "kinds"]`` to run on both."""
+    return "all"
+
+
+@pytest.fixture
+def make_stack(pg_database, tmp_path, log_dir, worker_layout):
     """Build a private stack (own Redis, own database) for tests that kill or restart things."""
     made = itertools.count()
     with ExitStack() as stacks:
         def build(**extra) -> Stack:
+            extra.setdefault("layout", worker_layout)
             return stacks.enter_context(private_stack(tmp_path / f"out{next(made)}", log_dir, **extra))
         yield build

@@ -7,6 +7,8 @@ What it does is chosen by the prompt, so one server serves many tests at once:
 - ``status:503`` (optionally ``status:429:retry=2``, ``status:400:code=moderation_blocked``)
   answers that error; ``openai-status:503`` only on the OpenAI paths (for failover);
 - ``slow:5`` waits 5 s before answering; ``hang`` never answers (until stopped);
+  both note in the request's ``closed_at`` (``time.monotonic()``) when the client hangs up;
+- ``trickle`` answers 200 at once, then one byte of its body every 0.2 s (for 600 s);
 - ``raw`` (endpoint only) answers the PNG itself instead of JSON;
 - ``garbage`` answers 200 with bytes that are no image;
 - anything else answers one small PNG per requested image.
@@ -19,6 +21,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import select
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +40,8 @@ def png(size=(24, 16), colour=(30, 120, 220)) -> bytes:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    request_queue_size = 2048  # benchmarks open a thousand calls at once
+
     def handle_error(self, request, client_address):
         pass  # clients that hang up early (abandoned or timed-out calls) are expected here
 
@@ -124,10 +130,13 @@ class ImageServer:
         prompt = rec.get("prompt") or ""
         for word in prompt.split():
             if word.startswith("slow:"):
-                self.stopping.wait(float(word.split(":")[1]))
+                if self._hold(h, rec, float(word.split(":")[1])):
+                    return
             if word == "hang":
-                self.stopping.wait(600)
+                self._hold(h, rec, 600)
                 return
+            if word == "trickle":
+                return self._trickle(h, rec)
             if word.startswith("status:"):
                 return self._error(h, word)
             if word.startswith("openai-status:") and h.path.startswith("/v1/"):
@@ -144,6 +153,36 @@ class ImageServer:
         else:
             body = {"created": int(time.time()), "data": items}
         return self._send(h, 200, json.dumps(body).encode(), "application/json")
+
+    def _hold(self, h, rec: Recorded, seconds: float) -> bool:
+        """Wait ``seconds`` without answering; True (and ``closed_at`` noted) if the client hung up."""
+        end = time.monotonic() + seconds
+        while not self.stopping.is_set() and time.monotonic() < end:
+            readable, _, _ = select.select([h.connection], [], [], 0.05)
+            if readable:
+                try:
+                    data = h.connection.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    data = b""
+                if not data:
+                    rec["closed_at"] = time.monotonic()
+                    return True
+                self.stopping.wait(0.05)  # bytes of a next request: not a hang-up
+        return False
+
+    def _trickle(self, h, rec: Recorded) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", "3000")
+        h.end_headers()
+        try:
+            for _ in range(3000):
+                if self.stopping.wait(0.2):
+                    return
+                h.wfile.write(b" ")
+                h.wfile.flush()
+        except OSError:
+            rec["closed_at"] = time.monotonic()
 
     def _error(self, h, word: str) -> None:
         parts = word.split(":")

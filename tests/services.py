@@ -141,9 +141,18 @@ class Process(localproc.Process):
         super().__init__(name, argv, env, log_dir, cwd=ROOT)
 
 
-def worker_argv(concurrency: int = 2, name: str | None = None, queues: str = "high,normal,low",
-                extra: list[str] | None = None) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "pipeline.worker", "worker", "-P", "prefork",
+WORKER_KINDS = ("all", "io", "compute")
+"""``all``: one prefork worker on every queue (small deployments, and most tests);
+``io``: the gevent I/O worker; ``compute``: the prefork compute worker (pipeline.routing)."""
+
+
+def worker_argv(concurrency: int = 2, name: str | None = None, queues: str | None = None,
+                extra: list[str] | None = None, kind: str = "all", pool: str | None = None) -> list[str]:
+    from pipeline import routing
+    pool = pool or ("gevent" if kind == "io" else "prefork")
+    if queues is None:
+        queues = ",".join({"all": routing.ALL_QUEUES, "io": routing.IO_QUEUES, "compute": routing.COMPUTE_QUEUES}[kind])
+    return [sys.executable, "-m", "celery", "-A", "pipeline.worker", "worker", "-P", pool,
             "-c", str(concurrency), "-Q", queues, "-n", f"{name or uuid.uuid4().hex[:8]}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat", "-E", "-l", "INFO", *(extra or [])]
 

@@ -3,6 +3,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+
+
+@pytest.fixture(scope="module", params=["all", "kinds"])
+def stack(request, stack):
+    """Each test on both worker layouts: one prefork worker on every queue (the session's
+    ``stack``), and the compute + I/O worker kinds (``kinds_stack``, docs/workers.md)."""
+    return stack if request.param == "all" else request.getfixturevalue("kinds_stack")
+
 
 def parse(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))

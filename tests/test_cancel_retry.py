@@ -5,10 +5,19 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
+
 from tests import services
 from tests.services import wait_for
 
 SMALL = {"size": "32x32"}
+
+
+@pytest.fixture(scope="module", params=["all", "kinds"])
+def stack(request, stack):
+    """Each test on both worker layouts: one prefork worker on every queue (the session's
+    ``stack``), and the compute + I/O worker kinds (``kinds_stack``, docs/workers.md)."""
+    return stack if request.param == "all" else request.getfixturevalue("kinds_stack")
 
 
 def post(stack, headers, path, body=None):

@@ -5,9 +5,17 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from sqlalchemy import func, select
 
 from pipeline.models import Job, db
+
+
+@pytest.fixture(params=["all", "kinds"])
+def worker_layout(request) -> str:
+    """Every test here on both layouts: one prefork worker, and the compute + I/O kinds."""
+    return request.param
+
 
 SLOW = {"prompt": "slow", "params": {"size": "16x16", "simulate": {"latency_s": 3}}}
 

@@ -97,6 +97,9 @@ def make_dev(tmp_path, log_dir):
     try:
         wait_for(lambda: requests.get(f"{base}/readyz", timeout=2).ok, 90, "make dev's web to be ready")
         proc.wait_for_log("ready.", 60)  # the worker
+        # Both worker kinds of the Procfile: the gevent I/O worker and the prefork compute worker
+        wait_for(lambda: re.search(r"io@\S+ ready\.", proc.log()) and re.search(r"compute@\S+ ready\.", proc.log()),
+                 60, "both worker kinds")
         yield proc, base, ports, tmp_path
     finally:
         proc.stop(40)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline import routing
 from pipeline.config import Config
 from web import create_app
 
@@ -36,7 +37,7 @@ def test_metrics_need_the_operator_token_and_report_jobs_latency_queues_and_webh
     counts = {s.labels["step"]: s.value for s in found["genline_step_duration_seconds"].samples
               if s.name.endswith("_count")}
     assert counts["generate"] >= 1 and counts["total"] >= 1
-    assert {s.labels["queue"] for s in found["genline_queue_depth"].samples} == {"high", "normal", "low"}
+    assert {s.labels["queue"] for s in found["genline_queue_depth"].samples} == set(routing.ALL_QUEUES)
 
 
 def test_a_metrics_token_or_public_flag_opens_metrics(stack):

@@ -152,7 +152,7 @@ def test_render_yaml_runs_every_process_on_postgres_and_a_noeviction_key_value(r
 def render_commands(render) -> dict[str, str]:
     services = _render_services(render)
     return {"release": services["genline-web"]["preDeployCommand"],
-            **{name: services[f"genline-{name}"]["startCommand"] for name in ("web", "worker", "beat", "flower")}}
+            **{name: services[f"genline-{name}"]["startCommand"] for name in ("web", "worker", "compute", "beat", "flower")}}
 
 
 # --- compose.yaml: https://docs.docker.com/reference/compose-file/services/
@@ -195,7 +195,8 @@ def test_compose_has_redis_noeviction_appendonly_one_shot_migrations_and_healthc
 
 
 def compose_commands(compose) -> dict[str, str]:
-    names = {"release": "migrate", "web": "web", "worker": "worker", "beat": "beat", "flower": "flower"}
+    names = {"release": "migrate", "web": "web", "worker": "worker", "compute": "compute", "beat": "beat",
+             "flower": "flower"}
     commands = {}
     for process, service in names.items():
         argv = compose["services"][service]["command"]

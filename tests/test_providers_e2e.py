@@ -16,17 +16,27 @@ from tests.fake_providers import TOKEN, ImageServer
 from tests.images import open_image, png_bytes
 
 
+@pytest.fixture(scope="module", params=["all", "io"])
+def kind(request) -> str:
+    """The worker kind under test: one prefork worker on every queue, or the gevent I/O worker alone."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def server():
-    s = ImageServer().start()
+def server(kind):
+    s = ImageServer().start()  # one per kind: tests count the requests it saw
     yield s
     s.stop()
 
 
 @pytest.fixture(scope="module")
-def remote_stack(pg_database, server, tmp_path_factory, log_dir):
-    """A stack whose worker (-c 1) has the openai and http providers pointed at ``server``."""
-    with private_stack(tmp_path_factory.mktemp("remote"), log_dir, worker={"concurrency": 1, "name": "remote"},
+def remote_stack(kind, pg_database, server, tmp_path_factory, log_dir):
+    """A stack whose worker (-c 1) has the openai and http providers pointed at ``server``.
+
+    Run on both worker kinds that take remote generate (``kind``).
+    """
+    worker = {"concurrency": 1, "name": f"remote-{kind}", "kind": kind}
+    with private_stack(tmp_path_factory.mktemp("remote"), log_dir, worker=worker,
                        OPENAI_API_KEY=TOKEN, OPENAI_BASE_URL=server.url + "/v1",
                        GENLINE_HTTP_PROVIDER_URL=server.url + "/infer", GENLINE_HTTP_PROVIDER_TOKEN=TOKEN) as stack:
         yield stack
@@ -169,3 +179,46 @@ def test_cancel_abandons_the_provider_call_and_frees_the_worker(remote_stack, se
     assert time.monotonic() - canceled_at < 30
     assert remote_stack.job(headers, hung["id"])["status"] == "canceled"
     assert open_image(remote_stack.client.get(f"/v1/jobs/{nxt['id']}/outputs/0", headers=headers).data).size == (24, 16)
+
+
+def _attempt_ms(stack, job_id: str) -> list[int]:
+    """How long each failed generate attempt took, from the job's retry events and its error."""
+    return [e["data"]["elapsed_ms"] for e in stack.events(job_id) if e["type"] == "retry"]
+
+
+def test_a_provider_trickling_its_answer_is_cut_at_the_attempt_limit(remote_stack, server, kind):
+    # Given a provider that answers at once but sends its body a byte every 0.2 s (no read ever times out)
+    headers = remote_stack.new_tenant()
+    prompt = f"trickle {kind}"
+    job = remote_stack.submit(headers, {"prompt": prompt, "provider": "http",
+                                        "budget": {"timeout_s": 2, "deadline_s": 60, "max_attempts": 2}})
+    done = remote_stack.wait(headers, job["id"], timeout=40)
+
+    # Then each attempt ends with timeout within 1 s of its 2 s limit: the limit bounds connect to last byte
+    assert done["status"] == "failed" and done["error"]["code"] == "timeout", done["error"]
+    [first] = _attempt_ms(remote_stack, job["id"])
+    assert abs(first - 2000) <= 1000, first
+    if kind == "io":
+        # and on the I/O worker the connection is closed at once, not left to the provider
+        seen = server.seen(prompt)
+        services.wait_for(lambda: all("closed_at" in r for r in seen), 5, "the trickling calls to be closed")
+
+
+def test_on_the_io_worker_a_cancel_closes_the_providers_connection_within_a_second(remote_stack, server, kind):
+    if kind != "io":
+        pytest.skip("a prefork worker abandons the call's thread; its socket ends at the read timeout")
+    # Given a job hung in the http provider
+    headers = remote_stack.new_tenant()
+    hung = remote_stack.submit(headers, {"prompt": "hang close", "provider": "http",
+                                         "budget": {"timeout_s": 120, "deadline_s": 300}})
+    services.wait_for(lambda: server.seen("hang close"), 30, "the provider call")
+
+    # When it is canceled
+    canceled_at = time.monotonic()
+    response = remote_stack.client.post(f"/v1/jobs/{hung['id']}/cancel", headers=headers)
+    assert response.status_code == 202, response.get_data(as_text=True)
+
+    # Then the provider sees the connection closed within a second
+    [seen] = server.seen("hang close")
+    services.wait_for(lambda: "closed_at" in seen, 5, "the hung call to be closed")
+    assert seen["closed_at"] - canceled_at < 1.0, seen["closed_at"] - canceled_at

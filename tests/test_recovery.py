@@ -9,9 +9,18 @@ import os
 import signal
 import time
 
+import pytest
+
 from tests import services
 from tests.conftest import TERMINAL, Stack, base_env
 from tests.services import wait_for
+
+
+@pytest.fixture(params=["all", "kinds"])
+def worker_layout(request) -> str:
+    """Every test here on both layouts: one prefork worker, and the compute + I/O kinds."""
+    return request.param
+
 
 BODY = {"prompt": "survive", "params": {"size": "32x32", "simulate": {"latency_s": 4}}}
 

@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from pipeline import localproc
+from pipeline import localproc, routing
 from pipeline.localproc import free_port, redis_server_binary, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -134,7 +134,7 @@ class LocalStack:
 
     def start_worker(self, wait: bool = True) -> Process:
         """One genline worker, ``-c workers``, with task events on as the Procfile runs it."""
-        proc = self._start("worker", worker_argv("pipeline.worker", self.workers, "high,normal,low", "bench", True))
+        proc = self._start("worker", worker_argv("pipeline.worker", self.workers, ",".join(routing.ALL_QUEUES), "bench", True))
         if wait:
             proc.wait_for_log("ready.", 90)
         return proc
@@ -153,7 +153,7 @@ class LocalStack:
         try:
             while time.monotonic() < end:
                 pipe = client.pipeline()
-                for queue in ("high", "normal", "low"):
+                for queue in routing.ALL_QUEUES:
                     pipe.llen(queue)
                 pipe.hlen("unacked")  # kombu's Redis transport: messages delivered, not yet acked
                 if not any(pipe.execute()):

@@ -95,6 +95,10 @@ class AttemptContext:
 
 class Provider(Protocol):
     name: str
+    runs_in_worker: bool
+    """True when the work is done inside the worker process (CPU/GPU): its generate
+    runs on the compute kind (prefork, Celery time limits); False for a provider
+    that waits on a remote service through ``httpcall``: the I/O kind. See pipeline.routing."""
 
     def run(self, request: ProviderRequest, ctx: AttemptContext) -> list[GeneratedImage]:
         """Do the work of one attempt; raise a ``GenlineError`` subclass on failure."""

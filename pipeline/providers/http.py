@@ -33,6 +33,7 @@ def _items(body) -> list:
 
 class HTTPProvider:
     name = "http"
+    runs_in_worker = False  # waits on the network: the I/O kind (see pipeline.routing)
 
     def __init__(self, url: str | None, token: str | None):
         self.url = url

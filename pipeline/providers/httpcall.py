@@ -1,9 +1,13 @@
 """HTTP calls of remote providers: time-boxed, cancelable, failures mapped onto error codes.
 
-The request runs in a helper thread while the attempt's thread polls
-``ctx.check()``; a canceled job or an attempt out of time stops waiting at once
-(the helper thread is abandoned and ends at its own read timeout, which is the
-attempt's remaining time). HTTP answers are mapped the same way for every
+The request, from connect to its last byte, runs in a helper while the
+attempt polls ``ctx.check()`` every ``POLL_S``; a canceled job or an attempt out
+of time stops waiting at once. On the I/O worker (``-P gevent``) the helper is a
+greenlet and is killed there and then: ``GreenletExit`` is raised at its socket
+wait, urllib3 drops the connection, and the provider sees it closed. On a
+prefork worker it is a thread, abandoned to end at its own read timeout (the
+attempt's remaining time), since a thread cannot be interrupted; the pool
+process's hard time limit bounds it. HTTP answers are mapped the same way for every
 provider: 400 → invalid_input (or unsafe_content for a safety refusal),
 401/403 → provider_error that moves on to the next provider, 429 →
 rate_limited with Retry-After, 5xx → provider_error; connection failures →
@@ -134,22 +138,42 @@ def _mapped(name: str, exc: BaseException) -> BaseException:
     return exc
 
 
+def _gevent() -> bool:
+    """True in a process monkey-patched by gevent (the I/O worker, gunicorn's gevent workers)."""
+    from gevent import monkey
+    return monkey.is_module_patched("socket")
+
+
 def call(name: str, method: str, url: str, ctx: AttemptContext, **kwargs) -> requests.Response:
     """Send one request within the attempt's time; a 2xx response or a mapped ``GenlineError``.
 
     ``ctx.check()`` runs every ``POLL_S`` while the request is in flight, so a
-    cancel or the attempt's end is noticed within a fraction of a second.
+    cancel or the attempt's end is noticed within a fraction of a second; on
+    gevent the request is then aborted, its connection closed.
     """
     ctx.check()
     out: dict = {}
     session = requests.Session()
-    thread = threading.Thread(target=_send, args=(session, method, url, max(0.1, ctx.remaining_s()), kwargs, out),
-                              name=f"{name}-request", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(POLL_S)
-        if thread.is_alive():
-            ctx.check()  # raises Canceled or Timeout: we stop waiting; the thread is abandoned
+    args = (session, method, url, max(0.1, ctx.remaining_s()), kwargs, out)
+    if _gevent():
+        import gevent
+        helper = gevent.spawn(_send, *args)
+        try:
+            while not helper.ready():
+                helper.join(POLL_S)
+                if not helper.ready():
+                    ctx.check()  # raises Canceled or Timeout
+        finally:
+            # Also on GreenletExit (a revoke) and gevent.Timeout (the pool's hard limit).
+            if not helper.ready():
+                helper.kill(block=True, timeout=1.0)
+    else:
+        thread = threading.Thread(target=_send, args=args, name=f"{name}-request", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(POLL_S)
+            if thread.is_alive():
+                ctx.check()  # raises Canceled or Timeout: we stop waiting; the thread is abandoned
     if "error" in out:
         raise _mapped(name, out["error"]) from None
     response = out["response"]

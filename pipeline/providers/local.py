@@ -82,6 +82,7 @@ def encode(image: Image.Image, fmt: str) -> GeneratedImage:
 
 class LocalProvider:
     name = "local"
+    runs_in_worker = True  # CPU work in the worker: the compute kind (prefork time limits)
 
     def __init__(self, allow_simulate: bool = False):
         self.allow_simulate = allow_simulate

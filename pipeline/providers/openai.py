@@ -43,6 +43,7 @@ def mask_png(mask: Image.Image) -> bytes:
 
 class OpenAIProvider:
     name = "openai"
+    runs_in_worker = False  # waits on the network: the I/O kind (see pipeline.routing)
 
     def __init__(self, api_key: str | None, base_url: str):
         self.api_key = api_key

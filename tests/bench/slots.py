@@ -1,0 +1,108 @@
+"""Compute slot efficiency: a full queue of jobs whose generate takes L s on N compute slots.
+
+    .venv/bin/python -m tests.bench.slots [--slots 2] [--latency-s 5] [--jobs 16]
+
+A private stack (own Redis, own Postgres database) with the two worker kinds: a
+prefork compute worker ``-c N`` and a gevent I/O worker. ``--jobs`` local jobs with
+``simulate.latency_s = L`` are queued before the compute worker starts, so its
+queue is full from its first task on. A Celery event receiver (the same events
+Flower reads) records every task each worker ran. Reported:
+
+- throughput: jobs / (last generate's end - first generate's start) on the compute
+  worker, and its ratio to the ideal N / L (target >= 0.98); the generate step's
+  mean recorded time and the per-task overhead beyond L;
+- which task names the compute worker ran (target: only ``genline.generate``).
+Prints one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from celery import Celery
+
+from tests import services
+from tests.conftest import private_stack
+
+
+def watch_events(broker_url: str, seen: list) -> threading.Thread:
+    """Collect task-started/succeeded/failed events (hostname, name, timestamp) in ``seen``
+    (a daemon thread, left running until the script ends)."""
+    app = Celery(broker=broker_url)
+    names: dict[str, str] = {}
+
+    def on_event(event):
+        kind = event["type"]
+        if kind == "task-received":
+            names[event["uuid"]] = event["name"]
+        elif kind in ("task-started", "task-succeeded", "task-failed"):
+            seen.append({"type": kind, "uuid": event["uuid"], "hostname": event["hostname"],
+                         "timestamp": event["timestamp"]})
+
+    def run():
+        # One capture for the whole run: between two captures the fanout (Redis
+        # pub/sub) subscription is gone and events published then are lost.
+        with app.connection() as conn:
+            receiver = app.events.Receiver(conn, handlers={"*": on_event})
+            receiver.capture(limit=None, timeout=None, wakeup=False)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.names = names  # type: ignore[attr-defined]
+    return thread
+
+
+def run(args) -> dict:
+    out = Path(tempfile.mkdtemp(prefix="genline-slots-bench-"))
+    env = {"GENLINE_TENANT_CONCURRENCY": str(args.jobs + 10)}
+    with private_stack(out / "outputs", out, **env) as stack:
+        seen: list = []
+        watcher = watch_events(stack.env["REDIS_URL"], seen)
+        stack.start_worker(kind="io", concurrency=100, name="io")
+        time.sleep(1)
+        headers = stack.new_tenant()
+        body = {"prompt": "slot", "params": {"size": "16x16", "simulate": {"latency_s": args.latency_s}},
+                "budget": {"timeout_s": args.latency_s + 30, "deadline_s": 3600}}
+        ids = [stack.submit(headers, body)["id"] for _ in range(args.jobs)]
+        # every job validated and waiting on the compute queue before the compute worker starts
+        services.wait_for(lambda: all(stack.job(headers, i)["step"] == "generate" for i in ids), 120, "validation")
+        stack.start_worker(kind="compute", concurrency=args.slots, name="compute")
+        done = [stack.wait(headers, i, timeout=args.jobs * args.latency_s + 300) for i in ids]
+        time.sleep(2)  # the last events
+        from pipeline import jobs
+        with stack.app.app_context():
+            work = [jobs.get(i).timing.get("generate_s", 0.0) for i in ids]
+        names = watcher.names  # type: ignore[attr-defined]
+        compute = [e for e in seen if e["hostname"].startswith("compute@")]
+        starts = [e["timestamp"] for e in compute if e["type"] == "task-started"]
+        ends = [e["timestamp"] for e in compute if e["type"] in ("task-succeeded", "task-failed")]
+        span = max(ends) - min(starts)  # first generate's start to last generate's end on the compute worker
+        throughput = args.jobs / span
+        ideal = args.slots / args.latency_s
+        return {
+            "slots": args.slots, "latency_s": args.latency_s, "jobs": args.jobs,
+            "completed": sum(d["status"] == "completed" for d in done),
+            "compute_tasks_started": len(starts), "span_s": round(span, 2),
+            "throughput_jobs_per_s": round(throughput, 4), "ideal_jobs_per_s": round(ideal, 4),
+            "efficiency": round(throughput / ideal, 4),
+            # the step's own time (claim to end, as the job row records it) beside the provider's L
+            "generate_step_mean_s": round(sum(work) / len(work), 4),
+            "per_task_overhead_ms": round((span * args.slots / args.jobs - args.latency_s) * 1000, 1),
+            "compute_task_names": sorted({names.get(e["uuid"], "?") for e in compute}),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slots", type=int, default=2)
+    parser.add_argument("--latency-s", type=float, default=5.0)
+    parser.add_argument("--jobs", type=int, default=16)
+    services.ensure_postgres()
+    print(json.dumps(run(parser.parse_args()), indent=2))
+
+
+if __name__ == "__main__":
+    main()
