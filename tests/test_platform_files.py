@@ -16,8 +16,10 @@ from tests.procfile import ROOT, procfile, squash
 PROCFILE = procfile()
 
 
-def test_the_procfile_runs_release_web_worker_beat_and_flower_with_no_local_file():
-    assert list(PROCFILE) == ["release", "web", "worker", "beat", "flower"]
+def test_the_procfile_runs_release_web_both_worker_kinds_beat_and_flower_with_no_local_file():
+    assert list(PROCFILE) == ["release", "web", "worker", "compute", "beat", "flower"]
+    # Each worker kind names its pool (issue 14): many waiting jobs on gevent, Celery's time limits on prefork
+    assert "-P gevent" in PROCFILE["worker"] and "-P prefork" in PROCFILE["compute"]
     # Beat keeps its schedule and lock in Redis (celery-redbeat): no --schedule file
     # in a directory a fresh checkout lacks, and two beats may run.
     assert "--schedule" not in PROCFILE["beat"] and " -s " not in PROCFILE["beat"]
