@@ -13,6 +13,9 @@ STAMP_BENCH := $(VENV)/.installed-dev-test-bench
 # CPU build on the machine's disk; a range would download a multi-GB CUDA build. On a
 # GPU box set TORCH to the build that matches its CUDA (docs/diffusers.md).
 TORCH ?= torch==2.13.0
+# Two pytest-xdist workers, a file each at a time: most tests wait on real services,
+# so two stacks side by side (own Redis, own database each) halve the wall time.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: install dev test bench clean
 

@@ -13,18 +13,25 @@ import sys
 from tests import services
 
 
-def ensure_chromium() -> str | None:
-    """Debian's chromium for the page tests: apt-get installed when missing and we are root."""
-    from tests import browser
-    if browser.chromium_path():
-        return None
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        print("make test: installing chromium for the browser tests (apt-get install -y chromium)", file=sys.stderr)
+TOOLS = {"chromium": "chromium", "jq": "jq", "openssl": "openssl", "setpriv": "util-linux"}
+"""Commands the suite runs, and the Debian package of each: the page tests drive Chromium,
+the quick-start test runs the README's curl lines (jq), the TLS tests make a certificate,
+the platform rehearsal drops root (setpriv)."""
+
+
+def ensure_tools() -> list[str]:
+    """apt-get install the missing ones when we are root (a fresh machine); what is still missing."""
+    missing = {cmd: pkg for cmd, pkg in TOOLS.items() if shutil.which(cmd) is None}
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        packages = sorted(set(missing.values()))
+        print(f"make test: installing {' '.join(packages)} (apt-get install -y)", file=sys.stderr)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"], env=env)
-        if browser.chromium_path():
-            return None
-    return "Chromium is missing for the browser tests: apt-get install -y chromium"
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]
+        if subprocess.run(install, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+            # A fresh machine may have no package lists yet.
+            subprocess.run(["apt-get", "update", "-qq"], env=env, stdout=subprocess.DEVNULL)
+            subprocess.run(install, env=env, stdout=subprocess.DEVNULL)
+    return [f"{cmd} is missing: apt-get install -y {pkg}" for cmd, pkg in TOOLS.items() if shutil.which(cmd) is None]
 
 
 def main() -> int:
@@ -37,9 +44,7 @@ def main() -> int:
         services.redis_server_binary()
     except services.ServiceMissing as exc:
         problems.append(str(exc))
-    problem = ensure_chromium()
-    if problem:
-        problems.append(problem)
+    problems += ensure_tools()
     for problem in problems:
         print(f"make test: {problem}", file=sys.stderr)
     if problems and services.IN_CI:
