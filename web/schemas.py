@@ -26,6 +26,15 @@ DIFFUSERS_PARAMS = ("steps", "guidance", "negative_prompt", "strength")
 """Params only the ``diffusers`` provider takes (DESIGN §5)."""
 
 
+
+def json_number(v):
+    """A JSON number as a float (None stays None); a bool or a numeric string is refused."""
+    if v is None:
+        return v
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError("must be a number")
+    return float(v)
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -63,11 +72,7 @@ class Params(Strict):
     @field_validator("guidance", "strength", mode="before")
     @classmethod
     def _number(cls, v):
-        if v is None:
-            return v
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError("must be a number")
-        return float(v)
+        return json_number(v)
 
     @field_validator("negative_prompt")
     @classmethod
@@ -102,11 +107,7 @@ class Budget(Strict):
     @field_validator("timeout_s", "deadline_s", mode="before")
     @classmethod
     def _number(cls, v):
-        if v is None:
-            return v
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ValueError("must be a number")
-        return float(v)
+        return json_number(v)
 
 
 WebhookEvent = Literal["queued", "started", "progress", "retry", "completed", "failed", "canceled"]
