@@ -34,7 +34,7 @@ from redis import RedisError
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import DBAPIError
 
-from pipeline import dispatch, jobs
+from pipeline import dispatch, jobs, routing
 from pipeline.lifecycle import JobStatus, Step
 from pipeline.models import ApiKey, Job, Tenant, db, utcnow
 
@@ -229,17 +229,19 @@ def _admit() -> dict:
 
 
 def _admit_replays(now: datetime) -> int:
-    """Admit replayed jobs oldest first, within GENLINE_REPLAY_RATE, behind live work of their queue."""
+    """Admit replayed jobs oldest first, within GENLINE_REPLAY_RATE, behind live work of their priority."""
     rate = _config().replay_rate
     backlog = max(REPLAY_BACKLOG, math.ceil(_per_second(rate) * INTERVAL_S))
     depth: dict[str, int] = {}
     admitted = 0
     for job in _held(REPLAY, Job.admit_at <= now):
-        queue = dispatch.step_options(job, Step(job.step))["queue"]  # where its message would go
+        # Live work of its priority, on both worker kinds: a live job validating in io.normal
+        # generates in compute.normal next, and a replay resuming at generate must not pass it.
+        queue = job.priority or "normal"
         if queue not in depth:
-            depth[queue] = queue_depth(queue)
+            depth[queue] = sum(queue_depth(q) for q in routing.priority_queues(job.priority))
         if depth[queue] >= backlog:
-            continue  # live work of this priority waits in the queue: it goes first
+            continue  # live work of this priority waits in the queues: it goes first
         if take(rate, "replay") is not None:
             break
         if release(job, now):

@@ -82,6 +82,11 @@ def step_queue(step: Step, priority: str | None, provider: str | None = None) ->
     return f"{kind_of(step, provider)}.{_priority(priority)}"
 
 
+def priority_queues(priority: str | None) -> tuple[str, str]:
+    """The queues of live work at a priority, of both kinds (a job in ``io.p`` now is in ``compute.p`` next)."""
+    return f"io.{_priority(priority)}", f"compute.{_priority(priority)}"
+
+
 def io_queue(priority: str | None) -> str:
     """The I/O queue of a job's other messages (webhook sends) at its priority."""
     return f"io.{_priority(priority)}"

@@ -66,7 +66,7 @@ def test_beat_needs_no_local_file_and_runs_over_tls_with_a_self_signed_certifica
         try:
             # Then it holds the lock in that Redis and queues the reaper there
             assert client.exists("genline:beat::lock")
-            wait_for(lambda: sum(client.llen(k) for k in client.keys("high*")) >= 1, 15, "a reaper message")
+            wait_for(lambda: sum(client.llen(k) for k in client.keys("io.high*")) >= 1, 15, "a reaper message")
             time.sleep(0.5)
             assert "Message Error" not in beat.log(), beat.log_tail()
         finally:

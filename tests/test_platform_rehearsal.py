@@ -153,12 +153,13 @@ def test_the_platform_rehearsal_loses_and_doubles_nothing(rehearsal, how):
             proc = rehearsal.start(name, env)
             ready = {"web": lambda: _wait_http(f"{base}/readyz", "web ready"),
                      "worker": lambda: proc.wait_for_log("ready.", 90),
+                     "compute": lambda: proc.wait_for_log("ready.", 90),
                      "beat": lambda: proc.wait_for_log("beat: Starting", 60),
                      "flower": lambda: _wait_http(f"http://127.0.0.1:{flower_port}/healthcheck", "flower")}[name]
             ready()
             return proc
 
-        for name in ("web", "worker", "beat", "beat", "flower"):
+        for name in ("web", "worker", "compute", "beat", "beat", "flower"):
             start(name)
         submitted = []
 
@@ -170,8 +171,8 @@ def test_the_platform_rehearsal_loses_and_doubles_nothing(rehearsal, how):
                 submitted.append(response.json()["id"])
 
         submit(6)
-        # and each process kind in turn is SIGKILLed (mid-generate for the worker) and started again
-        for kind in ("worker", "web", "beat", "flower"):
+        # and each process kind in turn is SIGKILLed (mid-generate for the compute worker) and started again
+        for kind in ("compute", "worker", "web", "beat", "flower"):
             time.sleep(1.0)
             victim = rehearsal.running[kind][0 if kind == "beat" else -1]
             victim.kill_group()

@@ -53,7 +53,7 @@ def test_a_stack_on_tls_redis_runs_jobs_streams_events_limits_and_schedules(tls_
         stack.migrate()
         web, base = services.start_gunicorn(env, log_dir)
         procs.append(web)
-        procs += [start_line(name, env, log_dir) for name in ("worker", "beat", "flower")]
+        procs += [start_line(name, env, log_dir) for name in ("worker", "compute", "beat", "flower")]
         headers = stack.new_tenant()
         headers.pop("X-Tenant")
         # When jobs are submitted over HTTP and one job's events are streamed
@@ -91,7 +91,7 @@ def test_a_stack_on_tls_redis_runs_jobs_streams_events_limits_and_schedules(tls_
         # (Flower's control commands go over the broker: a worker answers through the TLS Redis)
         workers = services.wait_for(lambda: requests.get(f"{flower}/api/workers?refresh=1", auth=("ops", "flower-pw"),
                                                          timeout=10).json(), 30, "workers seen by flower")
-        assert any(name.startswith("celery@") for name in workers), workers
+        assert any(name.startswith(("io@", "compute@")) for name in workers), workers
         for proc in procs:
             assert "Traceback" not in proc.log(), proc.log_tail()
     finally:

@@ -242,14 +242,15 @@ def test_replayed_jobs_wait_behind_live_work_of_their_priority_and_enter_at_the_
     # And none enters the queue while live work of its priority waits there
     with stack.app.app_context():
         assert admission.admit_once() == {"throttle": 0, "replay": 0}
-        assert admission.queue_depth("normal") == 4
+        assert admission.queue_depth("io.normal") == 4
         # When the live work is taken off the queue
         with stack.app.extensions["celery"].connection_for_write() as conn:
-            conn.default_channel.queue_purge("normal")
+            conn.default_channel.queue_purge("io.normal")
         # Then replayed jobs enter it, no more than the rate allows, oldest first
         assert admission.admit_once() == {"throttle": 0, "replay": 3}
         assert admission.admit_once() == {"throttle": 0, "replay": 0}
-        assert admission.queue_depth("normal") == 3
+        # (they resume at generate, with the in-worker provider: the compute kind's queue)
+        assert admission.queue_depth("compute.normal") == 3
         assert admission.waiting(headers["X-Tenant"]) == 2
         assert [jobs.get(i).held for i in old] == [None, None, None, "replay", "replay"]
         assert all(jobs.get(i).status == "queued" for i in old)

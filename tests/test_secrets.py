@@ -42,8 +42,8 @@ def test_task_messages_hold_only_the_job_id_and_no_secret_reaches_redis(make_sta
 
     # Then its queued message's arguments are the job id alone
     client = redis_lib.Redis.from_url(stack.env["REDIS_URL"])
-    messages = [json.loads(m) for m in client.lrange("normal", 0, -1)]
-    assert messages, "the validate message should be waiting in the normal queue"
+    messages = [json.loads(m) for m in client.lrange("io.normal", 0, -1)]
+    assert messages, "the validate message should be waiting in the I/O kind's normal queue"
     body = json.loads(base64.b64decode(messages[0]["body"]))
     assert body[0] == [job["id"]] and body[1] == {}
     assert messages[0]["headers"]["argsrepr"] == repr([job["id"]])
