@@ -69,17 +69,16 @@ def limiter() -> MovingWindowRateLimiter:
 def take(rate: str, *identifiers: str) -> float | None:
     """Take one slot of ``rate`` for ``identifiers``: None if taken, else when (epoch s) one frees.
 
-    Every item of a rate like ``5/second;100/hour`` must have room; none is
-    taken unless all have (a race between two takers may overrun a window by one).
+    Each item of a rate like ``5/second;100/hour`` is hit in turn: a moving
+    window's hit checks and takes atomically in Redis, so two workers racing
+    for a tenant's last slot never both get it. An item that is full stops
+    there; the items before it keep their slot (stricter, never looser).
     """
     window = limiter()
-    items = limits.parse_many(rate)
-    full = [item for item in items if not window.test(item, *identifiers)]
-    if not full:
-        for item in items:
-            window.hit(item, *identifiers)
-        return None
-    return max(window.get_window_stats(item, *identifiers).reset_time for item in full)
+    for item in limits.parse_many(rate):
+        if not window.hit(item, *identifiers):
+            return window.get_window_stats(item, *identifiers).reset_time
+    return None
 
 
 # --- holding -----------------------------------------------------------------------------------

@@ -249,8 +249,8 @@ def test_replayed_jobs_wait_behind_live_work_of_their_priority_and_enter_at_the_
         # Then replayed jobs enter it, no more than the rate allows, oldest first
         assert admission.admit_once() == {"throttle": 0, "replay": 3}
         assert admission.admit_once() == {"throttle": 0, "replay": 0}
-        # (they resume at generate, with the in-worker provider: the compute kind's queue)
-        assert admission.queue_depth("compute.normal") == 3
+        # (they never started: they resume at validate, on the I/O kind's queue)
+        assert admission.queue_depth("io.normal") == 3
         assert admission.waiting(headers["X-Tenant"]) == 2
         assert [jobs.get(i).held for i in old] == [None, None, None, "replay", "replay"]
         assert all(jobs.get(i).status == "queued" for i in old)
