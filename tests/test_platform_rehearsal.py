@@ -202,7 +202,7 @@ def test_the_platform_rehearsal_loses_and_doubles_nothing(rehearsal, how):
                 completed = dict(cur.fetchall())
         finally:
             conn.close()
-        assert set(rows) == set(submitted) and len(submitted) == 18
+        assert set(rows) == set(submitted) and len(submitted) == 6 + 3 * 5
         assert completed == {job_id: 1 for job_id in submitted}
         assert all(len(rows[job_id][2]) == 1 for job_id in submitted)
         # and nothing wrote into the checkout after the install
