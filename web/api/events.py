@@ -12,9 +12,11 @@ While the job is queued, its ETA (``pipeline.eta``) is recomputed when the
 stream wakes up anyway (right after the replay, and at each quiet heartbeat
 interval, ``GENLINE_SSE_HEARTBEAT_S``) and an ``estimation`` event is sent
 when it first exists and whenever the remaining time to the estimated finish
-moves by more than 10% of the wait it last announced. An estimation is not a job event: it is not in the log
-and its frame has no ``id:`` line, so ``Last-Event-ID`` still names the last
-logged event and a resumed stream simply gets the current estimate again.
+moves by more than 10% of the wait it last announced. An estimation is not a
+job event: it is not in the log, and its id repeats the seq of the last logged
+event the stream sent. So ``Last-Event-ID`` keeps naming the log, a resumed
+stream simply gets the current estimate again, and a client that skips ids it
+has seen (the Python and JS clients do) ignores estimations without breaking.
 
 A stream opened (or resumed) after the terminal event answers 204, which tells
 a browser's EventSource to stop reconnecting.
@@ -113,7 +115,7 @@ class Estimation:
         self.sent: tuple = (None, None)
         self.sent_at = None
 
-    def check(self) -> str | None:
+    def check(self, last_seq: int) -> str | None:
         job = jobs.get(self.job_id)
         if job is None or job.status != "queued":
             return None
@@ -123,9 +125,9 @@ class Estimation:
         if not eta.moved(self.sent, new, self.sent_at):
             return None
         self.sent, self.sent_at = new, now
-        data = {"type": "estimation", "job_id": job.id, "queue_position": positions[job.id],
-                "estimated_start_at": iso(new[0]), "estimated_finish_at": iso(new[1]), "created_at": iso(now)}
-        return f"event: estimation\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+        return frame({"id": last_seq, "type": "estimation", "job_id": job.id, "created_at": iso(now),
+                      "data": {"queue_position": positions[job.id], "estimated_start_at": iso(new[0]),
+                               "estimated_finish_at": iso(new[1])}})
 
 
 def stream(job_id: str, after: int, heartbeat_s: float):
@@ -137,7 +139,7 @@ def stream(job_id: str, after: int, heartbeat_s: float):
         yield f"retry: {RETRY_MS}\n\n"
         yield from replay.from_log()
         if not replay.done:
-            yield from _estimate(estimation)
+            yield from _estimate(estimation, replay.last)
         ends = time.monotonic() + MAX_STREAM_S
         while not replay.done and time.monotonic() < ends:
             event = sub.get(heartbeat_s if sub.live else min(heartbeat_s, OFFLINE_POLL_S))
@@ -145,7 +147,7 @@ def stream(job_id: str, after: int, heartbeat_s: float):
                 # Quiet: re-read the log in case a publish was lost, then keep the connection warm.
                 yield from replay.from_log()
                 if not replay.done:
-                    yield from _estimate(estimation)
+                    yield from _estimate(estimation, replay.last)
                     yield ": heartbeat\n\n"
             elif event is hub.RESYNC:
                 yield from replay.from_log()
@@ -155,10 +157,10 @@ def stream(job_id: str, after: int, heartbeat_s: float):
         sub.close()
 
 
-def _estimate(estimation: Estimation):
+def _estimate(estimation: Estimation, last_seq: int):
     """The estimation frame when it moved; nothing (and a log line) when it cannot be computed."""
     try:
-        found = estimation.check()
+        found = estimation.check(last_seq)
     except Exception as exc:  # noqa: BLE001 - an estimate is advisory: never end the job's stream for it
         log.warning("estimation skipped job_id=%s error=%s", estimation.job_id, exc.__class__.__name__)
         return

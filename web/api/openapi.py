@@ -92,11 +92,11 @@ UPLOAD_BODY = {"multipart/form-data": {"schema": {
     "properties": {"file": {"type": "string", "format": "binary", "description": "PNG, JPEG or WebP"}}}}}
 SSE_EVENT = {"type": "string", "description": "a text/event-stream: frames of `id:` (the event's seq), `event:` "
                                              "(its type) and `data:` (the event as JSON), with `: heartbeat` comments. "
-                                             "While the job is queued, `estimation` frames (no `id:`, not in the log) "
-                                             "carry `queue_position`, `estimated_start_at` and `estimated_finish_at` "
+                                             "While the job is queued, `estimation` frames (not in the log; their id "
+                                             "repeats the last logged event's) carry `queue_position`, "
+                                             "`estimated_start_at` and `estimated_finish_at` in `data` "
                                              "when the estimate first exists and when it moves by more than 10%"}
-SSE_FRAME = {"type": "object", "description": "one frame of the stream; data is the event as JSON; an "
-                                              "`estimation` frame has no id",
+SSE_FRAME = {"type": "object", "description": "one frame of the stream; data is the event as JSON",
              "properties": {"id": {"type": "string"}, "event": {"type": "string"},
                             "data": {"type": "string", "contentMediaType": "application/json"}}}
 """OpenAPI 3.1 has no per-event schema (3.2's itemSchema): the body is a string for generators, and
