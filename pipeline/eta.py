@@ -32,6 +32,7 @@ scan of past jobs. The model, a fluid approximation of the queue:
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -64,6 +65,24 @@ return 1
 """
 
 
+_GAP = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local last = tonumber(redis.call('HGET', KEYS[1], 'last_generate_end'))
+redis.call('HSET', KEYS[1], 'last_generate_end', tostring(now))
+if last ~= nil and now - last <= tonumber(ARGV[2]) then
+  local n = redis.call('HINCRBY', KEYS[1], 'gap:n', 1)
+  local old = tonumber(redis.call('HGET', KEYS[1], 'gap'))
+  local v = now - last
+  if old ~= nil and n > 1 then v = old + tonumber(ARGV[1]) * (v - old) end
+  redis.call('HSET', KEYS[1], 'gap', tostring(v))
+end
+return 1
+"""
+GAP_ALPHA = 0.15
+"""The gaps between generate ends are irregular (two slots can end together): a smoother mean."""
+
+
 def _script():
     return events.client().register_script(_UPDATE)
 
@@ -79,21 +98,27 @@ def record(kind: str, provider: str | None, seconds: float) -> None:
     fields = [f"{kind}:{provider or ALL}"] + ([f"{kind}:{ALL}"] if kind == "generate" and provider else [])
     try:
         _script()(keys=[KEY, *fields], args=[repr(float(seconds)), repr(ALPHA)])
+        if kind == "generate":
+            # A gap is a sample of the fleet's pace only if this generate ran throughout it
+            # (the pool was busy); a longer one includes idle time.
+            events.client().register_script(_GAP)(keys=[KEY], args=[repr(GAP_ALPHA), repr(float(seconds))])
     except Exception as exc:  # noqa: BLE001 - an ETA sample is not worth failing a step for
         log.warning("eta sample not recorded kind=%s provider=%s error=%s", kind, provider, exc.__class__.__name__)
 
 
-def means(provider: str | None) -> tuple[float, float] | None:
-    """(slot seconds of any generate, start-to-finish seconds of ``provider``'s jobs), or None without history."""
-    names = [f"generate:{ALL}", f"job:{provider or ALL}"]
+def means(provider: str | None) -> tuple[float, float, float | None] | None:
+    """(slot seconds of any generate, start-to-finish seconds of ``provider``'s jobs, seconds between
+    generate ends while busy or None), or None without history."""
+    names = [f"generate:{ALL}", f"job:{provider or ALL}", "gap"]
     try:
         raw = events.client().hmget(KEY, *[f for n in names for f in (n, f"{n}:n")])
     except Exception as exc:  # noqa: BLE001 - no Redis: no estimate, the job still reads
         log.warning("eta history unreadable error=%s", exc.__class__.__name__)
         return None
-    if any(v is None for v in raw) or min(int(raw[1]), int(raw[3])) < MIN_SAMPLES:
+    if any(v is None for v in raw[:4]) or min(int(raw[1]), int(raw[3])) < MIN_SAMPLES:
         return None
-    return float(raw[0]), float(raw[2])
+    gap = float(raw[4]) if raw[4] is not None and int(raw[5]) >= MIN_SAMPLES else None
+    return float(raw[0]), float(raw[2]), gap
 
 
 @lru_cache(maxsize=8)
@@ -114,12 +139,28 @@ def load(tenant_id: str, default_limit: int):
     return int(row.running), int(row.mine), int(row.cap)
 
 
-def wait_s(position: int, slot_s: float, slots: int, running: int) -> float:
-    """Seconds until the ``position``-th start, with ``slots`` slots of which ``running`` are busy."""
-    free = max(0, slots - running)
+def observed_slots(slot_s: float, gap: float | None) -> int:
+    """How many generates run at once when busy, from Little's law: a generate's mean over the mean gap
+    between generate ends. Rounded up (the pool's other work makes the ratio fall a little short of the
+    slot count), less a tenth so that noise around 1 does not make 2. 0 without a gap."""
+    if not gap:
+        return 0
+    return max(1, math.ceil(slot_s / gap - 0.1))
+
+
+def wait_s(position: int, slot_s: float, slots: int, running: int, gap: float | None = None) -> float:
+    """Seconds until the ``position``-th start, with ``slots`` slots of which ``running`` are busy.
+
+    ``gap``: the observed seconds between starts (generate ends) while busy, which
+    replaces ``slot_s / slots`` when known: it also counts the pool's other work.
+    """
+    # With nothing running we cannot tell how many workers are there to start jobs: one, at least.
+    free = max(0, slots - running) if running else 1
     if position <= free:
         return 0.0
-    return (position - free - 0.5) * slot_s / slots
+    # Jobs queued ahead while a slot looks free: the pool is busy with other steps
+    # (validate, upload) or the slot is about to be taken; the free slot saves no wait.
+    return (position - 0.5) * (gap if gap is not None else slot_s / slots)
 
 
 def estimate(job, position: int | None, default_limit: int, tenant_ahead=None,
@@ -139,12 +180,12 @@ def estimate(job, position: int | None, default_limit: int, tenant_ahead=None,
     found = cache["means", job.provider]
     if found is None:
         return None, None
-    slot_s, job_s = found
+    slot_s, job_s, gap = found
     if ("load", job.tenant_id) not in cache:
         cache["load", job.tenant_id] = load(job.tenant_id, default_limit)
     running, mine, cap = cache["load", job.tenant_id]
-    slots = max(1, running)
-    wait = wait_s(position, slot_s, slots, running)
+    slots = max(1, running, observed_slots(slot_s, gap))
+    wait = wait_s(position, slot_s, slots, running, gap)
     if cap < slots and tenant_ahead is not None:
         wait = max(wait, wait_s(tenant_ahead() + 1, slot_s, cap, mine))
     now = now or utcnow()

@@ -79,9 +79,10 @@ def test_estimates_grow_with_the_queue_ahead_and_with_the_known_latency(make_sta
 
     # Then each job's estimated finish is later the more jobs are ahead of it, by about one generate each
     assert all(b > a for a, b in zip(short, short[1:])), short
-    step = means["generate:*"]
+    # (the pace between starts: the observed gap between generate ends, else the generate mean)
+    step = means["gap"] if means.get("gap:n", 0) >= eta.MIN_SAMPLES else means["generate:*"]
     for a, b in zip(short[1:], short[2:]):
-        assert 0.5 * step <= b - a <= 2.0 * step, (short, step)
+        assert 0.9 * step <= b - a <= 1.1 * step, (short, step)
 
     # And once the recent generates take longer (1.5 s), the same positions get later estimates
     _cancel_all(stack, tenant)
@@ -91,7 +92,7 @@ def test_estimates_grow_with_the_queue_ahead_and_with_the_known_latency(make_sta
     worker.stop()
     long = _queued_waits(stack, tenant, 4)
     assert all(lo > sh for sh, lo in zip(short, long)), (short, long)
-    assert long[-1] - long[0] > 2 * (short[-1] - short[0])
+    assert long[-1] - long[0] > short[-1] - short[0]
 
 
 def test_the_stream_sends_an_estimation_when_the_estimate_moves(make_stack):
