@@ -36,9 +36,10 @@ import math
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 
 from pipeline import events, onetrip
+from pipeline.concurrency import limit_of
 from pipeline.lifecycle import JobStatus, Step
 from pipeline.models import Job, utcnow
 
@@ -124,8 +125,6 @@ def means(provider: str | None) -> tuple[float, float, float | None] | None:
 @lru_cache(maxsize=8)
 def _load_statement(default_limit: int):
     """One statement: jobs in generate now, the tenant's, and its concurrency limit (bound: tenant)."""
-    from pipeline.concurrency import limit_of
-    from sqlalchemy import func
     in_generate = (Job.status == JobStatus.PROCESSING.value) & (Job.step == Step.GENERATE.value)
     tenant = bindparam("tenant")
     running = select(func.count()).select_from(Job).where(in_generate).scalar_subquery()

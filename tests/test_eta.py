@@ -3,6 +3,7 @@ recent service times with it, and an ``estimation`` SSE event when it moves by m
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import pairwise
 
 from pipeline import eta, events
 from tests.sse import Reader
@@ -11,7 +12,7 @@ SMALL = {"size": "16x16"}
 
 
 def _ts(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(value).timestamp()
 
 
 def _history(stack, tenant, latency: float, count: int = 4) -> None:
@@ -78,10 +79,10 @@ def test_estimates_grow_with_the_queue_ahead_and_with_the_known_latency(make_sta
     short = _queued_waits(stack, tenant, 4)
 
     # Then each job's estimated finish is later the more jobs are ahead of it, by about one generate each
-    assert all(b > a for a, b in zip(short, short[1:])), short
+    assert all(b > a for a, b in pairwise(short)), short
     # (the pace between starts: the observed gap between generate ends, else the generate mean)
     step = means["gap"] if means.get("gap:n", 0) >= eta.MIN_SAMPLES else means["generate:*"]
-    for a, b in zip(short[1:], short[2:]):
+    for a, b in pairwise(short[1:]):
         assert 0.9 * step <= b - a <= 1.1 * step, (short, step)
 
     # And once the recent generates take longer (1.5 s), the same positions get later estimates

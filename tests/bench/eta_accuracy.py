@@ -29,7 +29,7 @@ from tests.conftest import Stack, base_env
 
 
 def _ts(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(value).timestamp()
 
 
 def run(args) -> dict:

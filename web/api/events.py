@@ -30,9 +30,9 @@ import time
 from flask import Blueprint, Response, request, stream_with_context
 
 from pipeline import eta, jobs
+from pipeline.lifecycle import TERMINAL_EVENTS, is_terminal
 from pipeline.models import utcnow
 from pipeline.representation import iso
-from pipeline.lifecycle import TERMINAL_EVENTS, is_terminal
 from web import hub
 from web.api.errors import ApiError
 from web.api.jobs import get_job_or_404
