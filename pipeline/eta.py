@@ -82,6 +82,8 @@ return 1
 """
 GAP_ALPHA = 0.15
 """The gaps between generate ends are irregular (two slots can end together): a smoother mean."""
+BUSY_GAP = 1.5
+"""A gap up to this many times the generate that just ended is the fleet's pace; longer ones include idle time."""
 
 
 def _script():
@@ -100,9 +102,10 @@ def record(kind: str, provider: str | None, seconds: float) -> None:
     try:
         _script()(keys=[KEY, *fields], args=[repr(float(seconds)), repr(ALPHA)])
         if kind == "generate":
-            # A gap is a sample of the fleet's pace only if this generate ran throughout it
-            # (the pool was busy); a longer one includes idle time.
-            events.client().register_script(_GAP)(keys=[KEY], args=[repr(GAP_ALPHA), repr(float(seconds))])
+            # A gap is a sample of the fleet's pace only while the pool was busy: this generate
+            # ran through most of it (two slots ending in step give a gap of a generate plus the
+            # other steps run in between); a longer one includes idle time.
+            events.client().register_script(_GAP)(keys=[KEY], args=[repr(GAP_ALPHA), repr(BUSY_GAP * seconds)])
     except Exception as exc:  # noqa: BLE001 - an ETA sample is not worth failing a step for
         log.warning("eta sample not recorded kind=%s provider=%s error=%s", kind, provider, exc.__class__.__name__)
 

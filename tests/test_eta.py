@@ -80,8 +80,10 @@ def test_estimates_grow_with_the_queue_ahead_and_with_the_known_latency(make_sta
 
     # Then each job's estimated finish is later the more jobs are ahead of it, by about one generate each
     assert all(b > a for a, b in pairwise(short)), short
-    # (the pace between starts: the observed gap between generate ends, else the generate mean)
-    step = means["gap"] if means.get("gap:n", 0) >= eta.MIN_SAMPLES else means["generate:*"]
+    # (the pace between starts: the observed gap between generate ends, else the generate mean;
+    # at least a generate per GENLINE_TENANT_CONCURRENCY (4), the tenant's own cap)
+    fleet = means["gap"] if means.get("gap:n", 0) >= eta.MIN_SAMPLES else means["generate:*"]
+    step = max(fleet, means["generate:*"] / 4)
     for a, b in pairwise(short[1:]):
         assert 0.9 * step <= b - a <= 1.1 * step, (short, step)
 
@@ -139,3 +141,31 @@ def test_an_estimate_moves_only_beyond_a_tenth_of_the_wait_it_announced():
     assert not eta.moved(old, (sent_at, old[1] + timedelta(seconds=9)), sent_at)
     assert eta.moved(old, (sent_at, old[1] - timedelta(seconds=11)), sent_at)
     assert eta.moved(old, (sent_at, old[1] + timedelta(seconds=11)), sent_at)
+
+
+def test_a_tenant_capped_below_the_fleet_waits_for_its_own_jobs(make_stack):
+    # Given history from a worker of two processes, then no worker
+    from web.keys import create_key
+    stack = make_stack()
+    other = stack.new_tenant("eta3")
+    worker = stack.start_worker(concurrency=2, name="eta3")
+    _history(stack, other, 0.5, count=6)
+    means = _means(stack)
+    worker.stop()
+    # And a tenant whose key lets one of its jobs run at a time
+    with stack.app.app_context():
+        _row, key = create_key("eta-capped", concurrency=1)
+    capped = {"Authorization": f"Bearer {key}"}
+
+    # When each tenant queues three jobs
+    def starts(headers):
+        jobs = [stack.submit(headers, {"prompt": "c", "params": SMALL}) for _ in range(3)]
+        return [_ts(stack.job(headers, j["id"])["estimated_start_at"]) - _ts(j["created_at"]) for j in jobs]
+    capped_waits = starts(capped)
+    _cancel_all(stack, capped)
+    free_waits = starts(other)
+
+    # Then the capped tenant's third job waits for its two jobs ahead, one at a time (a generate each,
+    # less half of the first), while the other tenant's shares the fleet's pace
+    assert capped_waits[2] >= 1.3 * means["generate:*"], (capped_waits, means)
+    assert capped_waits[2] > free_waits[2] + 0.2 * means["generate:*"], (capped_waits, free_waits, means)
