@@ -23,8 +23,12 @@ def output_url(cfg, base_url: str, job_id: str, n: int, key: str) -> str:
     return f"{base_url.rstrip('/')}/files/{tokens.file_token(cfg.secret_key, key)}"
 
 
-def job_to_dict(job, cfg, base_url: str, queue_position: int | None = None) -> dict:
-    """Render a job snapshot for the API, webhooks and the CLI."""
+def job_to_dict(job, cfg, base_url: str, queue_position: int | None = None, estimate: tuple | None = None) -> dict:
+    """Render a job snapshot for the API, webhooks and the CLI.
+
+    ``estimate``: (start, finish) of a queued job (``pipeline.eta``); null fields when not given.
+    """
+    start, finish = estimate or (None, None)
     outputs = None
     if job.outputs:
         outputs = [
@@ -57,6 +61,8 @@ def job_to_dict(job, cfg, base_url: str, queue_position: int | None = None) -> d
         "started_at": iso(job.started_at),
         "completed_at": iso(job.completed_at),
         "deadline_at": iso(job.deadline_at),
+        "estimated_start_at": iso(start),
+        "estimated_finish_at": iso(finish),
         "timing": {
             "queued_s": (job.timing or {}).get("queued_s"),
             "generate_s": (job.timing or {}).get("generate_s"),

@@ -18,7 +18,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from pipeline import admission, budget, concurrency, dispatch, failover, jobs, leases
+from pipeline import admission, budget, concurrency, dispatch, eta, failover, jobs, leases
 from pipeline.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, Timeout
 from pipeline.lifecycle import JobStatus, Step, next_step
 from pipeline.models import Job, db, utcnow
@@ -174,8 +174,17 @@ def finish(job, step: Step, owner: str, output, seconds: float) -> None:
         return
     log.info("step finished job_id=%s step=%s attempt=%s status=%s seconds=%.3f", job.id, step.value, job.attempt,
              JobStatus.COMPLETED.value if step is Step.UPLOAD else job.status, seconds)
+    _record_eta(job, step, seconds)
     job.step, job.step_outputs = following.value, step_outputs
     dispatch.send_step(job, following)
+
+
+def _record_eta(job, step: Step, seconds: float) -> None:
+    """Feed the ETA history (``pipeline.eta``): a generate's duration, and a completed job's start-to-finish."""
+    if step is Step.GENERATE:
+        eta.record("generate", job.provider, seconds)
+    elif step is Step.UPLOAD and job.started_at is not None:
+        eta.record("job", job.provider, jobs.seconds_between(job.started_at, utcnow()))
 
 
 def fail_attempt(job, step: Step, owner: str, error: GenlineError, started: float) -> None:

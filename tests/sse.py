@@ -48,14 +48,18 @@ class Reader:
         done, _, self.buffer = self.buffer.rpartition("\n\n")
         return parse_frames(done + "\n\n")
 
-    def events(self):
-        """Every event frame (not comments) until the stream closes."""
+    def events(self, estimations: bool = False):
+        """Every event frame (not comments) until the stream closes.
+
+        ``estimations``: also the ``estimation`` frames of a queued job (its ETA,
+        not an event of the job's log; left out by default).
+        """
         while True:
             frames = self.next_frames()
             if not frames and self.closed:
                 return
             for frame in frames:
-                if frame["data"] is not None:
+                if frame["data"] is not None and (estimations or frame["event"] != "estimation"):
                     yield frame
 
 

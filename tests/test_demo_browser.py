@@ -134,8 +134,11 @@ def test_shift_enter_is_a_new_line_not_a_submit(page):
 
 
 def test_a_queued_job_shows_its_place_in_the_queue(page, stack):
-    # Given the shared worker (two processes) busy with two slow jobs of another tenant
+    # Given history (a few jobs ran, so queued jobs carry an ETA), then the shared worker
+    # (two processes) busy with two slow jobs of another tenant
     headers = stack.new_tenant("busy")
+    for job in [stack.submit(headers, {"prompt": f"warm {i}", "params": {"size": "16x16"}}) for i in range(3)]:
+        stack.wait(headers, job["id"])
     busy = [stack.submit(headers, {"prompt": f"busy {i}", "params": {"size": "64x64", "simulate": {"latency_s": 8}}})
             for i in range(2)]
     for job in busy:
@@ -149,6 +152,9 @@ def test_a_queued_job_shows_its_place_in_the_queue(page, stack):
     # Then, while it is queued, the page says where it stands
     page.wait_for_selector("#queue:not([hidden])", timeout=10_000)
     assert "in the queue" in page.text_content("#queue").lower()
+    # And when it will start and finish (pipeline/eta.py)
+    page.wait_for_function("/starts in about \\d+ s, done in about \\d+ s/.test("
+                           "document.getElementById('queue').textContent)", timeout=10_000)
     # And once it runs and completes, the line is gone
     page.wait_for_selector("#output:not([hidden])", timeout=60_000)
     assert_settled(page)

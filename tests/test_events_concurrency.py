@@ -52,7 +52,7 @@ def test_500_concurrent_streams_on_one_web_process(stack, tenant, log_dir):
         assert all(streams.closed), f"{streams.closed.count(False)} streams still open"
         logs = {item["id"]: [e["id"] for e in stack.events(item["id"])] for item in submitted}
         for i in range(STREAMS):
-            events = [f for f in streams.frames(i) if f["data"] is not None]
+            events = [f for f in streams.frames(i) if f["data"] is not None and f["event"] != "estimation"]
             job_id = submitted[i % JOBS]["id"]
             assert [int(f["id"]) for f in events] == logs[job_id], f"stream {i}"
             assert events[-1]["event"] == "canceled"

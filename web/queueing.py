@@ -22,29 +22,36 @@ PRIORITY_ORDER = {"high": 0, "normal": 1, "low": 2}
 _JOBS = Job.__table__
 
 
-@lru_cache(maxsize=8)
-def _count_ahead(priority: str):
+@lru_cache(maxsize=16)
+def _count_ahead(priority: str, by_tenant: bool = False):
     """The count of the queued jobs that start before one of ``priority`` (bound: id).
 
     One statement per priority, with the priorities ahead written into it: an
     expanding IN list is rendered again at every execution, which made this
-    count a seventh of a submission's CPU in the web (py-spy).
+    count a seventh of a submission's CPU in the web (py-spy). ``by_tenant``:
+    only one tenant's (bound: tenant), for the ETA under a concurrency cap.
     """
     own = (_JOBS.c.priority == priority) & (_JOBS.c.id < bindparam("id")) & _JOBS.c.held.is_(None)
     ahead = _ahead(priority)
     return select(func.count()).select_from(_JOBS).where(
-        _JOBS.c.status == "queued", (onetrip.constant_in(_JOBS.c.priority, ahead) | own) if ahead else own)
+        _JOBS.c.status == "queued", (onetrip.constant_in(_JOBS.c.priority, ahead) | own) if ahead else own,
+        *_tenant_filter(by_tenant))
 
 
-@lru_cache(maxsize=8)
-def _count_ahead_held(priority: str):
+@lru_cache(maxsize=16)
+def _count_ahead_held(priority: str, by_tenant: bool = False):
     """The count for a held job of ``priority`` (bound: id, admit_at)."""
     later = (_JOBS.c.admit_at < bindparam("admit_at", type_=_JOBS.c.admit_at.type)) | (
         (_JOBS.c.admit_at == bindparam("admit_at", type_=_JOBS.c.admit_at.type)) & (_JOBS.c.id < bindparam("id")))
     own = (_JOBS.c.priority == priority) & (_JOBS.c.held.is_(None) | (_JOBS.c.held.isnot(None) & later))
     ahead = _ahead(priority)
     return select(func.count()).select_from(_JOBS).where(
-        _JOBS.c.status == "queued", (onetrip.constant_in(_JOBS.c.priority, ahead) | own) if ahead else own)
+        _JOBS.c.status == "queued", (onetrip.constant_in(_JOBS.c.priority, ahead) | own) if ahead else own,
+        *_tenant_filter(by_tenant))
+
+
+def _tenant_filter(by_tenant: bool) -> tuple:
+    return (_JOBS.c.tenant_id == bindparam("tenant"),) if by_tenant else ()
 
 
 # Several jobs at once: number the queued jobs in starting order, keep those asked for.
@@ -71,6 +78,23 @@ def queue_position(job) -> int | None:
     else:
         found = onetrip.rows(_count_ahead(job.priority), {"id": job.id})
     return found[0][0] + 1
+
+
+def tenant_ahead(job) -> int:
+    """How many of the job's own tenant's queued jobs start before it (a queued job)."""
+    params = {"id": job.id, "tenant": job.tenant_id}
+    if getattr(job, "held", None):
+        return onetrip.rows(_count_ahead_held(job.priority, True), params | {"admit_at": job.admit_at})[0][0]
+    return onetrip.rows(_count_ahead(job.priority, True), params)[0][0]
+
+
+def estimates(jobs: list, positions: dict, cfg) -> dict:
+    """``(estimated_start_at, estimated_finish_at)`` of each job by id (``pipeline.eta``); (None, None) unless queued."""
+    from pipeline import eta
+    cache: dict = {}
+    return {job.id: eta.estimate(job, positions.get(job.id), cfg.tenant_concurrency,
+                                 tenant_ahead=lambda job=job: tenant_ahead(job), cache=cache)
+            for job in jobs}
 
 
 def queue_positions(jobs: list) -> dict[str, int | None]:

@@ -77,6 +77,11 @@ class Job(Open):
     started_at: Optional[str]
     completed_at: Optional[str]
     deadline_at: Optional[str]
+    estimated_start_at: Optional[str] = Field(
+        ..., description="queued jobs: when the job should start, from the jobs ahead of it and recent service "
+                         "times (docs/eta.md); null when not queued or with too little history")
+    estimated_finish_at: Optional[str] = Field(
+        ..., description="queued jobs: when the job should finish; null when not queued or with too little history")
     timing: dict[str, Optional[float]]
     urls: JobUrls
 

@@ -8,24 +8,39 @@ Order of work, so that no event is lost or sent twice:
    for a heartbeat interval;
 4. close after the terminal event.
 
+While the job is queued, its ETA (``pipeline.eta``) is recomputed when the
+stream wakes up anyway (right after the replay, and at each quiet heartbeat
+interval, ``GENLINE_SSE_HEARTBEAT_S``) and an ``estimation`` event is sent
+when it first exists and whenever the remaining time to the estimated finish
+moves by more than 10% of the wait it last announced. An estimation is not a
+job event: it is not in the log, and its id repeats the seq of the last logged
+event the stream sent. So ``Last-Event-ID`` keeps naming the log, a resumed
+stream simply gets the current estimate again, and a client that skips ids it
+has seen (the Python and JS clients do) ignores estimations without breaking.
+
 A stream opened (or resumed) after the terminal event answers 204, which tells
 a browser's EventSource to stop reconnecting.
 """
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from pipeline import jobs
+from pipeline import eta, jobs
 from pipeline.lifecycle import TERMINAL_EVENTS, is_terminal
+from pipeline.models import utcnow
+from pipeline.representation import iso
 from web import hub
 from web.api.errors import ApiError
 from web.api.jobs import get_job_or_404
 from web.auth import config, reader_for_job
+from web.queueing import estimates, queue_positions
 
 bp = Blueprint("events", __name__)
+log = logging.getLogger("genline.events")
 
 RETRY_MS = 2000
 """The reconnect delay a browser's EventSource is told to use."""
@@ -92,13 +107,39 @@ class Replayer:
             self.done = True
 
 
+class Estimation:
+    """The last estimate a stream sent; ``check`` gives a new ``estimation`` frame when it moved by more than 10%."""
+
+    def __init__(self, job_id: str):
+        self.job_id = job_id
+        self.sent: tuple = (None, None)
+        self.sent_at = None
+
+    def check(self, last_seq: int) -> str | None:
+        job = jobs.get(self.job_id)
+        if job is None or job.status != "queued":
+            return None
+        positions = queue_positions([job])
+        new = estimates([job], positions, config())[job.id]
+        now = utcnow()
+        if not eta.moved(self.sent, new, self.sent_at):
+            return None
+        self.sent, self.sent_at = new, now
+        return frame({"id": last_seq, "type": "estimation", "job_id": job.id, "created_at": iso(now),
+                      "data": {"queue_position": positions[job.id], "estimated_start_at": iso(new[0]),
+                               "estimated_finish_at": iso(new[1])}})
+
+
 def stream(job_id: str, after: int, heartbeat_s: float):
     """The SSE body of one job: subscribe first, then replay the log, then live events."""
     sub = hub.current().subscribe(job_id)
     try:
         replay = Replayer(job_id, after)
+        estimation = Estimation(job_id)
         yield f"retry: {RETRY_MS}\n\n"
         yield from replay.from_log()
+        if not replay.done:
+            yield from _estimate(estimation, replay.last)
         ends = time.monotonic() + MAX_STREAM_S
         while not replay.done and time.monotonic() < ends:
             event = sub.get(heartbeat_s if sub.live else min(heartbeat_s, OFFLINE_POLL_S))
@@ -106,6 +147,7 @@ def stream(job_id: str, after: int, heartbeat_s: float):
                 # Quiet: re-read the log in case a publish was lost, then keep the connection warm.
                 yield from replay.from_log()
                 if not replay.done:
+                    yield from _estimate(estimation, replay.last)
                     yield ": heartbeat\n\n"
             elif event is hub.RESYNC:
                 yield from replay.from_log()
@@ -113,6 +155,17 @@ def stream(job_id: str, after: int, heartbeat_s: float):
                 yield from replay.live(event)
     finally:
         sub.close()
+
+
+def _estimate(estimation: Estimation, last_seq: int):
+    """The estimation frame when it moved; nothing (and a log line) when it cannot be computed."""
+    try:
+        found = estimation.check(last_seq)
+    except Exception as exc:  # noqa: BLE001 - an estimate is advisory: never end the job's stream for it
+        log.warning("estimation skipped job_id=%s error=%s", estimation.job_id, exc.__class__.__name__)
+        return
+    if found:
+        yield found
 
 
 @bp.get("/v1/jobs/<job_id>/events")

@@ -16,7 +16,7 @@ from pipeline.representation import job_to_dict
 from web import limits, waiting
 from web.api.errors import ApiError
 from web.auth import config, reader_for_job, require_tenant
-from web.queueing import queue_positions
+from web.queueing import estimates, queue_positions
 from web.requests import json_body, parse_time, preference_applied, query, wait_seconds
 from web.schemas import JobCreate, JobList
 from web.submit import submit
@@ -34,22 +34,29 @@ def base_url() -> str:
     return cfg.public_url if cfg.public_url_set else request.host_url
 
 
-def render(job, positions: dict | None = None, browser: bool = False) -> dict:
+def render(job, positions: dict | None = None, browser: bool = False, etas: dict | None = None) -> dict:
     """The job for the API; its queue position from ``positions`` (by id) when already known.
 
     ``browser``: the view of a job-token holder, without the fields in ``BROWSER_HIDDEN``.
+    ``etas``: estimates by id (``web.queueing.estimates``), computed here when not given.
     """
     if positions is None or job.id not in positions:
         positions = queue_positions([job])
-    out = job_to_dict(job, config(), base_url(), positions[job.id])
+    if etas is None or job.id not in etas:
+        etas = estimates([job], positions, config())
+    out = job_to_dict(job, config(), base_url(), positions[job.id], etas[job.id])
     if browser:
         out.update(dict.fromkeys(BROWSER_HIDDEN))
     return out
 
 
 def etag_of(rendered: dict) -> str:
-    """A digest of what a job says, without its links (their tokens and signatures are fresh each time)."""
-    stable = {k: v for k, v in rendered.items() if k != "urls"}
+    """A digest of what a job says, without its links (their tokens and signatures are fresh each time).
+
+    The estimates are left out too: they are recomputed from the clock at every
+    read, and a poller's 304 should mean "nothing happened to the job".
+    """
+    stable = {k: v for k, v in rendered.items() if k not in ("urls", "estimated_start_at", "estimated_finish_at")}
     stable["outputs"] = [{k: v for k, v in o.items() if k != "url"} for o in rendered.get("outputs") or []]
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
@@ -140,4 +147,5 @@ def list_jobs():
     if len(rows) > q.limit:
         next_cursor = base64.urlsafe_b64encode(page[-1].id.encode()).decode().rstrip("=")
     positions = queue_positions(page)
-    return jsonify({"data": [render(j, positions) for j in page], "next_cursor": next_cursor})
+    etas = estimates(page, positions, config())
+    return jsonify({"data": [render(j, positions, etas=etas) for j in page], "next_cursor": next_cursor})

@@ -91,7 +91,11 @@ UPLOAD_BODY = {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
     "properties": {"file": {"type": "string", "format": "binary", "description": "PNG, JPEG or WebP"}}}}}
 SSE_EVENT = {"type": "string", "description": "a text/event-stream: frames of `id:` (the event's seq), `event:` "
-                                             "(its type) and `data:` (the event as JSON), with `: heartbeat` comments"}
+                                             "(its type) and `data:` (the event as JSON), with `: heartbeat` comments. "
+                                             "While the job is queued, `estimation` frames (not in the log; their id "
+                                             "repeats the last logged event's) carry `queue_position`, "
+                                             "`estimated_start_at` and `estimated_finish_at` in `data` "
+                                             "when the estimate first exists and when it moves by more than 10%"}
 SSE_FRAME = {"type": "object", "description": "one frame of the stream; data is the event as JSON",
              "properties": {"id": {"type": "string"}, "event": {"type": "string"},
                             "data": {"type": "string", "contentMediaType": "application/json"}}}
