@@ -1,14 +1,13 @@
 # genline: `make dev` runs everything on this machine; `make test` runs the whole suite.
 #
-# Each target installs only the extras it needs, recorded by a stamp file per
-# extras set, so `make test` after `make dev` adds just the test extras.
+# `make dev` installs only what running needs; `make test` and `make bench` add the
+# test, bench and diffusers extras. A stamp file per set records what is installed.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip --quiet --quiet --disable-pip-version-check
 STAMP_DEV := $(VENV)/.installed-dev
-STAMP_TEST := $(VENV)/.installed-dev-test
-STAMP_BENCH := $(VENV)/.installed-dev-test-bench
+STAMP_ALL := $(VENV)/.installed-dev-test-bench
 # The diffusers extra's torch, installed first by `make test`: this exact release is the
 # CPU build on the machine's disk; a range would download a multi-GB CUDA build. On a
 # GPU box set TORCH to the build that matches its CUDA (docs/diffusers.md).
@@ -30,31 +29,27 @@ $(STAMP_DEV): setup.py setup.cfg clients/python/pyproject.toml | $(BIN)/python
 	@$(PIP) install -e '.[dev]' -e ./clients/python
 	@touch $@
 
-# A bigger set includes the smaller ones: its stamp marks them installed too.
-# The tests run the diffusers provider on a tiny model, so they install its extra.
-$(STAMP_TEST): setup.py setup.cfg clients/python/pyproject.toml | $(BIN)/python
-	@$(PIP) install '$(TORCH)'
-	@$(PIP) install -e '.[dev,test,diffusers]' -e ./clients/python
-	@touch $@ $(STAMP_DEV)
-
-$(STAMP_BENCH): setup.py setup.cfg clients/python/pyproject.toml | $(BIN)/python
+# Everything else `make test` and `make bench` need: the test and bench extras, and the
+# diffusers extra, whose provider the tests run on a tiny model. Its stamp marks the
+# dev set installed too.
+$(STAMP_ALL): setup.py setup.cfg clients/python/pyproject.toml | $(BIN)/python
 	@$(PIP) install '$(TORCH)'
 	@$(PIP) install -e '.[dev,test,bench,diffusers]' -e ./clients/python
-	@touch $@ $(STAMP_TEST) $(STAMP_DEV)
+	@touch $@ $(STAMP_DEV)
 
 # Everything: for people working on genline itself.
-install: $(STAMP_BENCH)
+install: $(STAMP_ALL)
 
 # `genline dev` exits 0 on Ctrl-C, so make reports no error.
 dev: $(STAMP_DEV)
 	@$(BIN)/genline dev
 
-test: $(STAMP_TEST)
+test: $(STAMP_ALL)
 	$(BIN)/python -m tests.prepare
 	@if command -v npm >/dev/null; then cd clients/js && npm ci --no-audit --no-fund --silent; else echo 'node/npm not found: the TypeScript client tests will be skipped (Node 18+ needed)'; fi
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP_BENCH)
+bench: $(STAMP_ALL)
 	$(BIN)/genline bench
 
 clean:
