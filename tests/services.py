@@ -29,6 +29,12 @@ class ServiceMissing(RuntimeError):
     """A service the tests need is not available here."""
 
 
+def missing(why: str) -> None:
+    """Something a test needs is not here: a failure in CI (CI=true), a skip locally."""
+    import pytest
+    pytest.fail(why) if IN_CI else pytest.skip(f"{why} (this fails in CI)")
+
+
 def redis_server_binary() -> str:
     found = localproc.redis_server_binary()
     if not found:

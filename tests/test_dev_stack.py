@@ -17,6 +17,7 @@ import requests
 
 from pipeline.config import dev_env_defaults
 from pipeline.localproc import Process, free_port, wait_for
+from tests import services
 from tests.services import ROOT
 
 GENLINE = [sys.executable, "-m", "pipeline.cli"]
@@ -89,7 +90,7 @@ def make_dev(tmp_path, log_dir):
     """`make dev` in its own process group (as a terminal runs it), on free ports and a temporary var/."""
     venv = Path(sys.prefix)
     if not (venv / ".installed-dev").exists():
-        pytest.skip(f"{venv} was not installed by make (no .installed-dev stamp): run `make test`")
+        services.missing(f"{venv} was not installed by make (no .installed-dev stamp): run `make test`")
     ports = {"PORT": free_port(), "FLOWER_PORT": free_port(), "GENLINE_DEV_REDIS_PORT": free_port()}
     env = clean_env(GENLINE_VAR_DIR=str(tmp_path / "var"), **{k: str(v) for k, v in ports.items()})
     proc = Process("make-dev", ["make", "--no-print-directory", "dev", f"VENV={venv}"], env, log_dir, cwd=ROOT).start()

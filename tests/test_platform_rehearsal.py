@@ -50,7 +50,7 @@ def _platform_python() -> str:
         for candidate in ("/usr/bin/python3.11", "/usr/local/bin/python3.11"):
             if os.path.exists(candidate):
                 return candidate
-        pytest.skip("running as root needs a system python3.11 for the unprivileged platform user")
+        services.missing("running as root needs a system python3.11 for the unprivileged platform user")
     return sys.executable
 
 
@@ -128,7 +128,7 @@ def rehearsal():
 def test_the_platform_rehearsal_loses_and_doubles_nothing(rehearsal, how):
     if subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "setup.cfg", "Procfile", "pipeline", "web",
                        "deploy", "requirements.txt"], capture_output=True, text=True).stdout.strip():
-        pytest.skip("commit first: the rehearsal installs from a clean clone")
+        services.missing("commit first: the rehearsal installs from a clean clone")
     # Given a clean clone installed with plain pip into a new venv, read-only
     rehearsal.install(how)
     redis = TLSRedisServer().start()
