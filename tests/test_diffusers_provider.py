@@ -83,18 +83,28 @@ class Lines(logging.Handler):
 def test_the_attempts_time_running_out_interrupts_at_a_step_end(provider):
     steps, lines = [], Lines()
     request = ProviderRequest("generate", "slow", {"size": "64x64", "steps": 150, "seed": 1})
+
+    def run_out_after_the_third_step(done, total):
+        # The attempt's time runs out during step 3, whatever this machine's speed: a wall-clock
+        # deadline raced the first step's length on a loaded machine.
+        steps.append((done, total))
+        if done == 3:
+            ctx.deadline = time.monotonic()
+
+    ctx = AttemptContext(job_id="job_test", attempt=1, deadline=time.monotonic() + 60,
+                         on_step=run_out_after_the_third_step)
     logger = logging.getLogger("genline.diffusers")
     logger.addHandler(lines)
     # Another test's in-process migration (alembic's fileConfig) disables loggers made before it.
     level, disabled, logger.level, logger.disabled = logger.level, logger.disabled, logging.INFO, False
     try:
         with pytest.raises(Timeout):
-            provider.run(request, context(seconds=0.3, steps=steps))
+            provider.run(request, ctx)
     finally:
         logger.removeHandler(lines)
         logger.level, logger.disabled = level, disabled
-    assert 0 < len(steps) < 150
-    assert any(f"reason=timeout signalled_at_step=None stopped_at_step={len(steps) + 1} steps=150" in line
+    assert steps == [(1, 150), (2, 150), (3, 150)]
+    assert any("reason=timeout signalled_at_step=None stopped_at_step=4 steps=150" in line
                for line in lines.lines), lines.lines
 
 
