@@ -39,7 +39,7 @@ def _database_error(exc) -> str:
 
 
 def cmd_dev(args) -> int:
-    from pipeline import devserver
+    from pipeline.tooling import devserver
     return devserver.run()
 
 
@@ -91,15 +91,15 @@ def cmd_submit(args) -> int:
 
 
 def cmd_jobs(args) -> int:
-    from pipeline import jobs
-    from pipeline.representation import job_to_dict
+    from pipeline.store import jobs
+    from pipeline.service.representation import job_to_dict
     app = _app()
     cfg = app.extensions["genline.config"]
     with app.app_context():
         if args.action == "list":
             from sqlalchemy import select
 
-            from pipeline.models import Job, db
+            from pipeline.store.models import Job, db
             stmt = select(Job).order_by(Job.id.desc()).limit(args.limit)
             if args.status:
                 stmt = stmt.where(Job.status == args.status)
@@ -126,7 +126,7 @@ def cmd_jobs(args) -> int:
 
 def _cancel_or_retry(args) -> int:
     """``genline jobs cancel|retry``: by ids, or (cancel) every active job matching --status/--created-before."""
-    from pipeline import control
+    from pipeline.service import control
     if args.action == "cancel" and not args.job_ids:
         if not (args.status or args.created_before):
             print("give job ids, or --status and/or --created-before", file=sys.stderr)
@@ -177,7 +177,7 @@ def _when(value: str | None, option: str):
 
 def _replay(args) -> int:
     """``genline jobs retry`` with filters: bulk replay, every tenant unless --tenant (a page per --limit)."""
-    from pipeline import replay
+    from pipeline.service import replay
     try:
         flt = replay.Filter(
             tenant=args.tenant, ids=args.job_ids or None, status=args.status.split(",") if args.status else None,
@@ -218,8 +218,8 @@ def _failures(args) -> int:
     """``genline jobs failures``: failed jobs of every tenant (or --tenant) grouped by error code, provider, step."""
     from datetime import timedelta
 
-    from pipeline import replay
-    from pipeline.models import utcnow
+    from pipeline.service import replay
+    from pipeline.store.models import utcnow
     try:
         after = (_when(args.created_after, "--created-after")
                  or (utcnow() - timedelta(hours=args.hours)).replace(microsecond=0))
@@ -246,7 +246,7 @@ def _failures(args) -> int:
 
 def cmd_webhooks(args) -> int:
     """Print the secret webhooks of a tenant (or of the deployment) are signed with."""
-    from pipeline import webhooks
+    from pipeline.adapters import webhooks
     app = _app()
     with app.app_context():
         print(webhooks.secret_for(args.tenant or "", app.extensions["genline.config"]))
@@ -254,7 +254,7 @@ def cmd_webhooks(args) -> int:
 
 
 def cmd_reap(args) -> int:
-    from pipeline.reaper import reap_once
+    from pipeline.worker.reaper import reap_once
     app = _app()
     with app.app_context():
         print(json.dumps(reap_once()))
@@ -262,7 +262,7 @@ def cmd_reap(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from pipeline.bench.run import run
+    from pipeline.tooling.bench.run import run
     return run(args)
 
 
@@ -338,7 +338,7 @@ def parser() -> argparse.ArgumentParser:
     secret.add_argument("--tenant", help="a tenant with its own secret (default: the deployment's)")
     hooks.set_defaults(func=cmd_webhooks)
 
-    from pipeline.bench import add_arguments
+    from pipeline.tooling.bench import add_arguments
     bench = sub.add_parser("bench", help="measure submit, end-to-end, throughput and notify against raw Celery")
     add_arguments(bench)
     bench.set_defaults(func=cmd_bench)

@@ -152,7 +152,7 @@ def secret_key_problem(secret: str) -> str | None:
 
 def _default_providers(env, production: bool) -> tuple[str, ...]:
     """GENLINE_DEFAULT_PROVIDER: the provider (or fail-over list) of a job that names none."""
-    from pipeline.providers import PROVIDER_NAMES
+    from pipeline.adapters.providers import PROVIDER_NAMES
     names = _list(env, "GENLINE_DEFAULT_PROVIDER")
     unknown = [name for name in names if name not in PROVIDER_NAMES]
     if unknown:
@@ -168,7 +168,7 @@ def _default_providers(env, production: bool) -> tuple[str, ...]:
 
 
 def _redis_url(env) -> str:
-    from pipeline.redis_tls import ssl_options
+    from pipeline.adapters.redis_tls import ssl_options
     url = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {_redacted(url)!r}")

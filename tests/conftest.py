@@ -109,7 +109,7 @@ class Stack:
         raise AssertionError(f"job {job_id} still {job and job['status']} after {timeout}s\n{logs}")
 
     def events(self, job_id: str) -> list[dict]:
-        from pipeline import jobs
+        from pipeline.store import jobs
         with self.app.app_context():
             return jobs.events_after(job_id)
 
@@ -199,7 +199,7 @@ def private_stack(storage_dir: Path, log_dir: Path, worker: dict | None = None, 
         s.stop()
         redis.stop()
         with s.app.app_context():
-            from pipeline.models import db
+            from pipeline.store.models import db
             db.engine.dispose()
         services.drop_database(db_url)
 

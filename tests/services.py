@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg2
 import redis as redis_lib
 
-from pipeline import localproc
-from pipeline.localproc import free_port, wait_for  # noqa: F401 - tests import them from here
+from pipeline.tooling import localproc
+from pipeline.tooling.localproc import free_port, wait_for  # noqa: F401 - tests import them from here
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = bool(os.environ.get("CI"))
@@ -149,12 +149,12 @@ class Process(localproc.Process):
 
 WORKER_KINDS = ("all", "io", "compute")
 """``all``: one prefork worker on every queue (small deployments, and most tests);
-``io``: the gevent I/O worker; ``compute``: the prefork compute worker (pipeline.routing)."""
+``io``: the gevent I/O worker; ``compute``: the prefork compute worker (pipeline.adapters.routing)."""
 
 
 def worker_argv(concurrency: int = 2, name: str | None = None, queues: str | None = None,
                 extra: list[str] | None = None, kind: str = "all", pool: str | None = None) -> list[str]:
-    from pipeline import routing
+    from pipeline.adapters import routing
     pool = pool or ("gevent" if kind == "io" else "prefork")
     if queues is None:
         queues = ",".join({"all": routing.ALL_QUEUES, "io": routing.IO_QUEUES, "compute": routing.COMPUTE_QUEUES}[kind])

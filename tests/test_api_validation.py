@@ -6,7 +6,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from pipeline.models import Job, db
+from pipeline.store.models import Job, db
 
 GOOD = {"prompt": "a lighthouse", "params": {"size": "64x64"}}
 

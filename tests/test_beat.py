@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from pipeline.celery_app import redis_ssl_options
+from pipeline.worker.celery_app import redis_ssl_options
 from tests import services
 from tests.conftest import base_env
 from tests.services import wait_for

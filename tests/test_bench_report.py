@@ -5,8 +5,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipeline.bench import report
-from pipeline.bench.load import pct
+from pipeline.tooling.bench import report
+from pipeline.tooling.bench.load import pct
 
 
 def measurements(**over) -> dict:
@@ -59,7 +59,7 @@ def test_throughput_is_the_drain_of_a_full_queue_on_both_sides_or_on_neither():
 
 
 def test_drain_rate_counts_only_completions_after_the_last_submit():
-    from pipeline.bench.load import drain_rate
+    from pipeline.tooling.bench.load import drain_rate
 
     def job(created, completed):
         stamp = lambda s: f"2026-01-01T00:00:{s:06.3f}Z"  # noqa: E731

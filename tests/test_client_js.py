@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from pipeline.webhooks import derived_secret
+from pipeline.adapters.webhooks import derived_secret
 from tests import services
 
 JS = services.ROOT / "clients" / "js"

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pipeline.webhooks import derived_secret
+from pipeline.adapters.webhooks import derived_secret
 from tests import services
 from tests.netproxy import ScriptedProxy, TcpProxy
 from tests.test_webhooks import Receiver

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from pipeline.models import Job, db
+from pipeline.store.models import Job, db
 
 
 @pytest.fixture(params=["all", "kinds"])
@@ -131,8 +131,8 @@ def test_a_waiting_job_starts_even_when_no_worker_wakes_it(make_stack):
     assert stack.job(headers, waiting["id"])["status"] == "queued"
 
     # When the hung job leaves generate without its worker noticing (as a reaper deadline failure does)
-    from pipeline import jobs
-    from pipeline.lifecycle import JobStatus
+    from pipeline.store import jobs
+    from pipeline.core.lifecycle import JobStatus
     with stack.app.app_context():
         assert jobs.transition(hung["id"], JobStatus.FAILED, error={"code": "deadline_exceeded", "message": "test"})
     freed = time.monotonic()
@@ -161,10 +161,10 @@ def test_the_limit_holds_on_sqlite(sqlite_stack):
 
 
 def test_a_generate_claim_waits_for_its_tenants_claim_lock(stack):
-    # The claim and its advisory lock travel in one round trip (pipeline.onetrip):
+    # The claim and its advisory lock travel in one round trip (pipeline.store.onetrip):
     # the lock must still be taken first, in the claim's transaction.
-    from pipeline import jobs
-    from pipeline.lifecycle import Step
+    from pipeline.store import jobs
+    from pipeline.core.lifecycle import Step
     tenant = f"lock-{time.monotonic_ns()}"
     spec = jobs.NewJob(tenant_id=tenant, operation="generate", providers=["local"], prompt="locked",
                        params={"size": "16x16"}, inputs=None, timeout_s=30, deadline_s=60, max_attempts=1)

@@ -66,7 +66,7 @@ def shoot(log_dir):
 
 
 def last_demo_job(stack):
-    from pipeline.models import Job, db
+    from pipeline.store.models import Job, db
     with stack.app.app_context():
         job = db.session.execute(select(Job).where(Job.tenant_id == "demo").order_by(Job.id.desc()).limit(1)).scalar_one()
         return job.id, job.status
@@ -152,7 +152,7 @@ def test_a_queued_job_shows_its_place_in_the_queue(page, stack):
     # Then, while it is queued, the page says where it stands
     page.wait_for_selector("#queue:not([hidden])", timeout=10_000)
     assert "in the queue" in page.text_content("#queue").lower()
-    # And when it will start and finish (pipeline/eta.py)
+    # And when it will start and finish (pipeline/service/eta.py)
     page.wait_for_function("/starts in about \\d+ s, done in about \\d+ s/.test("
                            "document.getElementById('queue').textContent)", timeout=10_000)
     # And once it runs and completes, the line is gone

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from pipeline.config import dev_env_defaults
-from pipeline.localproc import Process, free_port, wait_for
+from pipeline.tooling.localproc import Process, free_port, wait_for
 from tests import services
 from tests.services import ROOT
 

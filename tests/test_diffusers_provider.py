@@ -10,8 +10,8 @@ import time
 import pytest
 from PIL import Image
 
-from pipeline.errors import InvalidInput, ProviderError, Timeout
-from pipeline.providers.base import AttemptContext, ProviderRequest
+from pipeline.core.errors import InvalidInput, ProviderError, Timeout
+from pipeline.adapters.providers.base import AttemptContext, ProviderRequest
 from tests import diffusers_support
 
 
@@ -20,7 +20,7 @@ def models(tmp_path_factory):
     diffusers_support.require_extra()
     import torch
     torch.set_num_threads(1)
-    from pipeline.providers import diffusers_model
+    from pipeline.adapters.providers import diffusers_model
     from tests import diffusers_tiny
     root = tmp_path_factory.mktemp("dmodels")
     found = {"tiny": diffusers_model.load(str(diffusers_tiny.build(root / "tiny")), "cpu", "auto"),
@@ -31,8 +31,8 @@ def models(tmp_path_factory):
 
 @pytest.fixture
 def provider(models):
-    from pipeline.providers import diffusers_model
-    from pipeline.providers.diffusers import DiffusersProvider
+    from pipeline.adapters.providers import diffusers_model
+    from pipeline.adapters.providers.diffusers import DiffusersProvider
     diffusers_model.set_loaded(models["tiny"])
     return DiffusersProvider()
 
@@ -109,8 +109,8 @@ def test_the_attempts_time_running_out_interrupts_at_a_step_end(provider):
 
 
 def test_a_nan_image_is_a_provider_error_that_says_what_to_change(models):
-    from pipeline.providers import diffusers_model
-    from pipeline.providers.diffusers import DiffusersProvider
+    from pipeline.adapters.providers import diffusers_model
+    from pipeline.adapters.providers.diffusers import DiffusersProvider
     diffusers_model.set_loaded(models["nan"])
     with pytest.raises(ProviderError) as caught:
         DiffusersProvider().run(ProviderRequest("generate", "x", {"size": "32x32", "steps": 2}), context())
@@ -119,7 +119,7 @@ def test_a_nan_image_is_a_provider_error_that_says_what_to_change(models):
 
 def test_out_of_memory_is_a_provider_error_that_says_what_to_change(models):
     import torch
-    from pipeline.providers.diffusers import map_error
+    from pipeline.adapters.providers.diffusers import map_error
     request = ProviderRequest("generate", "x", {"size": "1024x1024", "n": 4})
     for exc in (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
                 RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)")):
@@ -136,7 +136,7 @@ def test_a_pipeline_that_refuses_the_request_is_invalid_input(provider):
 
 def test_a_model_that_cannot_load_says_what_to_set(tmp_path):
     diffusers_support.require_extra()
-    from pipeline.providers.diffusers_model import ModelLoadError, load
+    from pipeline.adapters.providers.diffusers_model import ModelLoadError, load
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelLoadError) as caught:
         load(str(tmp_path / "empty"))
@@ -145,8 +145,8 @@ def test_a_model_that_cannot_load_says_what_to_set(tmp_path):
 
 
 def test_no_loaded_model_is_a_provider_error_naming_the_setting():
-    from pipeline.providers import diffusers_model
-    from pipeline.providers.diffusers import DiffusersProvider
+    from pipeline.adapters.providers import diffusers_model
+    from pipeline.adapters.providers.diffusers import DiffusersProvider
     diffusers_model.set_loaded(None)
     with pytest.raises(ProviderError) as caught:
         DiffusersProvider().run(ProviderRequest("generate", "x", {}), context())

@@ -55,8 +55,8 @@ def test_a_worker_without_the_model_fails_the_job_saying_what_to_set(stack, tena
 
 PROBE = """
 import json, sys
-import web.app, pipeline.worker, pipeline.tasks
-from pipeline.providers import get_provider
+import web.app, pipeline.worker, pipeline.worker.tasks
+from pipeline.adapters.providers import get_provider
 get_provider("diffusers", None)
 print(json.dumps(sorted(m for m in ("torch", "diffusers", "transformers") if m in sys.modules)))
 """

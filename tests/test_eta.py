@@ -1,11 +1,12 @@
-"""ETA of queued jobs (DESIGN §2, §8; pipeline/eta.py): null without history, from the queue and
+"""ETA of queued jobs (DESIGN §2, §8; pipeline/service/eta.py): null without history, from the queue and
 recent service times with it, and an ``estimation`` SSE event when it moves by more than 10%."""
 from __future__ import annotations
 
 from datetime import datetime
 from itertools import pairwise
 
-from pipeline import eta, events
+from pipeline.service import eta
+from pipeline.adapters import events
 from tests.sse import Reader
 
 SMALL = {"size": "16x16"}

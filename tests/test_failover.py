@@ -6,10 +6,10 @@ import time
 from datetime import timedelta
 from types import SimpleNamespace
 
-from pipeline.errors import InvalidInput, ProviderError, RateLimited, Timeout, UnsafeContent
-from pipeline.failover import current_index, next_provider
-from pipeline.models import utcnow
-from pipeline.providers.httpcall import ProviderUnusable, _retry_after
+from pipeline.core.errors import InvalidInput, ProviderError, RateLimited, Timeout, UnsafeContent
+from pipeline.worker.failover import current_index, next_provider
+from pipeline.store.models import utcnow
+from pipeline.adapters.providers.httpcall import ProviderUnusable, _retry_after
 
 
 def job(providers=("openai", "http", "local"), provider="openai", max_attempts=2, deadline_in_s=60, step_outputs=None):

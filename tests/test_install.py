@@ -93,12 +93,12 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError("dev tool imported: " + name)
 sys.meta_path.insert(0, Block())
 import pipeline, web
-tooling = ("pipeline.bench", "pipeline.devserver", "pipeline.migrations")
+tooling = ("pipeline.tooling.bench", "pipeline.tooling.devserver", "pipeline.store.migrations")
 for package in (pipeline, web):
     for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
         if not info.name.startswith(tooling):
             importlib.import_module(info.name)
-import pipeline.worker
+import pipeline.worker.celery
 print("ok")
 """
     env = {**os.environ, "GENLINE_VAR_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
@@ -125,5 +125,5 @@ def test_the_wheel_carries_its_data_and_builds_without_setuptools_warnings(tmp_p
         assert warning not in log, log[log.index(warning) - 500:][:2000]
     (wheel,) = (tmp_path / "dist").glob("genline-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {f for f in files if f.startswith(("pipeline/migrations/", "web/static/", "web/templates/"))}
+    expected = {f for f in files if f.startswith(("pipeline/store/migrations/", "web/static/", "web/templates/"))}
     assert expected and expected <= names, expected - names

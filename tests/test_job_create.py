@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import jobs
+from pipeline.store import jobs
 
 MINIMAL = dict(tenant_id="create", operation="generate", providers=("local",), prompt="p",
                params={"size": "16x16"}, inputs=None, timeout_s=10, deadline_s=30, max_attempts=1)

@@ -11,7 +11,7 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from pipeline.models import ApiKey, db
+from pipeline.store.models import ApiKey, db
 from tests import services
 
 

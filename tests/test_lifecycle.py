@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline import jobs, staging
-from pipeline.lifecycle import JobStatus, Step, can_transition, is_terminal, next_step, sources
-from pipeline.models import StagedOutput, db
+from pipeline.store import jobs, staging
+from pipeline.core.lifecycle import JobStatus, Step, can_transition, is_terminal, next_step, sources
+from pipeline.store.models import StagedOutput, db
 
 S = JobStatus
 

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import InvalidInput, ProviderError
-from pipeline.lifecycle import TERMINAL_EVENTS, Step
+from pipeline.core.errors import InvalidInput, ProviderError
+from pipeline.core.lifecycle import TERMINAL_EVENTS, Step
 from tests import services
 from tests.conftest import Stack, base_env
 
@@ -49,13 +49,13 @@ def store(redis_server, log_dir, tmp_path_factory):
     with stack.app.app_context():
         yield stack
     with stack.app.app_context():
-        from pipeline.models import db
+        from pipeline.store.models import db
         db.engine.dispose()
     services.drop_database(url)
 
 
 def new_job(tenant: str):
-    from pipeline import jobs
+    from pipeline.store import jobs
     return jobs.create(jobs.NewJob(tenant_id=tenant, operation="generate", providers=["local"], prompt="p",
                                    params={"size": "32x32"}, inputs=None, timeout_s=5, deadline_s=60,
                                    max_attempts=2))
@@ -72,8 +72,10 @@ def work_for(step: Step, outcome: str):
 
 
 def apply(op, job_id: str) -> None:
-    from pipeline import control, jobs, reaper, steps
-    from pipeline.models import utcnow
+    from pipeline.service import control
+    from pipeline.store import jobs
+    from pipeline.worker import reaper, steps
+    from pipeline.store.models import utcnow
     kind = op[0]
     if kind == "deliver":
         _, step, message, outcome = op
@@ -94,12 +96,12 @@ def apply(op, job_id: str) -> None:
 
 
 def jobs_status(job_id: str) -> str:
-    from pipeline import jobs
+    from pipeline.store import jobs
     return jobs.get(job_id).status
 
 
 def check_log(job_id: str, settled: bool) -> None:
-    from pipeline import jobs
+    from pipeline.store import jobs
     job = jobs.get(job_id)
     events = jobs.events_after(job_id)
     assert [e["id"] for e in events] == list(range(1, len(events) + 1)), "event seqs are contiguous"

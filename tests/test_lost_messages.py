@@ -12,7 +12,7 @@ import time
 
 import redis
 
-from pipeline.dispatch import MARKER
+from pipeline.adapters.dispatch import MARKER
 from tests.sends import sends_refused
 from tests.services import wait_for
 
@@ -114,7 +114,9 @@ def test_a_redis_flush_after_a_retry_loses_message_and_marker_and_the_job_still_
 
 def test_the_reaper_checks_a_backlog_larger_than_one_pass_batch(make_stack, monkeypatch):
     # Given five queued jobs whose messages were lost, no worker, and passes that read two jobs each
-    from pipeline import dispatch, jobs, reaper
+    from pipeline.adapters import dispatch
+    from pipeline.store import jobs
+    from pipeline.worker import reaper
     stack = make_stack()
     headers = stack.new_tenant()
     with sends_refused(stack.env["REDIS_URL"]):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline import routing
+from pipeline.adapters import routing
 from pipeline.config import Config
 from web import create_app
 

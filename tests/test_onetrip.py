@@ -1,4 +1,4 @@
-"""pipeline.onetrip: a statement that is its own transaction, run on a pooled
+"""pipeline.store.onetrip: a statement that is its own transaction, run on a pooled
 connection that goes back to the pool in transactional mode, with SQLAlchemy's
 types and errors."""
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import JSON, Column, Integer, LargeBinary, MetaData, Table, bindparam, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
-from pipeline import onetrip
-from pipeline.models import db
+from pipeline.store import onetrip
+from pipeline.store.models import db
 
 PROBE = Table("onetrip_probe", MetaData(), Column("v", Integer, primary_key=True),
               Column("doc", JSON), Column("blob", LargeBinary))

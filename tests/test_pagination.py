@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from pipeline import jobs
+from pipeline.store import jobs
 
 
 def _insert(stack, tenant_id, n, operation="generate", prompt="p"):
@@ -64,7 +64,7 @@ def test_filters_and_limits(stack, tenant):
     made = _insert(stack, tenant["X-Tenant"], 3, operation="generate")
     _insert(stack, tenant["X-Tenant"], 2, operation="edit")
     with stack.app.app_context():
-        from pipeline.lifecycle import JobStatus
+        from pipeline.core.lifecycle import JobStatus
         jobs.transition(made[0], JobStatus.CANCELED)
     assert len(_all_pages(stack, tenant, "&operation=edit")[0]) == 2
     assert _all_pages(stack, tenant, "&status=canceled")[0] == [made[0]]

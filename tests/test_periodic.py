@@ -5,7 +5,7 @@ import time
 
 import redis
 
-from pipeline.periodic import KEY, alone
+from pipeline.worker.periodic import KEY, alone
 from tests.sends import sends_refused
 from tests.services import wait_for
 

@@ -82,7 +82,7 @@ def test_generate_on_sqlite(sqlite_stack):
 def _staged_rows(stack, job_id: str) -> int:
     from sqlalchemy import func, select
 
-    from pipeline.models import StagedOutput, db
+    from pipeline.store.models import StagedOutput, db
     with stack.app.app_context():
         count = db.session.execute(select(func.count()).select_from(StagedOutput)
                                    .where(StagedOutput.job_id == job_id)).scalar_one()

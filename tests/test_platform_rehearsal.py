@@ -22,7 +22,7 @@ import psycopg2
 import pytest
 import requests
 
-from pipeline.localproc import Process
+from pipeline.tooling.localproc import Process
 from tests import services
 from tests.procfile import ROOT, procfile, readme_command
 from tests.tlsredis import TLSRedisServer

@@ -85,7 +85,7 @@ def terminate_like_a_platform(processes, grace_s: float) -> dict:
 
 
 def tenant_jobs(stack, tenant: str) -> list[str]:
-    from pipeline.models import Job, db
+    from pipeline.store.models import Job, db
     with stack.app.app_context():
         ids = db.session.execute(select(Job.id).where(Job.tenant_id == tenant)).scalars().all()
         db.session.rollback()

@@ -1,10 +1,10 @@
-"""Per-step progress events (``jobs.record_progress`` and ``pipeline.progress``) on both
+"""Per-step progress events (``jobs.record_progress`` and ``pipeline.worker.progress``) on both
 databases: written in order while the lease is held, refused once it is not."""
 from __future__ import annotations
 
 import pytest
 
-from pipeline.lifecycle import Step
+from pipeline.core.lifecycle import Step
 from tests.conftest import Stack, base_env
 
 
@@ -20,7 +20,7 @@ def app(request, tmp_path, log_dir, redis_server):
 
 
 def leased_job(owner: str) -> str:
-    from pipeline import jobs
+    from pipeline.store import jobs
     job = jobs.create(jobs.NewJob(tenant_id="t-progress", operation="generate", providers=["diffusers"],
                                   prompt="p", params={}, inputs=None, timeout_s=60, deadline_s=120, max_attempts=1))
     assert jobs.claim(job.id, Step.VALIDATE, owner, 30) is not None
@@ -28,7 +28,8 @@ def leased_job(owner: str) -> str:
 
 
 def test_step_events_are_written_in_order_behind_the_caller_and_only_under_the_lease(app):
-    from pipeline import jobs, progress
+    from pipeline.store import jobs
+    from pipeline.worker import progress
     with app.app_context():
         job_id = leased_job("owner-1")
         writer = progress.writer(app)

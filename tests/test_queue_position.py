@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from unittest import mock
 
-from pipeline import jobs
+from pipeline.store import jobs
 
 
 def test_submit_answers_and_lists_give_the_positions_each_job_has_alone(make_stack):
@@ -44,7 +44,7 @@ def test_a_submission_does_not_count_a_same_priority_job_that_sorts_after_it(mak
     # millisecond by another process may)
     stack = make_stack()
     tenant = stack.new_tenant("qs")
-    with stack.app.app_context(), mock.patch("pipeline.jobs.new_id", return_value="job_" + "z" * 26):
+    with stack.app.app_context(), mock.patch("pipeline.store.jobs.new_id", return_value="job_" + "z" * 26):
         late = jobs.create(jobs.NewJob(tenant_id="qs-other", operation="generate", providers=["local"],
                                        prompt="p", params={"size": "16x16"}, inputs=None,
                                        timeout_s=10, deadline_s=30, max_attempts=1))

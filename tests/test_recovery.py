@@ -202,7 +202,7 @@ def test_database_down_answers_503_with_the_error_shape(redis_server, log_dir, t
     stack = Stack(base_env(dead, redis_server.url.replace("/0", "/5"), tmp_path.as_uri()), log_dir)
     headers = {"Authorization": "Bearer static-test-key"}
     # When jobs are read or submitted
-    from pipeline.ids import new_id
+    from pipeline.core.ids import new_id
     for response in (stack.client.get(f"/v1/jobs/{new_id('job')}", headers=headers),
                      stack.client.post("/v1/jobs", headers=headers, json={"prompt": "x"}),
                      stack.client.get("/v1/jobs", headers=headers)):
@@ -241,7 +241,7 @@ def test_worker_rides_out_a_database_outage_mid_job(make_stack):
         _database_connections(url, allow=True)
     # Then the worker retries once the database is back and the job ends completed, not in a wrong state
     with stack.app.app_context():
-        from pipeline.models import db
+        from pipeline.store.models import db
         db.engine.dispose()
     done = stack.wait(headers, job["id"], timeout=60)
     assert done["status"] == "completed", done["error"]

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from pipeline.config import Config, ConfigError
-from pipeline.redis_tls import ssl_options
+from pipeline.adapters.redis_tls import ssl_options
 from tests import services
 from tests.conftest import base_env
 from tests.procfile import start_line
@@ -98,6 +98,6 @@ def test_a_stack_on_tls_redis_runs_jobs_streams_events_limits_and_schedules(tls_
         for proc in reversed(procs):
             proc.stop()
         with stack.app.app_context():
-            from pipeline.models import db
+            from pipeline.store.models import db
             db.engine.dispose()
         services.drop_database(db_url)

@@ -215,8 +215,9 @@ def test_a_throttled_tenant_runs_at_its_rate_while_another_is_not_slowed(make_st
 
 def test_replayed_jobs_wait_behind_live_work_of_their_priority_and_enter_at_the_rate(make_stack):
     # Given a stack with no worker (messages stay in the queues) and a replay rate of 3 a minute
-    from pipeline import admission, jobs
-    from pipeline.lifecycle import JobStatus
+    from pipeline.service import admission
+    from pipeline.store import jobs
+    from pipeline.core.lifecycle import JobStatus
     stack = make_stack(GENLINE_REPLAY_RATE="3/minute")
     headers = stack.new_tenant("behind")
     spec = jobs.NewJob(tenant_id=headers["X-Tenant"], operation="generate", providers=["local"], prompt="old",
@@ -295,7 +296,7 @@ def test_a_replay_survives_the_restart_of_every_process_and_of_redis(make_stack)
 
 def test_failures_and_replay_work_on_sqlite(sqlite_stack):
     # Given a job failed by the outage on the embedded SQLite database
-    from pipeline import admission
+    from pipeline.service import admission
     stack = sqlite_stack
     headers = stack.new_tenant("lite")
     job_id = stack.submit(headers, OUTAGE)["id"]

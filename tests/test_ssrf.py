@@ -1,4 +1,4 @@
-"""SSRF: one address check (pipeline.ssrf) for webhooks, input fetches and
+"""SSRF: one address check (pipeline.adapters.ssrf) for webhooks, input fetches and
 redirects, covering the IANA special-purpose registries and IPv4 written inside
 IPv6, and connections made to the very address that was checked."""
 from __future__ import annotations
@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from pipeline import ssrf
-from pipeline.errors import InvalidInput
+from pipeline.adapters import ssrf
+from pipeline.core.errors import InvalidInput
 from tests.services import free_port
 
 REFUSED = [
@@ -158,7 +158,7 @@ def test_open_url_checks_before_connecting():
 
 
 def test_an_input_fetch_never_follows_https_to_http(certificate, monkeypatch):
-    from pipeline.inputs import fetch_url
+    from pipeline.adapters.inputs import fetch_url
     # Given an https server (127.0.0.1, allowed here as in tests) that redirects to plain http
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certificate.ca)
     plain = serve()

@@ -13,8 +13,8 @@ from unittest import mock
 import redis
 from kombu.exceptions import OperationalError
 
-from pipeline.dispatch import MARKER
-from pipeline.events import CHANNEL
+from pipeline.adapters.dispatch import MARKER
+from pipeline.adapters.events import CHANNEL
 
 
 def _listen(stack):

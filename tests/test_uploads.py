@@ -10,9 +10,9 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from pipeline.config import Config
-from pipeline.errors import InvalidInput
-from pipeline.inputs import fetch_url
-from pipeline.models import Upload, db
+from pipeline.core.errors import InvalidInput
+from pipeline.adapters.inputs import fetch_url
+from pipeline.store.models import Upload, db
 from tests.fake_providers import ImageServer
 from tests.images import open_image, png_bytes
 

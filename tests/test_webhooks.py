@@ -199,7 +199,7 @@ def test_progress_events_are_delivered_when_subscribed(hook_stack):
 
 
 def test_a_tenant_secret_overrides_the_deployment_secret(hook_stack):
-    from pipeline.models import Tenant, db
+    from pipeline.store.models import Tenant, db
     receiver = Receiver().start()
     tenant = hook_stack.new_tenant()
     own = "whsec_" + base64.b64encode(b"the tenant's own secret").decode()
@@ -272,7 +272,7 @@ def test_webhook_urls_into_private_networks_are_refused_at_submit(stack, tenant,
 
 def test_send_time_check_refuses_a_url_that_now_points_inside(stack):
     # Given a receiver on 127.0.0.1 and a deployment that does not allow private addresses
-    from pipeline import webhooks
+    from pipeline.adapters import webhooks
     receiver = Receiver().start()
     cfg = Config.from_env({**stack.env, "GENLINE_WEBHOOK_ALLOW_PRIVATE": "0"})
     try:
@@ -288,14 +288,14 @@ def test_send_time_check_refuses_a_url_that_now_points_inside(stack):
 
 
 def test_signature_matches_the_standard_webhooks_test_vector():
-    from pipeline.webhooks import sign
+    from pipeline.adapters.webhooks import sign
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     assert sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}') == \
         "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
 def test_backoff_grows_exponentially_over_hours():
-    from pipeline.webhooks import backoff_s
+    from pipeline.adapters.webhooks import backoff_s
     delays = [backoff_s(n, 10.0, rng=lambda: 0.5) for n in range(1, 8)]
     assert delays == sorted(delays) and delays[0] == 10.0
     assert sum(delays) > 3 * 3600
@@ -305,8 +305,8 @@ def test_a_retry_due_in_the_delivery_log_is_sent_by_the_sweep(hook_stack):
     # Given a delivered job whose log holds a failed attempt due for retry (as a long backoff leaves it)
     from datetime import timedelta
 
-    from pipeline.models import WebhookDelivery, db, utcnow
-    from pipeline.webhook_tasks import sweep
+    from pipeline.store.models import WebhookDelivery, db, utcnow
+    from pipeline.worker.webhook_tasks import sweep
     receiver = Receiver().start()
     tenant = hook_stack.new_tenant()
     try:

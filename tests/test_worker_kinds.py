@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from pipeline import routing
-from pipeline.lifecycle import Step
+from pipeline.adapters import routing
+from pipeline.core.lifecycle import Step
 from tests import services
 from tests.fake_providers import TOKEN, ImageServer
 
@@ -56,7 +56,7 @@ def test_a_pool_without_time_limits_refuses_the_compute_queues_and_says_why(make
 # --- a generated image is never lost to a queue -------------------------------------------------
 
 def _generated(stack, job_id: str) -> bool:
-    from pipeline import jobs
+    from pipeline.store import jobs
     with stack.app.app_context():
         return "generate" in (jobs.get(job_id).step_outputs or {})
 
@@ -132,7 +132,7 @@ def test_jobs_waiting_on_the_io_worker_hold_no_database_connection(make_stack, s
     # Then the worker holds no more connections than its pool's size, far fewer than its waiting jobs
     from sqlalchemy import text
 
-    from pipeline.models import db
+    from pipeline.store.models import db
     with stack.app.app_context():
         held = db.session.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
                                   {"name": "genline-io-under-test"}).scalar()

@@ -11,12 +11,12 @@ from flask_migrate import Migrate
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 
-from pipeline import events
-from pipeline.celery_app import celery_init_app
+from pipeline.adapters import events
+from pipeline.worker.celery_app import celery_init_app
 from pipeline.config import Config, from_env_or_exit
-from pipeline.models import db
+from pipeline.store.models import db
 
-MIGRATIONS = str(Path(__file__).resolve().parent.parent / "pipeline" / "migrations")
+MIGRATIONS = str(Path(__file__).resolve().parent.parent / "pipeline" / "store" / "migrations")
 migrate = Migrate()
 
 

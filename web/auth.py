@@ -5,7 +5,7 @@ import hmac
 
 from flask import current_app, g, request
 
-from pipeline import tokens
+from pipeline.core import tokens
 from web import keys
 from web.api.errors import ApiError
 

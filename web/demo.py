@@ -11,9 +11,11 @@ from typing import Literal, Optional
 from flask import Blueprint, jsonify, render_template, request, send_from_directory, url_for
 from pydantic import Field
 
-from pipeline import dispatch, jobs, tokens
-from pipeline.errors import Canceled
-from pipeline.lifecycle import JobStatus, Step
+from pipeline.adapters import dispatch
+from pipeline.store import jobs
+from pipeline.core import tokens
+from pipeline.core.errors import Canceled
+from pipeline.core.lifecycle import JobStatus, Step
 from web import limits
 from web.api.errors import ApiError
 from web.api.openapi import BINARY, PUBLIC, describe

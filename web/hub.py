@@ -21,7 +21,7 @@ import time
 
 import redis
 
-from pipeline.events import CHANNEL
+from pipeline.adapters.events import CHANNEL
 
 log = logging.getLogger("genline.hub")
 

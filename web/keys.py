@@ -7,9 +7,9 @@ import secrets
 import limits
 from sqlalchemy import bindparam, select, update
 
-from pipeline import onetrip
-from pipeline.ids import new_id
-from pipeline.models import ApiKey, Tenant, db, utcnow
+from pipeline.store import onetrip
+from pipeline.core.ids import new_id
+from pipeline.store.models import ApiKey, Tenant, db, utcnow
 
 KEY_PREFIX = "gl_"
 
@@ -52,7 +52,7 @@ def create_key(tenant_id: str, name: str = "", rate_limit: str | None = None,
     """Make a key for a tenant; returns the row and the key itself (shown once).
 
     ``throttle``: generate starts of the tenant over time (overrides
-    GENLINE_TENANT_THROTTLE, see ``pipeline.admission``).
+    GENLINE_TENANT_THROTTLE, see ``pipeline.service.admission``).
     Raises ValueError naming a bad tenant, rate limit, concurrency or throttle.
     """
     check_key_limits(tenant_id, rate_limit, concurrency, throttle)

@@ -92,7 +92,7 @@ def _is_replay() -> bool:
     if not idem or not key or len(idem) > 255 or bad_text(idem):
         return False  # not a key the store can hold: the submission answers 422 itself
     from web.auth import tenant_for_key
-    from pipeline import jobs
+    from pipeline.store import jobs
     tenant = tenant_for_key(key)
     return tenant is not None and jobs.find_idempotent(tenant, idem) is not None
 

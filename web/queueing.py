@@ -2,7 +2,7 @@
 
 Jobs start by priority, then by age (the time-ordered id): a queued job's
 position is 1 + the queued jobs of a higher priority + the queued jobs of its
-own priority with a smaller id. A held job (``pipeline.admission``: a replay
+own priority with a smaller id. A held job (``pipeline.service.admission``: a replay
 waiting for admission, or a start waiting for its tenant's throttle) comes
 after every job of its priority that is not held, in the order of its
 ``admit_at``; the jobs not held do not count the held ones. Every statement is built once, with bound
@@ -14,8 +14,8 @@ from functools import lru_cache
 
 from sqlalchemy import bindparam, case, func, select
 
-from pipeline import onetrip
-from pipeline.models import Job
+from pipeline.store import onetrip
+from pipeline.store.models import Job
 
 PRIORITY_ORDER = {"high": 0, "normal": 1, "low": 2}
 
@@ -89,8 +89,8 @@ def tenant_ahead(job) -> int:
 
 
 def estimates(jobs: list, positions: dict, cfg) -> dict:
-    """``(estimated_start_at, estimated_finish_at)`` of each job by id (``pipeline.eta``); (None, None) unless queued."""
-    from pipeline import eta
+    """``(estimated_start_at, estimated_finish_at)`` of each job by id (``pipeline.service.eta``); (None, None) unless queued."""
+    from pipeline.service import eta
     cache: dict = {}
     return {job.id: eta.estimate(job, positions.get(job.id), cfg.tenant_concurrency,
                                  tenant_ahead=lambda job=job: tenant_ahead(job), cache=cache)

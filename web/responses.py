@@ -2,7 +2,7 @@
 
 Requests are validated by ``web/schemas.py``; these describe what comes back.
 The schemathesis test checks every live response against them, so they cannot
-silently drift from ``pipeline/representation.py``. New response fields are
+silently drift from ``pipeline/service/representation.py``. New response fields are
 allowed (``extra="allow"``): adding a field is not a breaking change.
 """
 from __future__ import annotations

@@ -151,7 +151,7 @@ class JobCreate(Strict):
         names = [v] if isinstance(v, str) else v
         if not names:
             raise ValueError("name at least one provider")
-        from pipeline.providers import PROVIDER_NAMES
+        from pipeline.adapters.providers import PROVIDER_NAMES
         unknown = [n for n in names if n not in PROVIDER_NAMES]
         if unknown:
             raise ValueError(f"unknown provider {unknown[0]!r}; known: {', '.join(PROVIDER_NAMES)}")

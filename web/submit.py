@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 
-from pipeline import dispatch, jobs, ssrf
-from pipeline.errors import InvalidInput
-from pipeline.inputs import check_ref
-from pipeline.lifecycle import Step
-from pipeline.models import db
+from pipeline.adapters import dispatch, ssrf
+from pipeline.store import jobs
+from pipeline.core.errors import InvalidInput
+from pipeline.adapters.inputs import check_ref
+from pipeline.core.lifecycle import Step
+from pipeline.store.models import db
 from web import queueing
 from web.api.errors import ApiError
 from web.requests import check_text
@@ -130,8 +131,8 @@ def submit(body: JobCreate, raw: dict, tenant_id: str, cfg, idempotency_key: str
 
 def broker_refuses_writes() -> bool:
     """True when Redis answers but refuses writes (maxmemory with noeviction, or a read-only replica)."""
-    from pipeline import events
-    from pipeline.brokerguard import REFUSALS, probe_write
+    from pipeline.adapters import events
+    from pipeline.worker.brokerguard import REFUSALS, probe_write
     try:
         probe_write(events.client())
     except REFUSALS:
@@ -144,7 +145,7 @@ def broker_refuses_writes() -> bool:
 def withdraw(job_id: str) -> None:
     """Delete a job that was never sent (its events go with it)."""
     from sqlalchemy import delete
-    from pipeline.models import Job
+    from pipeline.store.models import Job
     db.session.execute(delete(Job).where(Job.id == job_id).execution_options(synchronize_session=False))
     db.session.commit()
 

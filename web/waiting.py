@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from pipeline import jobs
-from pipeline.lifecycle import TERMINAL_EVENTS, is_terminal
+from pipeline.store import jobs
+from pipeline.core.lifecycle import TERMINAL_EVENTS, is_terminal
 from web import hub
 
 RECHECK_S = 5.0

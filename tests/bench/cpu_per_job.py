@@ -23,8 +23,8 @@ import time
 
 import psutil
 
-from pipeline.bench import baseline, load
-from pipeline.bench.stack import LocalStack
+from pipeline.tooling.bench import baseline, load
+from pipeline.tooling.bench.stack import LocalStack
 
 
 def _cpu(proc: psutil.Process) -> float:

@@ -50,7 +50,7 @@ def direct_run(pipe, size: tuple[int, int], steps: int, seed: int) -> float:
 
 def provider_run(provider, size: str, steps: int, seed: int) -> float:
     """Seconds for genline's provider code in this process (callback included), with no job around it."""
-    from pipeline.providers.base import AttemptContext, ProviderRequest
+    from pipeline.adapters.providers.base import AttemptContext, ProviderRequest
     request = ProviderRequest("generate", "a lighthouse at dusk", {"size": size, "steps": steps, "seed": seed})
     started = time.perf_counter()
     provider.run(request, AttemptContext(job_id="bench", attempt=1, deadline=time.monotonic() + 600,
@@ -76,7 +76,7 @@ def main() -> None:
     a = parser.parse_args()
     import torch
 
-    from pipeline.providers import diffusers_model
+    from pipeline.adapters.providers import diffusers_model
     from tests import diffusers_tiny
     torch.set_num_threads(1)  # as the worker (OMP_NUM_THREADS=1)
     size = tuple(int(side) for side in a.size.split("x"))
@@ -85,7 +85,7 @@ def main() -> None:
     loaded = diffusers_model.load(str(model), "cpu", "float32")
     diffusers_model.set_loaded(loaded)
     pipe = loaded.pipeline("generate")
-    from pipeline.providers.diffusers import DiffusersProvider
+    from pipeline.adapters.providers.diffusers import DiffusersProvider
     provider = DiffusersProvider()
     services.ensure_postgres()
     with private_stack(root / "out", root, worker={"concurrency": 1, "name": "bench-diffusers"},

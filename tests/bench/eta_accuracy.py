@@ -3,7 +3,7 @@
     .venv/bin/python -m tests.bench.eta_accuracy [--jobs 40] [--latency 1.0] [--interval 0.45] [--concurrency 2]
 
 It starts its own Redis, Postgres database and one prefork worker (as the
-tests do), runs a few warm-up jobs so there is history (pipeline/eta.py needs
+tests do), runs a few warm-up jobs so there is history (pipeline/service/eta.py needs
 ``MIN_SAMPLES``), then submits ``--jobs`` jobs of ``params.simulate.latency_s``
 = ``--latency``, one every ``--interval`` seconds: a little faster than the
 worker drains them, so a queue builds up and the waits grow. Each job's
@@ -56,14 +56,15 @@ def run(args) -> dict:
             due += rng.expovariate(1 / args.interval) if args.poisson else args.interval
         done = [stack.wait(tenant, job["id"], timeout=300) for job in submitted]
         with stack.app.app_context():
-            from pipeline import eta, events
+            from pipeline.service import eta
+            from pipeline.adapters import events
             history = {k.decode(): round(float(v), 3) for k, v in events.client().hgetall(eta.KEY).items()
                        if not k.startswith(b"last_")}
     finally:
         stack.stop()
         redis.stop()
         with stack.app.app_context():
-            from pipeline.models import db
+            from pipeline.store.models import db
             db.engine.dispose()
         services.drop_database(db_url)
 

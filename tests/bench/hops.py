@@ -19,8 +19,8 @@ import time
 
 from sqlalchemy import create_engine, text
 
-from pipeline.bench import baseline, load
-from pipeline.bench.stack import LocalStack
+from pipeline.tooling.bench import baseline, load
+from pipeline.tooling.bench.stack import LocalStack
 
 
 def main() -> None:

@@ -55,7 +55,7 @@ def parse(ts: str) -> float:
 
 def released(stack, job_id: str) -> bool:
     """The job's attempt has ended: no lease on it any more."""
-    from pipeline import jobs
+    from pipeline.store import jobs
     with stack.app.app_context():
         return jobs.get(job_id).lease_owner is None
 

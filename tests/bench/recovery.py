@@ -12,7 +12,7 @@ Measures
   reaper, and the reaper sends a job whose message was lost meanwhile.
 The lease and reaper interval bound the second and third: expect about
 lease_s + reaper_s + the job's own remaining run time. The beat's lock timeout
-and loop interval (pipeline/celery_app.py) bound the fourth.
+and loop interval (pipeline/worker/celery_app.py) bound the fourth.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def teardown(stack, redis, db_url):
     stack.stop()
     redis.stop()
     with stack.app.app_context():
-        from pipeline.models import db
+        from pipeline.store.models import db
         db.engine.dispose()
     services.drop_database(db_url)
 

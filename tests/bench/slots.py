@@ -72,7 +72,7 @@ def run(args) -> dict:
         stack.start_worker(kind="compute", concurrency=args.slots, name="compute")
         done = [stack.wait(headers, i, timeout=args.jobs * args.latency_s + 300) for i in ids]
         time.sleep(2)  # the last events
-        from pipeline import jobs
+        from pipeline.store import jobs
         with stack.app.app_context():
             work = [jobs.get(i).timing.get("generate_s", 0.0) for i in ids]
         names = watcher.names  # type: ignore[attr-defined]

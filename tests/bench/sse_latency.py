@@ -129,7 +129,7 @@ def main(argv=None) -> int:
         stack.stop()
         redis.stop()
         with stack.app.app_context():
-            from pipeline.models import db
+            from pipeline.store.models import db
             db.engine.dispose()
         services.drop_database(db_url)
 

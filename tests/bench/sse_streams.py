@@ -30,8 +30,8 @@ import time  # noqa: E402
 import gevent  # noqa: E402
 import psutil  # noqa: E402
 
-from pipeline.bench import load  # noqa: E402
-from pipeline.bench.stack import LocalStack  # noqa: E402
+from pipeline.tooling.bench import load  # noqa: E402
+from pipeline.tooling.bench.stack import LocalStack  # noqa: E402
 from tests import services  # noqa: E402
 
 TERMINAL = ("completed", "failed", "canceled")
@@ -89,7 +89,7 @@ def run(args) -> dict:
         rss_idle = proc.memory_info().rss
         ended = time.time()
         if args.end == "cancel":
-            # One bulk request cancels at most 1,000 jobs (pipeline.control.BULK_LIMIT): repeat until none is left.
+            # One bulk request cancels at most 1,000 jobs (pipeline.service.control.BULK_LIMIT): repeat until none is left.
             while True:
                 status, answer = client.request("POST", "/v1/jobs/cancel", {"status": ["queued"]})
                 assert status == 202, (status, answer)

@@ -21,7 +21,7 @@ import time
 
 from sqlalchemy import text
 
-from pipeline.bench.load import pct
+from pipeline.tooling.bench.load import pct
 from tests import services
 
 KEY = "status-bench-key"
@@ -112,7 +112,7 @@ def make_app(url: str, redis_url: str):
 
 
 def run(args) -> dict:
-    from pipeline.models import db
+    from pipeline.store.models import db
     services.ensure_postgres()
     urls = {args.small: services.create_database(), args.large: services.create_database()}
     redis = services.RedisServer().start()

@@ -26,8 +26,8 @@ import os
 import statistics
 import uuid
 
-from pipeline.bench import load
-from pipeline.bench.stack import LocalStack
+from pipeline.tooling.bench import load
+from pipeline.tooling.bench.stack import LocalStack
 from pipeline.config import fix_database_url
 
 FLOOR_QUEUE = "floor"
@@ -52,7 +52,7 @@ def create_floor_app():
     engine = sa.create_engine(fix_database_url(os.environ["DATABASE_URL"]), pool_size=5, max_overflow=10)
     celery = Celery("genline-floor", broker=os.environ["REDIS_URL"])
     celery.conf.update(task_ignore_result=True, task_serializer="json", task_send_sent_event=True,
-                       broker_transport="pipeline.broker:Transport")  # genline's: one Redis client reused
+                       broker_transport="pipeline.adapters.broker:Transport")  # genline's: one Redis client reused
     app = Flask("genline-floor")
     limiter = Limiter(key_func=lambda: request.headers.get("Authorization", ""), app=app,
                       storage_uri=os.environ["REDIS_URL"], strategy="moving-window", headers_enabled=True)

@@ -6,9 +6,9 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, jsonify
 
-from pipeline import admission, control, replay
-from pipeline.ids import is_id
-from pipeline.models import utcnow
+from pipeline.service import admission, control, replay
+from pipeline.core.ids import is_id
+from pipeline.store.models import utcnow
 from web import responses as out
 from web.api.errors import ApiError
 from web.api.jobs import get_job_or_404, render

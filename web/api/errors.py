@@ -100,7 +100,7 @@ def register(app) -> None:
 
 
 def _rollback():
-    from pipeline.models import db
+    from pipeline.store.models import db
     try:
         db.session.rollback()
     except Exception:  # noqa: BLE001 - the connection may be gone; the next request gets a new one

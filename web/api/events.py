@@ -8,7 +8,7 @@ Order of work, so that no event is lost or sent twice:
    for a heartbeat interval;
 4. close after the terminal event.
 
-While the job is queued, its ETA (``pipeline.eta``) is recomputed when the
+While the job is queued, its ETA (``pipeline.service.eta``) is recomputed when the
 stream wakes up anyway (right after the replay, and at each quiet heartbeat
 interval, ``GENLINE_SSE_HEARTBEAT_S``) and an ``estimation`` event is sent
 when it first exists and whenever the remaining time to the estimated finish
@@ -29,10 +29,11 @@ import time
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from pipeline import eta, jobs
-from pipeline.lifecycle import TERMINAL_EVENTS, is_terminal
-from pipeline.models import utcnow
-from pipeline.representation import iso
+from pipeline.service import eta
+from pipeline.store import jobs
+from pipeline.core.lifecycle import TERMINAL_EVENTS, is_terminal
+from pipeline.store.models import utcnow
+from pipeline.service.representation import iso
 from web import hub
 from web.api.errors import ApiError
 from web.api.jobs import get_job_or_404

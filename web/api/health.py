@@ -6,10 +6,10 @@ import logging
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 
-from pipeline import events
-from pipeline.brokerguard import probe_write
-from pipeline.models import db
-from pipeline.storage import open_storage
+from pipeline.adapters import events
+from pipeline.worker.brokerguard import probe_write
+from pipeline.store.models import db
+from pipeline.adapters.storage import open_storage
 from web.auth import config
 
 bp = Blueprint("health", __name__)

@@ -18,9 +18,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import func, select
 
-from pipeline import events
-from pipeline.celery_app import QUEUES
-from pipeline.models import Job, WebhookDelivery, db, utcnow
+from pipeline.adapters import events
+from pipeline.worker.celery_app import QUEUES
+from pipeline.store.models import Job, WebhookDelivery, db, utcnow
 from web.api.errors import ApiError
 from web.api.openapi import describe
 from web.auth import bearer_key, config, tenant_for_key

@@ -1,0 +1,1 @@
+"""What genline's developers and operators run beside the service: the bench, `genline dev`, process helpers. The service never imports this package."""

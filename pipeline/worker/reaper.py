@@ -1,0 +1,136 @@
+"""The reaper: the job row wins. Run by beat every GENLINE_REAPER_INTERVAL_S.
+
+1. An active job past its deadline fails with ``deadline_exceeded``.
+2. An active job whose lease expired lost its worker (SIGKILL, machine loss,
+   hard time limit): its step is sent again, or after GENLINE_MAX_LOST losses
+   the job fails with ``internal_error`` instead of looping.
+3. An active job with no lease and no in-flight marker of the message its row
+   waits for (``dispatch.marker_key``: a marker of an earlier message does not
+   count) lost that message (a Redis restart, a send that failed): its step is
+   sent again.
+Every move is a compare-and-set, so a reaper racing a worker changes nothing twice.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import current_app
+from redis import RedisError
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import DBAPIError
+
+from pipeline.adapters import dispatch, events
+from pipeline.store import jobs
+from pipeline.core.errors import DeadlineExceeded, InternalError
+from pipeline.core.lifecycle import Step
+from pipeline.store.models import Job, db, utcnow
+from pipeline.worker.steps import fail
+
+log = logging.getLogger("genline.reaper")
+
+BATCH = 500
+CURSOR = "genline:reaper:cursor"
+"""Redis key: the last job id the previous pass checked for a lost message."""
+SETTLE_S = 2.0
+"""A job changed this recently may have its message in flight without a marker yet."""
+
+
+def _active(*conditions):
+    rows = db.session.execute(
+        select(Job).where(Job.status.in_(jobs.ACTIVE_STATUSES), *conditions).limit(BATCH)
+    ).scalars().all()
+    snaps = [jobs.snapshot(r) for r in rows]
+    db.session.rollback()
+    return snaps
+
+
+def _unleased(condition) -> list:
+    """The next BATCH active jobs matching ``condition``, by id after the previous pass's last.
+
+    A backlog can hold more unleased jobs (queued, with their messages waiting)
+    than one pass reads; going on from where the last pass stopped, wrapping
+    round, checks every one of them every few passes, not the same first BATCH.
+    """
+    client = events.client()
+    after = (client.get(CURSOR) or b"").decode()
+    rows = db.session.execute(
+        select(Job).where(Job.status.in_(jobs.ACTIVE_STATUSES), condition, Job.id > after)
+        .order_by(Job.id).limit(BATCH)
+    ).scalars().all()
+    snaps = [jobs.snapshot(r) for r in rows]
+    db.session.rollback()
+    client.set(CURSOR, snaps[-1].id if len(snaps) == BATCH else "", ex=3600)
+    return snaps
+
+
+def overdue(job, now) -> bool:
+    """Whether ``job`` (a snapshot) is active past its deadline: the reaper's first rule, for one job."""
+    return (job.status in jobs.ACTIVE_STATUSES and job.deadline_at is not None and job.deadline_at <= now
+            and job.held != "replay")
+
+
+def fail_overdue(job) -> bool:
+    """Fail an active job past its deadline with ``deadline_exceeded`` (compare-and-set); False if it moved on.
+
+    The reaper does this every pass; a read of the job does it too, so a job
+    reaches a terminal state by its deadline even while no beat is running.
+    """
+    return fail(job, Step(job.step or "validate"), DeadlineExceeded(f"the job passed its deadline of {job.deadline_s:g}s"))
+
+
+def reap_once() -> dict:
+    """One pass of the reaper; returns what it did, by kind.
+
+    With the database or Redis down the pass is skipped with one warning line
+    (beat runs it again next interval), instead of a traceback every second.
+    """
+    try:
+        return _reap()
+    except (DBAPIError, RedisError) as exc:
+        try:
+            db.session.rollback()
+        except DBAPIError:
+            pass
+        log.warning("reaper skipped error=%s", exc.__class__.__name__)
+        return {"skipped": exc.__class__.__name__}
+
+
+def _reap() -> dict:
+    cfg = current_app.extensions["genline.config"]
+    now = utcnow()
+    done = {"deadline": 0, "lost_worker": 0, "lost_message": 0, "gave_up": 0}
+
+    # A job held for replay admission has no running deadline yet (it starts when admitted).
+    for job in _active(Job.deadline_at <= now, or_(Job.held.is_(None), Job.held != "replay")):
+        if fail_overdue(job):
+            done["deadline"] += 1
+
+    for job in _active(Job.lease_until < now, Job.deadline_at > now):
+        if job.lost_count + 1 >= cfg.max_lost:
+            error = InternalError(f"the worker running step {job.step} was lost {job.lost_count + 1} times")
+            if fail(job, Step(job.step), error, where=(Job.lease_owner == job.lease_owner,)):
+                done["gave_up"] += 1
+            continue
+        step_outputs = dispatch.with_new_token(job.step_outputs)
+        if jobs.record(job.id, None, where=(Job.lease_owner == job.lease_owner, Job.lease_until < now),
+                       lease_owner=None, lease_until=None, lost_count=Job.lost_count + 1, step_outputs=step_outputs):
+            job.step_outputs = step_outputs
+            log.warning("worker lost job_id=%s step=%s attempt=%s lost_count=%s", job.id, job.step, job.attempt, job.lost_count + 1)
+            dispatch.send_step(job, Step(job.step))
+            done["lost_worker"] += 1
+
+    settled = now - timedelta(seconds=SETTLE_S)
+    # Held jobs (pipeline.service.admission) have no message on purpose: the admission pass sends them.
+    candidates = _unleased(and_(Job.lease_until.is_(None), Job.updated_at < settled, Job.deadline_at > now,
+                                Job.held.is_(None)))
+    if candidates:
+        markers = events.client().mget([dispatch.marker_key(j) for j in candidates])
+        for job, marker in zip(candidates, markers):
+            if marker is None:
+                log.warning("message lost job_id=%s step=%s status=%s", job.id, job.step, job.status)
+                dispatch.send_step(job, Step(job.step))
+                done["lost_message"] += 1
+    if any(done.values()):
+        log.info("reaper %s", " ".join(f"{k}={v}" for k, v in done.items()))
+    return done

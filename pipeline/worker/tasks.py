@@ -1,0 +1,172 @@
+"""The four step tasks of a job. Each takes the job id and nothing else.
+
+validate -> generate -> upload -> notify; ``pipeline.worker.steps.run_step`` does the
+claiming, leasing, retrying and recording for all of them.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import time
+
+from celery import shared_task
+from flask import current_app
+from PIL import Image
+
+from pipeline.core import budget
+from pipeline.worker import cancelwatch, progress
+from pipeline.store import jobs, staging
+from pipeline.core.errors import InvalidInput
+from pipeline.adapters.inputs import load_inputs, provider_urls
+from pipeline.core.lifecycle import JobStatus, Step
+from pipeline.store.models import Job, utcnow
+from pipeline.adapters.providers import AttemptContext, ProviderRequest, get_provider
+from pipeline.adapters.providers.local import FORMATS
+from pipeline.worker.steps import StepResult, config, run_step
+from pipeline.adapters.storage import open_storage, output_key
+
+log = logging.getLogger("genline.tasks")
+
+STEP_REQUEST = "pipeline.worker.hardlimit:StepRequest"
+"""Records a hard time limit kill as a timeout attempt (see pipeline/worker/hardlimit.py)."""
+
+PROGRESS_EVERY_S = 0.25
+"""At most one progress event this often per attempt (each is a row and a publish)."""
+
+
+def validate_work(job, owner, lease):
+    """Decode and check the inputs; record what was found."""
+    images, mask = load_inputs(job, config())
+    return {"images": [list(i.size) for i in images], "mask": list(mask.size) if mask else None}
+
+
+def _progress_reporter(job_id: str, owner: str):
+    # Counting from the attempt's start: an attempt shorter than PROGRESS_EVERY_S
+    # reports nothing (its step's end follows at once), saving a write per job.
+    last = {"at": time.monotonic(), "fraction": -1.0}
+
+    def report(fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if now - last["at"] < PROGRESS_EVERY_S:
+            return
+        if fraction <= last["fraction"]:
+            return
+        last.update(at=now, fraction=fraction)
+        jobs.record(job_id, "progress", {"fraction": round(fraction, 3), "message": message},
+                    where=(Job.lease_owner == owner,), progress=round(fraction, 3))
+    return report
+
+
+def _record_step(job_id: str, owner: str, done: int, total: int) -> None:
+    fraction = round(done / total, 3) if total else 0.0
+    jobs.record_progress(job_id, owner, fraction, {"fraction": fraction, "message": f"step {done} of {total}",
+                                                   "step": done, "steps": total})
+
+
+def _step_reporter(job_id: str, owner: str, writer):
+    """Every step a provider reports (``AttemptContext.step``) becomes its own progress event,
+    written behind the attempt by ``writer`` (``pipeline.worker.progress``)."""
+    def report(done: int, total: int) -> None:
+        writer.put(_record_step, job_id, owner, done, total)
+    return report
+
+
+def _is_canceled(job_id: str, lease, owner: str | None = None, watched=None):
+    def check() -> bool:
+        if lease.is_set():
+            return True
+        if watched is not None:  # one query per process for every running attempt (pipeline.worker.cancelwatch)
+            return watched.stopped.is_set()
+        job = jobs.get(job_id)
+        # Not ours any more: canceled, or canceled and retried, or re-leased by the reaper.
+        return job is None or job.status == JobStatus.CANCELED.value or (
+            owner is not None and job.lease_owner != owner)
+    return check
+
+
+def generate_work(job, owner, lease):
+    """Call the provider within the attempt's time; stage its images for upload."""
+    cfg = config()
+    images, mask = load_inputs(job, cfg)
+    steps = progress.writer(current_app._get_current_object())
+    soft, _hard = budget.attempt_limits(job.timeout_s, job.deadline_at, utcnow())
+    watch = cancelwatch.watcher(current_app._get_current_object())
+    watched = watch.watch(job.id, owner)
+    try:
+        ctx = AttemptContext(job_id=job.id, attempt=job.attempt - job.lost_count,
+                             deadline=time.monotonic() + soft,
+                             is_canceled=_is_canceled(job.id, lease, owner, watched),
+                             on_progress=_progress_reporter(job.id, owner),
+                             on_step=_step_reporter(job.id, owner, steps), check_every_s=0.1)
+        return _generate(job, cfg, images, mask, ctx, steps)
+    finally:
+        watch.unwatch(watched)
+
+
+def _generate(job, cfg, images, mask, ctx, steps):
+    provider = get_provider(job.provider, cfg)
+    request = ProviderRequest(operation=job.operation, prompt=job.prompt, params=job.params,
+                              model=job.model, images=images, mask=mask)
+    if provider.name not in ("local", "diffusers"):  # remote providers fetch inputs by signed, expiring URL
+        request.input_urls, request.mask_url = provider_urls(job, cfg)
+    try:
+        results = provider.run(request, ctx)
+    finally:
+        steps.flush()  # the step events precede the step's end (or are dropped with a lost lease)
+    if not results:
+        raise InvalidInput("the provider returned no image")
+    # The job names the provider and model that made its outputs (failover may have moved on).
+    model = results[0].model or job.model
+    return StepResult({"provider": provider.name, "model": model, "images": len(results)},
+                      values={"provider": provider.name, "model": model},
+                      stages=staging.rows_of(job.id, results, provider.name, job.model))
+
+
+def upload_work(job, owner, lease):
+    """Encode staged images in the requested format and put them in storage."""
+    storage = open_storage(config())
+    pil_format, media_type = FORMATS[job.params.get("format", "png")]
+    outputs = []
+    for staged in staging.load(job.id):
+        image = Image.open(io.BytesIO(staged.data))
+        data = staged.data
+        if staged.media_type != media_type:
+            buf = io.BytesIO()
+            image.convert("RGB" if pil_format == "JPEG" else image.mode).save(buf, pil_format)
+            data = buf.getvalue()
+        stored = storage.put(output_key(job.id, staged.n, media_type), data, media_type)
+        outputs.append({
+            "key": stored.key, "media_type": media_type, "bytes": stored.bytes,
+            "width": image.width, "height": image.height,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "provider": staged.provider, "model": staged.model,
+        })
+    if not outputs:
+        raise InvalidInput("nothing was generated to upload")
+    return outputs
+
+
+@shared_task(name="genline.validate", bind=True, Request=STEP_REQUEST)
+def validate(self, job_id: str) -> None:
+    """Check a job's inputs before any provider is called."""
+    run_step(self, job_id, Step.VALIDATE, validate_work)
+
+
+@shared_task(name="genline.generate", bind=True, Request=STEP_REQUEST)
+def generate(self, job_id: str) -> None:
+    """One provider attempt of a job."""
+    run_step(self, job_id, Step.GENERATE, generate_work)
+
+
+@shared_task(name="genline.upload", bind=True, Request=STEP_REQUEST)
+def upload(self, job_id: str) -> None:
+    """Store a job's generated images; completes the job."""
+    run_step(self, job_id, Step.UPLOAD, upload_work)
+
+
+@shared_task(name="genline.notify", bind=True)
+def notify(self, job_id: str) -> None:
+    """Tell the outside world a job ended (webhooks)."""
+    from pipeline.worker import notify as notifier
+    notifier.notify_terminal(job_id)

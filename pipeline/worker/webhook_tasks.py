@@ -1,0 +1,75 @@
+"""The Celery tasks of webhook delivery: one attempt per message, retries from the delivery log.
+
+A short backoff is sent as a countdown message. A long one (hours) is not: with
+the Redis broker a message waiting past the visibility timeout is delivered
+twice, so those retries are left in ``webhook_deliveries.next_attempt_at`` and
+the beat sweep sends them when due. Both paths claim the row before sending, so
+a retry runs once.
+"""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from flask import current_app
+from kombu.exceptions import OperationalError as BrokerError
+from redis import RedisError
+from sqlalchemy import select
+
+from pipeline.adapters import routing, webhooks
+from pipeline.store.models import WebhookDelivery, db, utcnow
+
+log = logging.getLogger("genline.webhooks")
+
+TASK = "genline.webhook"
+COUNTDOWN_MAX_S = 300
+"""Retries due sooner than this go out as countdown messages; later ones wait for the sweep."""
+SWEEP_BATCH = 200
+SWEEP_LOCK_S = 120
+"""A sweep pass holds its lock at most this long (beat sends one every 30 s)."""
+
+
+def send(job_id: str, seq: int, previous_id: int | None = None, fresh: bool = False,
+         countdown: float = 0.0, queue: str = "normal") -> bool:
+    """Send the delivery message of one event; False if the broker is down (the sweep retries)."""
+    options = {"queue": routing.io_queue(queue)}  # ``queue``: the job's priority
+    if countdown > 0:
+        options["countdown"] = countdown
+    try:
+        # The Celery app of this Flask app (celery.current_app is process-global).
+        current_app.extensions["celery"].send_task(TASK, args=[job_id, seq, previous_id, fresh], **options)
+    except (BrokerError, RedisError, OSError) as exc:
+        log.warning("webhook dispatch failed job_id=%s seq=%s error=%s", job_id, seq, exc)
+        return False
+    return True
+
+
+@shared_task(name=TASK, bind=True)
+def deliver(self, job_id: str, seq: int, previous_id: int | None = None, fresh: bool = False) -> None:
+    """One delivery attempt of event ``seq`` of a job; schedules the next on failure."""
+    cfg = current_app.extensions["genline.config"]
+    row, delay = webhooks.attempt(job_id, seq, cfg, previous_id=previous_id, fresh=fresh)
+    if row is not None and delay is not None and delay <= COUNTDOWN_MAX_S:
+        send(job_id, seq, previous_id=row.id, countdown=delay)
+
+
+@shared_task(name="genline.webhook_sweep")
+def sweep() -> int:
+    """Send every retry that is due (run by beat), one pass at a time; returns how many were sent."""
+    from pipeline.worker.periodic import alone
+    with alone("webhook_sweep", SWEEP_LOCK_S) as mine:
+        return _sweep() if mine else 0
+
+
+def _sweep() -> int:
+    due = db.session.execute(
+        select(WebhookDelivery.id, WebhookDelivery.job_id, WebhookDelivery.event_seq)
+        .where(WebhookDelivery.next_attempt_at.is_not(None), WebhookDelivery.next_attempt_at <= utcnow(),
+               WebhookDelivery.delivered.is_(False))
+        .order_by(WebhookDelivery.next_attempt_at).limit(SWEEP_BATCH)
+    ).all()
+    db.session.rollback()
+    sent = sum(send(job_id, seq, previous_id=row_id) for row_id, job_id, seq in due)
+    if sent:
+        log.info("webhook sweep sent=%s", sent)
+    return sent
