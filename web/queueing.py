@@ -91,9 +91,11 @@ def tenant_ahead(job) -> int:
 def estimates(jobs: list, positions: dict, cfg) -> dict:
     """``(estimated_start_at, estimated_finish_at)`` of each job by id (``pipeline.service.eta``); (None, None) unless queued."""
     from pipeline.service import eta
+    from pipeline.store.models import utcnow
     cache: dict = {}
+    now = utcnow()  # one instant for the whole list: estimates side by side differ by the queue alone
     return {job.id: eta.estimate(job, positions.get(job.id), cfg.tenant_concurrency,
-                                 tenant_ahead=lambda job=job: tenant_ahead(job), cache=cache)
+                                 tenant_ahead=lambda job=job: tenant_ahead(job), now=now, cache=cache)
             for job in jobs}
 
 
