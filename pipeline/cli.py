@@ -77,7 +77,7 @@ class GenlineGroup(FlaskGroup):
         return super().get_command(ctx, name) if name in self.list_commands(ctx) else None
 
 
-@click.group(cls=GenlineGroup, create_app=_create_app, load_dotenv=False,
+@click.group(cls=GenlineGroup, create_app=_create_app, load_dotenv=False, add_version_option=False,
              help="genline: a job service for slow AI image generation")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
