@@ -42,7 +42,7 @@ CommaList = Annotated[tuple[str, ...], BeforeValidator(lambda raw: split_list(ra
 """``a, b,c`` -> ``("a", "b", "c")`` (blank items dropped)."""
 
 
-def env(name: str, default: Any = None, description: str = "", *, shown: str | None = None,
+def setting(name: str, default: Any = None, description: str = "", *, shown: str | None = None,
         kind: str | None = None, **constraints: Any) -> Any:
     """A field read from the variable ``name``: its one default, its description for the docs.
 
@@ -74,119 +74,119 @@ class Config(BaseSettings):
     """Everything genline reads from its environment (DESIGN §9)."""
 
     model_config = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, enable_decoding=False,
-                                      frozen=True, extra="ignore", validate_default=False)
+                                      frozen=True, extra="ignore")
 
     # -- where things live (fields validated in this order: later defaults read earlier values) --
-    var_dir: str = env("GENLINE_VAR_DIR", "var", "Where the embedded defaults live: the SQLite file, outputs, "
-                       "`make dev`'s Redis and keys.")
-    production: bool = env("GENLINE_PRODUCTION", False, "Refuse to start without a strong `SECRET_KEY`, without "
-                           "`GENLINE_PUBLIC_URL`, or with the `local` placeholder as an unchosen default provider.")
-    database_url: str = env("DATABASE_URL", "", "SQLAlchemy URL; `postgres://` is accepted as PaaS set it.",
-                            shown="SQLite file `$GENLINE_VAR_DIR/genline.db`", kind="URL", validate_default=True)
-    redis_ssl_cert_reqs: str = env("GENLINE_REDIS_SSL_CERT_REQS", "", "`none` (or `optional`) for a `rediss://` "
-                                   "`REDIS_URL` without `ssl_cert_reqs` that a platform owns (Heroku Redis's "
-                                   "self-signed certificate).")
-    redis_url: str = env("REDIS_URL", "redis://127.0.0.1:6379/0", "Broker, live events and rate-limit counters "
-                         "(`make dev`: an embedded Redis on 6390).", kind="URL", validate_default=True)
-    storage_url: str = env("STORAGE_URL", "", "Where outputs go: `s3://bucket/prefix` or `file:///path`.",
-                           shown="`file://` under `$GENLINE_VAR_DIR/outputs`", kind="URL", validate_default=True)
-    s3_endpoint_url: str | None = env("S3_ENDPOINT_URL", None, "S3-compatible endpoint (MinIO, R2, moto).",
-                                      shown="AWS", kind="URL")
-    secret_key: str = env("SECRET_KEY", "", "Signs job tokens and output URLs; required with "
-                          "`GENLINE_PRODUCTION=1` (`openssl rand -hex 32`).",
-                          shown="random per process (`make dev` keeps one in `var/`)", validate_default=True)
-    public_url: str = env("GENLINE_PUBLIC_URL", "", "Base of every job and output link (API, webhooks, CLI), "
-                          "never the request's `Host`; required with `GENLINE_PRODUCTION=1`.",
-                          shown="the request's host (`http://127.0.0.1:8000` outside requests)", kind="URL",
-                          validate_default=True)
+    var_dir: str = setting("GENLINE_VAR_DIR", "var", "Where the embedded defaults live: the SQLite file, outputs, "
+                           "`make dev`'s Redis and keys.")
+    production: bool = setting("GENLINE_PRODUCTION", False, "Refuse to start without a strong `SECRET_KEY`, without "
+                               "`GENLINE_PUBLIC_URL`, or with the `local` placeholder as an unchosen default provider.")
+    database_url: str = setting("DATABASE_URL", "", "SQLAlchemy URL; `postgres://` is accepted as PaaS set it.",
+                                shown="SQLite file `$GENLINE_VAR_DIR/genline.db`", kind="URL", validate_default=True)
+    redis_ssl_cert_reqs: str = setting("GENLINE_REDIS_SSL_CERT_REQS", "", "`none` (or `optional`) for a `rediss://` "
+                                       "`REDIS_URL` without `ssl_cert_reqs` that a platform owns (Heroku Redis's "
+                                       "self-signed certificate).")
+    redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Broker, live events and rate-limit counters "
+                             "(`make dev`: an embedded Redis on 6390).", kind="URL", validate_default=True)
+    storage_url: str = setting("STORAGE_URL", "", "Where outputs go: `s3://bucket/prefix` or `file:///path`.",
+                               shown="`file://` under `$GENLINE_VAR_DIR/outputs`", kind="URL", validate_default=True)
+    s3_endpoint_url: str | None = setting("S3_ENDPOINT_URL", None, "S3-compatible endpoint (MinIO, R2, moto).",
+                                          shown="AWS", kind="URL")
+    secret_key: str = setting("SECRET_KEY", "", "Signs job tokens and output URLs; required with "
+                              "`GENLINE_PRODUCTION=1` (`openssl rand -hex 32`).",
+                              shown="random per process (`make dev` keeps one in `var/`)", validate_default=True)
+    public_url: str = setting("GENLINE_PUBLIC_URL", "", "Base of every job and output link (API, webhooks, CLI), "
+                              "never the request's `Host`; required with `GENLINE_PRODUCTION=1`.",
+                              shown="the request's host (`http://127.0.0.1:8000` outside requests)", kind="URL",
+                              validate_default=True)
     # -- jobs and their budgets --
-    default_providers: CommaList = env("GENLINE_DEFAULT_PROVIDER", (), "Provider (or comma list, to fail over) "
-                                       f"of jobs that name none: {', '.join(PROVIDER_NAMES)}. Required in "
-                                       "production (`local` must be chosen explicitly there).",
-                                       shown="`local`", validate_default=True)
-    api_keys: dict[str, str] = env("GENLINE_API_KEYS", {}, "Static API keys, `tenant:key,tenant:key`.",
-                                   shown="none (`make dev` makes a dev key)", kind="comma list of tenant:key")
-    allow_simulate: bool = env("GENLINE_ALLOW_SIMULATE", False, "Allow `params.simulate` (latency and failures "
-                               "on demand, for tests and demos).")
-    default_timeout_s: float = env("GENLINE_DEFAULT_TIMEOUT_S", 60.0, "Budget default: one attempt's time.", ge=0.1)
-    default_deadline_s: float = env("GENLINE_DEFAULT_DEADLINE_S", 120.0, "Budget default: the whole job's time.",
-                                    ge=0.1)
-    default_max_attempts: int = env("GENLINE_DEFAULT_MAX_ATTEMPTS", 2, "Budget default: attempts.", ge=1)
-    max_timeout_s: float = env("GENLINE_MAX_TIMEOUT_S", 600.0, "Budget cap: one attempt's time.", ge=0.1)
-    max_deadline_s: float = env("GENLINE_MAX_DEADLINE_S", 3600.0, "Budget cap: the whole job's time.", ge=0.1)
-    max_max_attempts: int = env("GENLINE_MAX_MAX_ATTEMPTS", 5, "Budget cap: attempts.", ge=1)
+    default_providers: CommaList = setting("GENLINE_DEFAULT_PROVIDER", (), "Provider (or comma list, to fail over) "
+                                           f"of jobs that name none: {', '.join(PROVIDER_NAMES)}. Required in "
+                                           "production (`local` must be chosen explicitly there).",
+                                           shown="`local`", validate_default=True)
+    api_keys: dict[str, str] = setting("GENLINE_API_KEYS", {}, "Static API keys, `tenant:key,tenant:key`.",
+                                       shown="none (`make dev` makes a dev key)", kind="comma list of tenant:key")
+    allow_simulate: bool = setting("GENLINE_ALLOW_SIMULATE", False, "Allow `params.simulate` (latency and failures "
+                                   "on demand, for tests and demos).")
+    default_timeout_s: float = setting("GENLINE_DEFAULT_TIMEOUT_S", 60.0, "Budget default: one attempt's time.", ge=0.1)
+    default_deadline_s: float = setting("GENLINE_DEFAULT_DEADLINE_S", 120.0, "Budget default: the whole job's time.",
+                                        ge=0.1)
+    default_max_attempts: int = setting("GENLINE_DEFAULT_MAX_ATTEMPTS", 2, "Budget default: attempts.", ge=1)
+    max_timeout_s: float = setting("GENLINE_MAX_TIMEOUT_S", 600.0, "Budget cap: one attempt's time.", ge=0.1)
+    max_deadline_s: float = setting("GENLINE_MAX_DEADLINE_S", 3600.0, "Budget cap: the whole job's time.", ge=0.1)
+    max_max_attempts: int = setting("GENLINE_MAX_MAX_ATTEMPTS", 5, "Budget cap: attempts.", ge=1)
     # -- webhooks and events --
-    webhook_allow_private: bool = env("GENLINE_WEBHOOK_ALLOW_PRIVATE", False, "Allow webhooks to private "
-                                      "addresses.")
-    webhook_secret: str = env("GENLINE_WEBHOOK_SECRET", "", "Webhook signing secret `whsec_<base64>` (a "
-                              "tenant's own secret overrides it).",
+    webhook_allow_private: bool = setting("GENLINE_WEBHOOK_ALLOW_PRIVATE", False, "Allow webhooks to private "
+                                          "addresses.")
+    webhook_secret: str = setting("GENLINE_WEBHOOK_SECRET", "", "Webhook signing secret `whsec_<base64>` (a "
+                                  "tenant's own secret overrides it).",
                               shown="derived from `SECRET_KEY` (`genline webhooks secret` shows it)")
-    webhook_retry_base_s: float = env("GENLINE_WEBHOOK_RETRY_BASE_S", 10.0, "First webhook retry delay (then ×4 "
-                                      "each time).", ge=0.01)
-    webhook_max_attempts: int = env("GENLINE_WEBHOOK_MAX_ATTEMPTS", 8, "Webhook deliveries in all (8 ≈ 15 h).",
-                                    ge=1)
-    webhook_timeout_s: float = env("GENLINE_WEBHOOK_TIMEOUT_S", 10.0, "How long one webhook POST may take.", ge=0.1)
-    sse_heartbeat_s: float = env("GENLINE_SSE_HEARTBEAT_S", 15.0, "Heartbeat comment interval of quiet event "
-                                 "streams.", ge=0.05)
+    webhook_retry_base_s: float = setting("GENLINE_WEBHOOK_RETRY_BASE_S", 10.0, "First webhook retry delay (then ×4 "
+                                          "each time).", ge=0.01)
+    webhook_max_attempts: int = setting("GENLINE_WEBHOOK_MAX_ATTEMPTS", 8, "Webhook deliveries in all (8 ≈ 15 h).",
+                                        ge=1)
+    webhook_timeout_s: float = setting("GENLINE_WEBHOOK_TIMEOUT_S", 10.0, "How long one webhook POST may take.", ge=0.1)
+    sse_heartbeat_s: float = setting("GENLINE_SSE_HEARTBEAT_S", 15.0, "Heartbeat comment interval of quiet event "
+                                     "streams.", ge=0.05)
     # -- providers --
-    openai_api_key: str | None = env("OPENAI_API_KEY", None, "The `openai` provider's key.")
-    openai_base_url: str = env("OPENAI_BASE_URL", "https://api.openai.com/v1", "The `openai` provider's API "
-                               "base.", kind="URL")
-    http_provider_url: str | None = env("GENLINE_HTTP_PROVIDER_URL", None, "The `http` provider's endpoint.",
-                                        kind="URL")
-    http_provider_token: str | None = env("GENLINE_HTTP_PROVIDER_TOKEN", None, "The `http` provider's bearer "
-                                          "token.")
-    diffusers_model: str | None = env("GENLINE_DIFFUSERS_MODEL", None, "The `diffusers` provider's model: a hub "
-                                      "id or a `save_pretrained` directory (docs/diffusers.md).")
-    diffusers_device: str = env("GENLINE_DIFFUSERS_DEVICE", "auto", "Device of the `diffusers` provider: "
-                                f"{', '.join(DIFFUSERS_DEVICES)} or cuda:N.", kind="choice")
-    diffusers_dtype: str = env("GENLINE_DIFFUSERS_DTYPE", "auto", "Precision of the `diffusers` provider: "
-                               f"{', '.join(DIFFUSERS_DTYPES)}.", kind="choice")
-    diffusers_load_timeout_s: float = env("GENLINE_DIFFUSERS_LOAD_TIMEOUT_S", 900.0, "How long loading the "
-                                          "`diffusers` model may take.", ge=1.0)
+    openai_api_key: str | None = setting("OPENAI_API_KEY", None, "The `openai` provider's key.")
+    openai_base_url: str = setting("OPENAI_BASE_URL", "https://api.openai.com/v1", "The `openai` provider's API "
+                                   "base.", kind="URL")
+    http_provider_url: str | None = setting("GENLINE_HTTP_PROVIDER_URL", None, "The `http` provider's endpoint.",
+                                            kind="URL")
+    http_provider_token: str | None = setting("GENLINE_HTTP_PROVIDER_TOKEN", None, "The `http` provider's bearer "
+                                              "token.")
+    diffusers_model: str | None = setting("GENLINE_DIFFUSERS_MODEL", None, "The `diffusers` provider's model: a hub "
+                                          "id or a `save_pretrained` directory (docs/diffusers.md).")
+    diffusers_device: str = setting("GENLINE_DIFFUSERS_DEVICE", "auto", "Device of the `diffusers` provider: "
+                                    f"{', '.join(DIFFUSERS_DEVICES)} or cuda:N.", kind="choice")
+    diffusers_dtype: str = setting("GENLINE_DIFFUSERS_DTYPE", "auto", "Precision of the `diffusers` provider: "
+                                   f"{', '.join(DIFFUSERS_DTYPES)}.", kind="choice")
+    diffusers_load_timeout_s: float = setting("GENLINE_DIFFUSERS_LOAD_TIMEOUT_S", 900.0, "How long loading the "
+                                              "`diffusers` model may take.", ge=1.0)
     # -- the web --
-    cors_origins: CommaList = env("GENLINE_CORS_ORIGINS", (), "Browser origins allowed to read job URLs with "
-                                  "their token (comma list).", shown="none")
-    demo: bool = env("GENLINE_DEMO", False, "Serve the demo page (`make dev` turns it on).")
-    demo_rate_limit: str = env("GENLINE_DEMO_RATE_LIMIT", "8/minute", "The demo's submissions per client IP.",
-                               kind="rate")
-    rate_limit: str = env("GENLINE_RATE_LIMIT", "60/minute", "Submissions per API key (a key's `--rate-limit` "
-                          "overrides).", kind="rate")
-    tenant_concurrency: int = env("GENLINE_TENANT_CONCURRENCY", 4, "Jobs of one tenant in `generate` at once (a "
-                                  "key's `--concurrency` overrides).", ge=1)
-    tenant_throttle: str | None = env("GENLINE_TENANT_THROTTLE", None, "Generate starts per tenant over time "
-                                      "(`10/minute`); excess jobs wait `queued`, never refused (a key's "
-                                      "`--throttle` overrides; docs/incidents.md).", shown="none", kind="rate")
-    replay_rate: str = env("GENLINE_REPLAY_RATE", "5/second", "How fast replayed jobs re-enter the queues, all "
-                           "replays together, behind live traffic (docs/incidents.md).", kind="rate")
-    max_body_bytes: int = env("GENLINE_MAX_BODY_BYTES", 1024 * 1024, "Largest request body.",
-                              shown="`1048576` (1 MiB)", ge=1024)
-    max_upload_bytes: int = env("GENLINE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, "Largest upload.",
-                                shown="`20971520` (20 MiB)", ge=1024)
-    max_pixels: int = env("GENLINE_MAX_PIXELS", 16_000_000, "Largest input image, in pixels.", ge=1)
-    url_ttl_s: int = env("GENLINE_URL_TTL_S", 3600, "Life of signed output URLs.", ge=1)
-    token_ttl_s: int = env("GENLINE_TOKEN_TTL_S", 86400, "Life of job read tokens.", ge=1)
-    metrics_public: bool = env("GENLINE_METRICS_PUBLIC", False, "Serve `/metrics` without a key.")
-    metrics_token: str | None = env("GENLINE_METRICS_TOKEN", None, "A bearer token for `/metrics` scrapers.")
-    log_level: str = env("GENLINE_LOG_LEVEL", "INFO", "Level of genline's key=value log lines: "
-                         f"{', '.join(LOG_LEVELS)}.", kind="choice")
+    cors_origins: CommaList = setting("GENLINE_CORS_ORIGINS", (), "Browser origins allowed to read job URLs with "
+                                      "their token (comma list).", shown="none")
+    demo: bool = setting("GENLINE_DEMO", False, "Serve the demo page (`make dev` turns it on).")
+    demo_rate_limit: str = setting("GENLINE_DEMO_RATE_LIMIT", "8/minute", "The demo's submissions per client IP.",
+                                   kind="rate")
+    rate_limit: str = setting("GENLINE_RATE_LIMIT", "60/minute", "Submissions per API key (a key's `--rate-limit` "
+                              "overrides).", kind="rate")
+    tenant_concurrency: int = setting("GENLINE_TENANT_CONCURRENCY", 4, "Jobs of one tenant in `generate` at once (a "
+                                      "key's `--concurrency` overrides).", ge=1)
+    tenant_throttle: str | None = setting("GENLINE_TENANT_THROTTLE", None, "Generate starts per tenant over time "
+                                          "(`10/minute`); excess jobs wait `queued`, never refused (a key's "
+                                          "`--throttle` overrides; docs/incidents.md).", shown="none", kind="rate")
+    replay_rate: str = setting("GENLINE_REPLAY_RATE", "5/second", "How fast replayed jobs re-enter the queues, all "
+                               "replays together, behind live traffic (docs/incidents.md).", kind="rate")
+    max_body_bytes: int = setting("GENLINE_MAX_BODY_BYTES", 1024 * 1024, "Largest request body.",
+                                  shown="`1048576` (1 MiB)", ge=1024)
+    max_upload_bytes: int = setting("GENLINE_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, "Largest upload.",
+                                    shown="`20971520` (20 MiB)", ge=1024)
+    max_pixels: int = setting("GENLINE_MAX_PIXELS", 16_000_000, "Largest input image, in pixels.", ge=1)
+    url_ttl_s: int = setting("GENLINE_URL_TTL_S", 3600, "Life of signed output URLs.", ge=1)
+    token_ttl_s: int = setting("GENLINE_TOKEN_TTL_S", 86400, "Life of job read tokens.", ge=1)
+    metrics_public: bool = setting("GENLINE_METRICS_PUBLIC", False, "Serve `/metrics` without a key.")
+    metrics_token: str | None = setting("GENLINE_METRICS_TOKEN", None, "A bearer token for `/metrics` scrapers.")
+    log_level: str = setting("GENLINE_LOG_LEVEL", "INFO", "Level of genline's key=value log lines: "
+                             f"{', '.join(LOG_LEVELS)}.", kind="choice")
     # -- workers and beat --
-    retention_days: float = env("GENLINE_RETENTION_DAYS", 7.0, "How long jobs, events, prompts and outputs are "
-                                "kept.", ge=0.0)
-    lease_s: float = env("GENLINE_LEASE_S", 8.0, "How long a step's lease lasts without renewal (renewed every "
-                         "lease/3).", ge=1.0)
-    reaper_interval_s: float = env("GENLINE_REAPER_INTERVAL_S", 2.0, "How often beat runs the reaper.", ge=0.2)
-    max_lost: int = env("GENLINE_MAX_LOST", 3, "Worker losses of one job before it fails with `internal_error`.",
-                        ge=1)
-    worker_soft_shutdown_s: float = env("GENLINE_WORKER_SOFT_SHUTDOWN_S", 25.0, "On a cold shutdown, how long "
-                                        "running tasks may finish before they are requeued.", ge=0.0)
+    retention_days: float = setting("GENLINE_RETENTION_DAYS", 7.0, "How long jobs, events, prompts and outputs are "
+                                    "kept.", ge=0.0)
+    lease_s: float = setting("GENLINE_LEASE_S", 8.0, "How long a step's lease lasts without renewal (renewed every "
+                             "lease/3).", ge=1.0)
+    reaper_interval_s: float = setting("GENLINE_REAPER_INTERVAL_S", 2.0, "How often beat runs the reaper.", ge=0.2)
+    max_lost: int = setting("GENLINE_MAX_LOST", 3, "Worker losses of one job before it fails with `internal_error`.",
+                            ge=1)
+    worker_soft_shutdown_s: float = setting("GENLINE_WORKER_SOFT_SHUTDOWN_S", 25.0, "On a cold shutdown, how long "
+                                            "running tasks may finish before they are requeued.", ge=0.0)
     # -- the anonymous demo tenant's own budget caps: a visitor must not hold a worker slot for an hour --
-    demo_max_timeout_s: float = env("GENLINE_DEMO_MAX_TIMEOUT_S", 30.0, "Demo budget cap: one attempt's time.",
-                                    ge=0.1)
-    demo_max_deadline_s: float = env("GENLINE_DEMO_MAX_DEADLINE_S", 120.0, "Demo budget cap: the whole job's "
-                                     "time.", ge=0.1)
-    demo_max_attempts: int = env("GENLINE_DEMO_MAX_ATTEMPTS", 2, "Demo budget cap: attempts.", ge=1)
-    demo_allow_hang: bool = env("GENLINE_DEMO_ALLOW_HANG", False, "Let the demo simulate a hanging provider.")
+    demo_max_timeout_s: float = setting("GENLINE_DEMO_MAX_TIMEOUT_S", 30.0, "Demo budget cap: one attempt's time.",
+                                        ge=0.1)
+    demo_max_deadline_s: float = setting("GENLINE_DEMO_MAX_DEADLINE_S", 120.0, "Demo budget cap: the whole job's "
+                                         "time.", ge=0.1)
+    demo_max_attempts: int = setting("GENLINE_DEMO_MAX_ATTEMPTS", 2, "Demo budget cap: attempts.", ge=1)
+    demo_allow_hang: bool = setting("GENLINE_DEMO_ALLOW_HANG", False, "Let the demo simulate a hanging provider.")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
