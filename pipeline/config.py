@@ -43,7 +43,7 @@ CommaList = Annotated[tuple[str, ...], BeforeValidator(lambda raw: split_list(ra
 
 
 def setting(name: str, default: Any = None, description: str = "", *, shown: str | None = None,
-        kind: str | None = None, **constraints: Any) -> Any:
+            kind: str | None = None, **constraints: Any) -> Any:
     """A field read from the variable ``name``: its one default, its description for the docs.
 
     ``shown`` is the default as the docs print it when the value is computed
