@@ -50,7 +50,7 @@ def setting(name: str, default: Any = None, description: str = "", *, shown: str
     (from GENLINE_VAR_DIR, or at random); ``kind`` names a type the annotation
     does not (a rate, a URL).
     """
-    extra = {key: value for key, value in (("doc_default", shown), ("doc_type", kind)) if value}
+    extra: dict[str, Any] = {key: value for key, value in (("doc_default", shown), ("doc_type", kind)) if value}
     return Field(default, validation_alias=name, description=description, json_schema_extra=extra or None,
                  **constraints)
 
