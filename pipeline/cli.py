@@ -8,6 +8,7 @@ same as the release step's ``flask --app web db upgrade``), ``genline routes``,
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -17,7 +18,6 @@ from types import SimpleNamespace
 import click
 from flask import current_app
 from flask.cli import FlaskGroup
-from flask_migrate.cli import db as migrations
 
 from pipeline.config import Config, ConfigError, dev_env_defaults
 from pipeline.tooling.bench import options as bench_options
@@ -68,11 +68,19 @@ class GenlineGroup(FlaskGroup):
     database that `genline --help` must not.
     """
 
+    @functools.cached_property
+    def plugins(self) -> set[str]:
+        """Names of the commands packages add (``flask.commands`` entry points, e.g. Flask-Limiter's)."""
+        return {entry.name for entry in metadata.entry_points(group="flask.commands")}
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        plugins = {entry.name for entry in metadata.entry_points(group="flask.commands")}
-        return sorted(set(self.commands) | plugins)
+        return sorted(set(self.commands) | self.plugins | {"db"})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "db":
+            # Flask-Migrate's commands (the app would add them), imported with Alembic only when asked for.
+            from flask_migrate.cli import db
+            return db
         # An unknown name is a usage error at once, not a reason to build the app.
         return super().get_command(ctx, name) if name in self.list_commands(ctx) else None
 
@@ -86,7 +94,6 @@ def cli(ctx: click.Context) -> None:
         os.environ.update(dev_env_defaults(os.environ))
 
 
-cli.add_command(migrations, "db")  # Flask-Migrate's `db` (upgrade, current, …), listed without building the app
 
 
 @cli.command(with_appcontext=False, help="run web, worker, beat and Flower here with embedded defaults")
@@ -312,9 +319,6 @@ def config_docs(output: str | None, check: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run `genline ARGV`; the exit status, with one line on stderr for any failure a user can fix."""
-    from kombu.exceptions import KombuError
-    from redis.exceptions import RedisError
-    from sqlalchemy.exc import DBAPIError
     try:
         code = cli.main(args=argv, prog_name="genline", standalone_mode=False)
     except click.ClickException as exc:
@@ -328,14 +332,25 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"genline: {exc}", file=sys.stderr)
         return 1
-    except DBAPIError as exc:
-        print(f"genline: {_database_error(exc)}", file=sys.stderr)
-        return 1
-    except (KombuError, RedisError) as exc:
-        print(f"genline: cannot reach the broker at {os.environ.get('REDIS_URL') or 'the default REDIS_URL'}: {exc}",
-              file=sys.stderr)
+    except Exception as exc:
+        reason = _service_error(exc)
+        if reason is None:
+            raise
+        print(f"genline: {reason}", file=sys.stderr)
         return 1
     return code if isinstance(code, int) else 0
+
+
+def _service_error(exc: Exception) -> str | None:
+    """One line for a database or broker that failed, or None for anything else (a bug: its traceback shows)."""
+    from kombu.exceptions import KombuError
+    from redis.exceptions import RedisError
+    from sqlalchemy.exc import DBAPIError
+    if isinstance(exc, DBAPIError):
+        return _database_error(exc)
+    if isinstance(exc, (KombuError, RedisError)):
+        return f"cannot reach the broker at {os.environ.get('REDIS_URL') or 'the default REDIS_URL'}: {exc}"
+    return None
 
 
 if __name__ == "__main__":
