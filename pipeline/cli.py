@@ -29,8 +29,8 @@ class CliError(Exception):
 
 NO_DATABASE = ("run `flask --app web db upgrade` (the release step), or `make dev` in the repository root "
                "(the CLI then reads its var/dev.env), or set DATABASE_URL")
-NO_APP = ("dev", "bench", "submit", "config")
-"""Commands that never build the app (and so never read var/dev.env into the environment)."""
+OWN_STACK = ("dev", "bench")
+"""Commands that start a stack of their own, so never read the var/dev.env of another."""
 
 
 def _create_app():
@@ -89,11 +89,10 @@ class GenlineGroup(FlaskGroup):
              help="genline: a job service for slow AI image generation")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    if ctx.invoked_subcommand not in NO_APP:
-        # Beside `make dev`, use its stack (var/dev.env) for what the environment leaves unset.
+    if ctx.invoked_subcommand not in OWN_STACK:
+        # Beside `make dev`, use its stack (var/dev.env) for what the environment leaves unset:
+        # the settings, and `genline submit`'s GENLINE_URL and GENLINE_API_KEY.
         os.environ.update(dev_env_defaults(os.environ))
-
-
 
 
 @cli.command(with_appcontext=False, help="run web, worker, beat and Flower here with embedded defaults")
