@@ -83,6 +83,19 @@ def test_cli_on_a_database_without_tables_says_so_in_one_line(tmp_path):
         assert "no genline tables" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_submit_beside_make_dev_takes_its_key_and_url_from_dev_env(tmp_path):
+    # Given a var/dev.env as make dev writes it, and no web listening on its URL
+    (tmp_path / "var").mkdir()
+    url = f"http://127.0.0.1:{free_port()}"
+    (tmp_path / "var" / "dev.env").write_text(f"GENLINE_API_KEY=gl_dev\nGENLINE_URL={url}\n")
+    # When a user submits there with nothing in the environment
+    done = genline("submit", "a prompt", cwd=tmp_path)
+    # Then the client used the key and the URL of dev.env: it went to that URL, in one line
+    assert done.returncode == 1, done
+    assert f"{url}/v1/jobs" in done.stderr and "set GENLINE_API_KEY" not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 # --- make dev, and the CLI beside it --------------------------------------------------------------
 
 @pytest.fixture

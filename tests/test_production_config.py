@@ -65,7 +65,7 @@ def test_a_job_naming_no_provider_gets_the_deployment_default():
 def test_readyz_is_not_ok_in_a_refused_configuration(tmp_path):
     from web import create_app
     cfg = Config.from_env({"STORAGE_URL": tmp_path.as_uri(), "GENLINE_VAR_DIR": str(tmp_path)})
-    app = create_app(cfg.replace(production=True, secret_key="change-me-please"))
+    app = create_app(cfg.model_copy(update={"production": True, "secret_key": "change-me-please"}))
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert "SECRET_KEY" in response.get_json()["checks"]["config"]

@@ -74,3 +74,28 @@ def test_a_bad_rate_in_the_environment_stops_the_start_with_its_name(stack):
     for name in ("GENLINE_RATE_LIMIT", "GENLINE_DEMO_RATE_LIMIT"):
         with pytest.raises(ConfigError, match=name):
             Config.from_env({**stack.env, name: "lots"})
+
+
+def test_each_app_of_a_process_counts_in_its_own_redis(stack, make_stack):
+    import hashlib
+
+    import redis
+
+    def counters(redis_url: str, secret: str) -> list:
+        digest = hashlib.sha256(secret.encode()).hexdigest()[:32]
+        return redis.Redis.from_url(redis_url).keys(f"*key:{digest}*")
+
+    # Given a second app in this process on its own Redis, built after the session's app
+    solo = f"solo-{os.urandom(4).hex()}"
+    other = make_stack(GENLINE_API_KEYS=f"solo:{solo}", GENLINE_RATE_LIMIT="2/minute")
+    ours = key_with(stack)["Authorization"].removeprefix("Bearer ")
+
+    # When each app takes submissions
+    codes = [other.client.post("/v1/jobs", json=BODY, headers={"Authorization": f"Bearer {solo}"}).status_code
+             for _ in range(3)]
+    assert stack.client.post("/v1/jobs", json=BODY, headers={"Authorization": f"Bearer {ours}"}).status_code == 202
+
+    # Then the second app applies its own limit, and each app's counters are in its own Redis only
+    assert codes == [202, 202, 429]
+    assert counters(other.env["REDIS_URL"], solo) and not counters(stack.env["REDIS_URL"], solo)
+    assert counters(stack.env["REDIS_URL"], ours) and not counters(other.env["REDIS_URL"], ours)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -63,21 +62,21 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.close()
 
 
-def configure_logging() -> None:
-    """key=value lines on stderr (``GENLINE_LOG_LEVEL``, default INFO)."""
+def configure_logging(level: str = "INFO") -> None:
+    """key=value lines on stderr at ``level`` (``GENLINE_LOG_LEVEL``)."""
     root = logging.getLogger("genline")
     if not root.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"))
         root.addHandler(handler)
-        root.setLevel(os.environ.get("GENLINE_LOG_LEVEL", "INFO").upper())
+        root.setLevel(level)
         root.propagate = False
 
 
 def create_app(config: Config | None = None) -> Flask:
     """Build the Flask app (and its Celery app) from ``config`` or the environment."""
     cfg = config or from_env_or_exit()
-    configure_logging()
+    configure_logging(cfg.log_level)
     app = Flask("genline", static_folder="static", template_folder="templates")
     app.extensions["genline.config"] = cfg
     app.config.update(

@@ -1,9 +1,11 @@
-"""Rate limits (Flask-Limiter), counted in Redis so they hold across web processes.
+"""Rate limits: Flask-Limiter's decorators, counted in Redis so they hold across web processes.
 
-Submissions (POST /v1/jobs) are limited per API key: the key's own
-``rate_limit`` (``genline keys create --rate-limit``), else its tenant's, else
-``GENLINE_RATE_LIMIT``. Requests without a key are counted per client IP. The
-Redis counters are named by a hash of the key, never by the key itself.
+Submissions (``@limits.submissions``, POST /v1/jobs) share one limit per API
+key: the key's own ``rate_limit`` (``genline keys create --rate-limit``), else
+its tenant's, else ``GENLINE_RATE_LIMIT``. Requests without a key are counted
+per client IP. The Redis counters are named by a hash of the key, never by the
+key itself. The demo's submissions (``@limits.per_ip``) share one limit per
+client IP (``GENLINE_DEMO_RATE_LIMIT``).
 A breach answers 429 in the one error shape with ``Retry-After`` and the
 ``X-RateLimit-*`` headers. ``Retry-After`` appears only on the answers it
 means something on (429, and a 503 that set its own): on a 202 it would read as
@@ -19,6 +21,53 @@ from flask import current_app, g, request
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
+from limits.storage import MovingWindowSupport, RedisStorage, Storage
+
+STORAGE = "genline.rate_limit_storage"
+"""``app.extensions`` key of the app's own Redis storage for the counters."""
+
+
+class EachAppsRedis(Storage, MovingWindowSupport):
+    """A ``limits`` storage that counts in the Redis of the app serving the request.
+
+    One ``Limiter`` is declared at import so views carry its decorators, but a
+    process may hold several apps on different Redis servers (the tests do);
+    this storage (``genline-app://``) hands each call to the current app's own.
+    """
+
+    STORAGE_SCHEME = ["genline-app"]
+
+    @staticmethod
+    def _own() -> RedisStorage:
+        return current_app.extensions[STORAGE]
+
+    @property
+    def base_exceptions(self):  # noqa: ANN201 - limits' own signature
+        return self._own().base_exceptions
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        return self._own().incr(key, expiry, amount=amount)
+
+    def get(self, key: str) -> int:
+        return self._own().get(key)
+
+    def get_expiry(self, key: str) -> float:
+        return self._own().get_expiry(key)
+
+    def check(self) -> bool:
+        return self._own().check()
+
+    def reset(self) -> int | None:
+        return self._own().reset()
+
+    def clear(self, key: str) -> None:
+        self._own().clear(key)
+
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        return self._own().acquire_entry(key, limit, expiry, amount=amount)
+
+    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        return self._own().get_moving_window(key, limit, expiry)
 
 
 def _config():
@@ -61,27 +110,16 @@ def _message() -> str:
             "(GENLINE_RATE_LIMIT or the key's own rate limit); retry after the time in Retry-After")
 
 
-def submissions(view):
-    """Mark a submission route: limited per API key (see the module docstring)."""
-    view.genline_limit = "submission"
-    return view
-
-
-def per_ip(view):
-    """Mark an unauthenticated route (the demo's submissions): limited per client IP."""
-    view.genline_limit = "ip"
-    return view
-
-
 def _ip_key() -> str:
     return "ip:" + (get_remote_address() or "unknown")
 
 
+def _demo_rate() -> str:
+    return _config().demo_rate_limit
+
+
 def _ip_message() -> str:
     return f"too many requests from this address: the limit is {_config().demo_rate_limit} (GENLINE_DEMO_RATE_LIMIT)"
-
-
-RETRY_AFTER_STATUSES = (429, 503)
 
 
 def _is_replay() -> bool:
@@ -91,10 +129,23 @@ def _is_replay() -> bool:
     from web.requests import bad_text
     if not idem or not key or len(idem) > 255 or bad_text(idem):
         return False  # not a key the store can hold: the submission answers 422 itself
-    from web.auth import tenant_for_key
     from pipeline.store import jobs
+    from web.auth import tenant_for_key
     tenant = tenant_for_key(key)
     return tenant is not None and jobs.find_idempotent(tenant, idem) is not None
+
+
+limiter = Limiter(key_func=caller_key, headers_enabled=True, key_prefix="genline", storage_uri="genline-app://",
+                  strategy="moving-window", swallow_errors=True)
+
+submissions = limiter.shared_limit(submission_rate, scope="submissions", key_func=caller_key,
+                                   error_message=_message, exempt_when=_is_replay)
+"""Decorates a submission route: one limit per API key across every such route."""
+
+per_ip = limiter.shared_limit(_demo_rate, scope="demo", key_func=_ip_key, error_message=_ip_message)
+"""Decorates an unauthenticated route (the demo's submissions): one limit per client IP."""
+
+RETRY_AFTER_STATUSES = (429, 503)
 
 
 def _retry_after_only_where_meant(response):
@@ -108,27 +159,12 @@ def _retry_after_only_where_meant(response):
 
 
 def init_app(app) -> None:
-    """Give ``app`` its own limiter on its Redis (tests run several apps in one process)."""
+    """Count ``app``'s limits in its own Redis, answer a breach in the error shape."""
     cfg = app.extensions["genline.config"]
+    app.extensions[STORAGE] = RedisStorage(cfg.redis_url, socket_connect_timeout=2, socket_timeout=2)
     # Registered before the limiter's own after_request, so it runs after it (Flask runs them in reverse).
     app.after_request(_retry_after_only_where_meant)
-    limiter = Limiter(key_func=caller_key, headers_enabled=True, key_prefix="genline",
-                      storage_uri=cfg.redis_url, strategy="moving-window", swallow_errors=True,
-                      storage_options={"socket_connect_timeout": 2, "socket_timeout": 2})
     limiter.init_app(app)
-    app.extensions["genline.limiter"] = limiter
-    by_submission = limiter.limit(submission_rate, key_func=caller_key, error_message=_message)
-    by_ip = limiter.limit(lambda: _config().demo_rate_limit, key_func=_ip_key, error_message=_ip_message)
-
-    @app.before_request
-    def _check_marked_route():
-        kind = getattr(app.view_functions.get(request.endpoint), "genline_limit", None)
-        if kind == "submission" and not _is_replay():
-            with by_submission:
-                pass
-        elif kind == "ip":
-            with by_ip:
-                pass
 
     @app.errorhandler(RateLimitExceeded)
     def _too_many(exc: RateLimitExceeded):

@@ -4,21 +4,29 @@
 ``baseline`` holds the raw Celery chain and bare Flask app, ``report`` renders
 the figures and the targets, ``run`` ties the phases together.
 """
+import click
+
+OPTIONS = [
+    (("--url",), dict(help="bench a running deployment at this base URL instead of starting a stack here")),
+    (("--key",), dict(help="API key for --url (GENLINE_API_KEY)")),
+    (("-c", "--workers"), dict(type=int, default=2, help="prefork worker processes (genline and baseline)")),
+    (("--web-workers",), dict(type=int, default=2, help="gunicorn worker processes (genline and bare Flask)")),
+    (("--database-url",), dict(help="Postgres URL for the stack started here (default: SQLite in a temp dir)")),
+    (("--concurrency",), dict(type=int, default=32, help="concurrent clients for submit load")),
+    (("--jobs",), dict(type=int, default=400, help="jobs in the submit / throughput phase")),
+    (("--e2e-jobs",), dict(type=int, default=50, help="jobs, one at a time, per end-to-end series")),
+    (("--real-size",), dict(default="512x512", help="size of the 'real' end-to-end series")),
+    (("--real-jobs",), dict(type=int, default=10, help="jobs per real-size series")),
+    (("--notify-jobs",), dict(type=int, default=40, help="jobs for notify latency")),
+    (("--no-baseline",), dict(is_flag=True, help="skip the raw Celery and bare Flask baselines")),
+    (("--json",), dict(is_flag=True, help="print the report as JSON")),
+    (("--plot",), dict(metavar="PNG", help="write the latency distributions here (needs matplotlib)")),
+]
+"""The options of `genline bench`: ``run`` reads them as attributes (``a.e2e_jobs``)."""
 
 
-def add_arguments(p) -> None:
-    """The options of `genline bench`."""
-    p.add_argument("--url", help="bench a running deployment at this base URL instead of starting a stack here")
-    p.add_argument("--key", help="API key for --url (GENLINE_API_KEY)")
-    p.add_argument("-c", "--workers", type=int, default=2, help="prefork worker processes (genline and baseline)")
-    p.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes (genline and bare Flask)")
-    p.add_argument("--database-url", help="Postgres URL for the stack started here (default: SQLite in a temp dir)")
-    p.add_argument("--concurrency", type=int, default=32, help="concurrent clients for submit load")
-    p.add_argument("--jobs", type=int, default=400, help="jobs in the submit / throughput phase")
-    p.add_argument("--e2e-jobs", type=int, default=50, help="jobs, one at a time, per end-to-end series")
-    p.add_argument("--real-size", default="512x512", help="size of the 'real' end-to-end series")
-    p.add_argument("--real-jobs", type=int, default=10, help="jobs per real-size series")
-    p.add_argument("--notify-jobs", type=int, default=40, help="jobs for notify latency")
-    p.add_argument("--no-baseline", action="store_true", help="skip the raw Celery and bare Flask baselines")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--plot", metavar="PNG", help="write the latency distributions here (needs matplotlib)")
+def options(command):
+    """Add the options of `genline bench` to a click command."""
+    for declarations, settings in reversed(OPTIONS):
+        command = click.option(*declarations, show_default="default" in settings, **settings)(command)
+    return command
