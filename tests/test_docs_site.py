@@ -55,9 +55,12 @@ def test_the_docs_site_builds_strict_and_offline(tmp_path):
     for page in nav_pages(mkdocs_config()["nav"]):
         built = site / ("index.html" if page == "index.md" else page.removesuffix(".md") + "/index.html")
         assert built.is_file(), f"{page} was not built"
-    # and no page loads fonts from a CDN (theme.font: false)
-    html = (site / "index.html").read_text()
-    assert "fonts.googleapis.com" not in html and "fonts.gstatic.com" not in html
+    # and no page loads a script, a stylesheet or a font from elsewhere (theme.font: false: no CDN)
+    remote = re.compile(r"<(?:script|link)\b[^>]*\b(?:src|href)=\"(?:https?:)?//", re.I)
+    for html in site.rglob("*.html"):
+        text = html.read_text()
+        assert not remote.search(text), f"{html.relative_to(site)} loads {remote.search(text).group(0)}"
+        assert "fonts.googleapis.com" not in text and "fonts.gstatic.com" not in text
 
 
 def test_every_docs_page_is_in_the_nav_and_every_nav_page_exists():
