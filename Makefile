@@ -1,13 +1,15 @@
 # genline: `make dev` runs everything on this machine; `make test` runs the whole suite.
 #
 # `make dev` installs only what running needs; `make test` and `make bench` add the
-# test, bench and diffusers extras. A stamp file per set records what is installed.
+# test, bench, diffusers and docs extras; `make docs` builds the docs site into site/.
+# A stamp file per set records what is installed.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip --quiet --quiet --disable-pip-version-check
 STAMP_DEV := $(VENV)/.installed-dev
 STAMP_ALL := $(VENV)/.installed-dev-test-bench
+STAMP_DOCS := $(VENV)/.installed-docs
 # The diffusers extra's torch, installed first by `make test`: this exact release is the
 # CPU build on the machine's disk; a range would download a multi-GB CUDA build. On a
 # GPU box set TORCH to the build that matches its CUDA (docs/diffusers.md).
@@ -16,7 +18,7 @@ TORCH ?= torch==2.13.0
 # so two stacks side by side (own Redis, own database each) halve the wall time.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: install dev test bench clean
+.PHONY: install dev test bench docs clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "genline needs Python 3.10 or newer")'
@@ -29,13 +31,18 @@ $(STAMP_DEV): setup.py setup.cfg clients/python/pyproject.toml | $(BIN)/python
 	@$(PIP) install -e '.[dev]' -e ./clients/python
 	@touch $@
 
-# Everything else `make test` and `make bench` need: the test and bench extras, and the
-# diffusers extra, whose provider the tests run on a tiny model. Its stamp marks the
-# dev set installed too.
+# Everything else `make test` and `make bench` need: the test and bench extras, the
+# diffusers extra, whose provider the tests run on a tiny model, and the docs extra,
+# whose strict build is a test. Its stamp marks the dev and docs sets installed too.
 $(STAMP_ALL): setup.py setup.cfg clients/python/pyproject.toml | $(BIN)/python
 	@$(PIP) install '$(TORCH)'
-	@$(PIP) install -e '.[dev,test,bench,diffusers]' -e ./clients/python
-	@touch $@ $(STAMP_DEV)
+	@$(PIP) install -e '.[dev,test,bench,diffusers,docs]' -e ./clients/python
+	@touch $@ $(STAMP_DEV) $(STAMP_DOCS)
+
+# MkDocs and the Material theme alone, for `make docs`.
+$(STAMP_DOCS): setup.py setup.cfg | $(BIN)/python
+	@$(PIP) install -e '.[docs]'
+	@touch $@
 
 # Everything: for people working on genline itself.
 install: $(STAMP_ALL)
@@ -52,5 +59,10 @@ test: $(STAMP_ALL)
 bench: $(STAMP_ALL)
 	$(BIN)/genline bench
 
+# The docs site (mkdocs.yml, docs/) into site/. --strict turns every warning into a
+# failure: a broken link or anchor, a page missing from the nav. Nothing is fetched.
+docs: $(STAMP_DOCS)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) var *.egg-info
+	rm -rf $(VENV) var site *.egg-info

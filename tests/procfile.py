@@ -1,4 +1,4 @@
-"""The Procfile, README and platform files as the deploy tests read them."""
+"""The Procfile, the docs' deployment page and platform files as the deploy tests read them."""
 from __future__ import annotations
 
 import re
@@ -17,13 +17,13 @@ def procfile(root: Path = ROOT) -> dict[str, str]:
     return lines
 
 
-def readme_command(marker: str, root: Path = ROOT) -> str:
-    """The first line of a README code block that starts with ``marker``."""
-    for line in (root / "README.md").read_text().splitlines():
+def docs_command(marker: str, page: str = "deployment.md", root: Path = ROOT) -> str:
+    """The first line of a code block of docs/``page`` that starts with ``marker``."""
+    for line in (root / "docs" / page).read_text().splitlines():
         stripped = line.strip()
         if stripped.startswith(marker):
             return stripped
-    raise AssertionError(f"README.md has no line starting with {marker!r}")
+    raise AssertionError(f"docs/{page} has no line starting with {marker!r}")
 
 
 def squash(command: str) -> str:

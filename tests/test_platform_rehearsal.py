@@ -5,7 +5,7 @@ A plain ``pip install`` into a new venv, configuration by environment only
 ``PORT``), the checkout read-only with only a temp dir writable; ``release``,
 then web, worker, two beats and Flower exactly as the Procfile says. Jobs go in
 over HTTP while each process kind in turn is SIGKILLed and started again; every
-job must end completed, none lost, none doubled. Also: the README's honcho
+job must end completed, none lost, none doubled. Also: docs/deployment.md's honcho
 command runs the stack past ``release``.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import requests
 
 from pipeline.tooling.localproc import Process
 from tests import services
-from tests.procfile import ROOT, procfile, readme_command
+from tests.procfile import ROOT, docs_command, procfile
 from tests.tlsredis import TLSRedisServer
 
 pytestmark = pytest.mark.slow
@@ -214,8 +214,8 @@ def test_the_platform_rehearsal_loses_and_doubles_nothing(rehearsal, how):
 
 
 @pytest.mark.timeout(300)
-def test_the_readme_honcho_command_keeps_the_stack_up_after_release(tmp_path, log_dir):
-    command = readme_command("honcho start release")
+def test_the_deployment_pages_honcho_command_keeps_the_stack_up_after_release(tmp_path, log_dir):
+    command = docs_command("honcho start release")
     redis = services.RedisServer().start()
     db_url = services.create_database()
     port, flower_port = services.free_port(), services.free_port()
@@ -223,7 +223,7 @@ def test_the_readme_honcho_command_keeps_the_stack_up_after_release(tmp_path, lo
     env.update(PATH=os.path.dirname(sys.executable) + os.pathsep + env["PATH"], DATABASE_URL=_postgres_url(db_url),
                REDIS_URL=redis.url, PORT=str(port), FLOWER_PORT=str(flower_port), FLOWER_BASIC_AUTH="ops:pw",
                GENLINE_VAR_DIR=str(tmp_path), STORAGE_URL=(tmp_path / "out").as_uri(), PYTHONUNBUFFERED="1")
-    # When the README's command runs in the checkout
+    # When docs/deployment.md's command runs in the checkout
     honcho = Process("honcho", ["bash", "-c", command], env, log_dir, cwd=ROOT).start()
     try:
         _wait_http(f"http://127.0.0.1:{port}/readyz", "web from honcho", 90)

@@ -41,9 +41,11 @@ def test_the_readme_curl_session_ends_with_a_png(web, tmp_path):
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", quickstart_lines()], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
 
-    # Then they print the job's id and its completion, and leave a PNG under var/, nothing in the root
+    # Then they print the job's id, its streamed events and its completion, and leave a PNG under var/,
+    # nothing in the root
     assert done.returncode == 0, done.stderr
     assert re.search(r"^job_\w+$", done.stdout, re.M), done.stdout
+    assert re.search(r"^event: queued$(.|\n)*^event: completed$", done.stdout, re.M), done.stdout
     assert '"status": "completed"' in done.stdout, done.stdout
     image = open_image((tmp_path / "var" / "first.png").read_bytes())
     assert image.format == "PNG" and image.size == (512, 512)
