@@ -9,7 +9,8 @@ prefork worker it is a thread, abandoned to end at its own read timeout (the
 attempt's remaining time), since a thread cannot be interrupted; the pool
 process's hard time limit bounds it. HTTP answers are mapped the same way for every
 provider: 400 → invalid_input (or unsafe_content for a safety refusal),
-401/403 → provider_error that moves on to the next provider, 429 →
+413/415/422 → invalid_input, 401/403/404/405 → provider_error that moves on to
+the next provider (credentials or URL need fixing), 429 →
 rate_limited with Retry-After, 5xx → provider_error; connection failures →
 network_error, read timeouts → timeout.
 """
@@ -92,7 +93,10 @@ def error_from_response(name: str, response: requests.Response) -> GenlineError:
         return ProviderUnusable(f"{said} (check the provider's credentials)")
     if status == 429:
         return RateLimited(said, retry_after=_retry_after(response.headers.get("Retry-After")))
-    if status in (404, 405, 413, 415, 422):
+    if status in (404, 405):
+        # The provider has no such endpoint: its URL is misconfigured, not the request wrong.
+        return ProviderUnusable(f"{said} (check the provider's URL)")
+    if status in (413, 415, 422):
         return InvalidInput(said)
     return ProviderError(said)
 
