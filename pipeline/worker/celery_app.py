@@ -51,7 +51,7 @@ def celery_settings(cfg) -> dict:
     visibility = int(cfg.max_deadline_s + 600)
     settings = {
         "broker_url": cfg.redis_url,
-        "broker_transport": "pipeline.adapters.broker:Transport",  # kombu's Redis transport, one client reused
+        "broker_transport": "pipeline.adapters.broker:Transport",  # kombu's Redis transport, two public hooks
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {"visibility_timeout": visibility, "queue_order_strategy": "priority"},
         "task_ignore_result": True,

@@ -13,12 +13,12 @@ from __future__ import annotations
 import hmac
 from datetime import timedelta
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import func, select
 
-from pipeline.adapters import events
+from pipeline.adapters import broker
 from pipeline.worker.celery_app import QUEUES
 from pipeline.store.models import Job, WebhookDelivery, db, utcnow
 from web.api.errors import ApiError
@@ -33,8 +33,6 @@ WINDOW = timedelta(hours=24)
 SAMPLE = 20_000
 """At most this many recent jobs feed the histograms (a scrape stays cheap)."""
 TIMINGS = ("queued_s", "generate_s", "upload_s", "total_s")
-PRIORITY_SEP = "\x06\x16"
-"""How kombu's Redis transport names a queue's priority sub-lists."""
 
 
 def _histogram(values: list[float]) -> tuple[list, float]:
@@ -92,12 +90,11 @@ class Collector:
     def _queues(self):
         family = GaugeMetricFamily("genline_queue_depth", "Messages waiting in each Celery queue", labels=["queue"])
         try:
-            client = events.client()
-            for queue in QUEUES:
-                keys = [queue] + [f"{queue}{PRIORITY_SEP}{n}" for n in (3, 6, 9)]
-                family.add_metric([queue], sum(client.llen(k) for k in keys))
+            depths = broker.queue_depths(current_app.extensions["celery"], QUEUES)
         except Exception:  # noqa: BLE001 - a broker outage must not break the rest of the scrape
             return
+        for queue, depth in depths.items():
+            family.add_metric([queue], depth)
         yield family
 
 
