@@ -14,7 +14,7 @@ from celery import shared_task
 from flask import current_app
 from PIL import Image
 
-from pipeline.core import budget
+from pipeline.core import budget, media
 from pipeline.worker import cancelwatch, progress
 from pipeline.store import jobs, staging
 from pipeline.core.errors import InternalError, ProviderError
@@ -22,7 +22,6 @@ from pipeline.adapters.inputs import load_inputs, provider_urls
 from pipeline.core.lifecycle import JobStatus, Step
 from pipeline.store.models import Job, utcnow
 from pipeline.adapters.providers import AttemptContext, ProviderRequest, get_provider
-from pipeline.adapters.providers.local import FORMATS
 from pipeline.worker.steps import StepResult, config, run_step
 from pipeline.adapters.storage import open_storage, output_key
 
@@ -126,7 +125,7 @@ def _generate(job, cfg, images, mask, ctx, steps):
 def upload_work(job, owner, lease):
     """Encode staged images in the requested format and put them in storage."""
     storage = open_storage(config())
-    pil_format, media_type = FORMATS[job.params.get("format", "png")]
+    pil_format, media_type = media.pil_and_media_type(job.params.get("format", "png"))
     outputs = []
     for staged in staging.load(job.id):
         image = Image.open(io.BytesIO(staged.data))

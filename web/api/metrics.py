@@ -19,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import func, select
 
 from pipeline.adapters import broker
+from pipeline.core.lifecycle import STATUSES, JobStatus
 from pipeline.worker.celery_app import QUEUES
 from pipeline.store.models import Job, WebhookDelivery, db, utcnow
 from web.api.errors import ApiError
@@ -56,7 +57,7 @@ class Collector:
     def _jobs(self):
         family = GaugeMetricFamily("genline_jobs", "Jobs by status (as kept by retention)", labels=["status"])
         counts = dict(db.session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
-        for status in ("queued", "processing", "completed", "failed", "canceled"):
+        for status in STATUSES:
             family.add_metric([status], counts.get(status, 0))
         yield family
 
@@ -64,7 +65,7 @@ class Collector:
         family = HistogramMetricFamily("genline_step_duration_seconds",
                                        "Seconds per step of jobs completed in the last 24 h", labels=["step"])
         rows = db.session.execute(
-            select(Job.timing).where(Job.status == "completed", Job.completed_at > utcnow() - WINDOW)
+            select(Job.timing).where(Job.status == JobStatus.COMPLETED.value, Job.completed_at > utcnow() - WINDOW)
             .order_by(Job.completed_at.desc()).limit(SAMPLE)
         ).scalars().all()
         for name in TIMINGS:

@@ -26,12 +26,12 @@ import time
 import requests
 from PIL import Image
 
+from pipeline.core import media
 from pipeline.core.errors import (
     GenlineError, InvalidInput, NetworkError, ProviderError, RateLimited, Timeout, UnsafeContent,
 )
 from pipeline.adapters.providers.base import AttemptContext
 
-MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 CONNECT_TIMEOUT_S = 10.0
 POLL_S = 0.1
 MAX_ANSWER_BYTES = 200 * 1024 * 1024
@@ -206,6 +206,6 @@ def checked_image(name: str, data: bytes, what: str) -> tuple[bytes, str]:
             image.verify()
     except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds for corrupt data
         raise ProviderError(f"{name} returned {what} that is not a readable image ({exc.__class__.__name__})") from None
-    if fmt not in MEDIA_TYPES:
+    if fmt not in media.BY_PIL:
         raise ProviderError(f"{name} returned {what} as {fmt}; genline takes PNG, JPEG or WebP")
-    return data, MEDIA_TYPES[fmt]
+    return data, media.BY_PIL[fmt]
