@@ -168,7 +168,7 @@ def call(name: str, method: str, url: str, ctx: AttemptContext, **kwargs) -> req
                 if not helper.ready():
                     ctx.check()  # raises Canceled or Timeout
         finally:
-            # Also on gevent.Timeout (the pool's hard limit) and GreenletExit (a warm shutdown's kill).
+            # Also on gevent.Timeout (the pool's hard limit) and GreenletExit (the task's greenlet killed).
             if not helper.ready():
                 helper.kill(block=True, timeout=1.0)
     else:
