@@ -49,3 +49,21 @@ def test_a_metrics_token_or_public_flag_opens_metrics(stack):
 
     public = create_app(Config.from_env({**stack.env, "GENLINE_METRICS_PUBLIC": "1"})).test_client()
     assert public.get("/metrics").status_code == 200
+
+
+def test_queue_depth_counts_messages_of_every_priority_through_kombu(stack):
+    # Given messages of three priorities in a queue no worker consumes
+    from pipeline.adapters import broker
+    celery = stack.app.extensions["celery"]
+    queue = "metrics-depth-probe"
+    with stack.app.app_context():
+        for priority in (0, 0, 5, 9):
+            celery.send_task("genline.unused", args=["x"], queue=queue, priority=priority)
+        try:
+            # When their depth is read through kombu's public queue_declare
+            depths = broker.queue_depths(celery, [queue, "metrics-empty-probe"])
+        finally:
+            with celery.connection_for_write() as conn:
+                conn.default_channel.queue_purge(queue)
+    # Then every priority's messages are counted, and an empty queue is 0
+    assert depths == {queue: 4, "metrics-empty-probe": 0}

@@ -11,11 +11,8 @@ from typing import Literal, Optional
 from flask import Blueprint, jsonify, render_template, request, send_from_directory, url_for
 from pydantic import Field
 
-from pipeline.adapters import dispatch
-from pipeline.store import jobs
 from pipeline.core import tokens
-from pipeline.core.errors import Canceled
-from pipeline.core.lifecycle import JobStatus, Step
+from pipeline.service import control
 from web import limits
 from web.api.errors import ApiError
 from web.api.openapi import BINARY, PUBLIC, describe
@@ -130,14 +127,14 @@ def cancel(job_id: str):
     _enabled()
     cfg = config()
     granted = tokens.job_from_token(cfg.secret_key, request.args.get("token") or "", cfg.token_ttl_s)
-    job = jobs.get(job_id, TENANT) if granted == job_id else None
+    job = None
+    if granted == job_id:
+        try:
+            job = control.cancel(job_id, TENANT, message="canceled from the demo page", by="demo")
+        except control.NotAllowed as exc:
+            raise ApiError(409, "conflict", f"the job is already {exc.job.status}") from None
     if job is None:
         raise ApiError(404, "not_found", f"no demo job {job_id!r} for this token")
-    error = Canceled("canceled from the demo page").as_dict(job.step)
-    if not jobs.transition(job.id, JobStatus.CANCELED, error=error, data={"step": job.step, "by": "demo"}):
-        current = jobs.get(job.id)
-        raise ApiError(409, "conflict", f"the job is already {current.status}")
-    dispatch.send_step(job, Step.NOTIFY)
-    response = jsonify(_job_json(jobs.get(job.id)))
+    response = jsonify(_job_json(job))
     response.status_code = 202
     return response

@@ -14,12 +14,13 @@ from functools import lru_cache
 
 from sqlalchemy import bindparam, case, func, select
 
+from pipeline.core import priorities
+from pipeline.core.lifecycle import JobStatus
 from pipeline.store import onetrip
 from pipeline.store.models import Job
 
-PRIORITY_ORDER = {"high": 0, "normal": 1, "low": 2}
-
 _JOBS = Job.__table__
+QUEUED = JobStatus.QUEUED.value
 
 
 @lru_cache(maxsize=16)
@@ -34,7 +35,7 @@ def _count_ahead(priority: str, by_tenant: bool = False):
     own = (_JOBS.c.priority == priority) & (_JOBS.c.id < bindparam("id")) & _JOBS.c.held.is_(None)
     ahead = _ahead(priority)
     return select(func.count()).select_from(_JOBS).where(
-        _JOBS.c.status == "queued", (onetrip.constant_in(_JOBS.c.priority, ahead) | own) if ahead else own,
+        _JOBS.c.status == QUEUED, (onetrip.constant_in(_JOBS.c.priority, ahead) | own) if ahead else own,
         *_tenant_filter(by_tenant))
 
 
@@ -46,7 +47,7 @@ def _count_ahead_held(priority: str, by_tenant: bool = False):
     own = (_JOBS.c.priority == priority) & (_JOBS.c.held.is_(None) | (_JOBS.c.held.isnot(None) & later))
     ahead = _ahead(priority)
     return select(func.count()).select_from(_JOBS).where(
-        _JOBS.c.status == "queued", (onetrip.constant_in(_JOBS.c.priority, ahead) | own) if ahead else own,
+        _JOBS.c.status == QUEUED, (onetrip.constant_in(_JOBS.c.priority, ahead) | own) if ahead else own,
         *_tenant_filter(by_tenant))
 
 
@@ -57,21 +58,20 @@ def _tenant_filter(by_tenant: bool) -> tuple:
 # Several jobs at once: number the queued jobs in starting order, keep those asked for.
 _RANKED = select(
     _JOBS.c.id,
-    func.row_number().over(order_by=(case(PRIORITY_ORDER, value=_JOBS.c.priority),
+    func.row_number().over(order_by=(case(priorities.RANK, value=_JOBS.c.priority),
                                      case((_JOBS.c.held.is_(None), 0), else_=1), _JOBS.c.admit_at,
                                      _JOBS.c.id)).label("position"),
-).where(_JOBS.c.status == "queued", _JOBS.c.priority.in_(list(PRIORITY_ORDER))).subquery()
+).where(_JOBS.c.status == QUEUED, _JOBS.c.priority.in_(list(priorities.PRIORITIES))).subquery()
 _POSITIONS = select(_RANKED.c.id, _RANKED.c.position).where(_RANKED.c.id.in_(bindparam("ids", expanding=True)))
 
 
 def _ahead(priority: str) -> list[str]:
-    rank = PRIORITY_ORDER.get(priority, 1)
-    return [p for p, r in PRIORITY_ORDER.items() if r < rank]
+    return priorities.ahead_of(priority)
 
 
 def queue_position(job) -> int | None:
     """1 for the next job to start; None once a job is no longer queued."""
-    if job.status != "queued":
+    if job.status != QUEUED:
         return None
     if getattr(job, "held", None):
         found = onetrip.rows(_count_ahead_held(job.priority), {"id": job.id, "admit_at": job.admit_at})
@@ -102,7 +102,7 @@ def estimates(jobs: list, positions: dict, cfg) -> dict:
 def queue_positions(jobs: list) -> dict[str, int | None]:
     """``queue_position`` of each job by id, with one query however many are queued."""
     positions = {job.id: None for job in jobs}
-    queued = [job for job in jobs if job.status == "queued"]
+    queued = [job for job in jobs if job.status == QUEUED]
     if len(queued) > 1:
         rows = onetrip.rows(_POSITIONS, {"ids": [job.id for job in queued]})
         positions.update({row.id: row.position for row in rows})

@@ -11,6 +11,9 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.core.lifecycle import Status
+from pipeline.core.priorities import Priority
+
 
 class Open(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -54,7 +57,7 @@ class Job(Open):
     """A job: every field is always present, null where unknown."""
 
     id: str
-    status: Literal["queued", "processing", "completed", "failed", "canceled"]
+    status: Status
     operation: Literal["generate", "edit", "inpaint"]
     provider: Optional[str]
     providers: Optional[list[str]] = Field(..., description="the providers to try, in order")
@@ -64,7 +67,7 @@ class Job(Open):
     params: dict
     inputs: Optional[dict]
     budget: dict[str, Optional[float]]
-    priority: Literal["high", "normal", "low"]
+    priority: Priority
     step: Optional[str]
     attempt: int
     progress: Optional[float]

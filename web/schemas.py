@@ -14,6 +14,10 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, Valid
                       field_validator)
 from pydantic_core import InitErrorDetails
 
+from pipeline.core.lifecycle import TERMINAL_EVENT_TYPES, ActiveStatus, EndedStatus, EventType
+from pipeline.core.media import OutputFormat
+from pipeline.core.priorities import Priority
+
 MAX_PROMPT_CHARS = 4000
 MAX_N = 4
 MAX_METADATA_BYTES = 16 * 1024
@@ -62,7 +66,7 @@ class Params(Strict):
     size: str = Field("1024x1024", description="WIDTHxHEIGHT, each side 16..4096")
     n: StrictInt = Field(1, ge=1, le=MAX_N)
     seed: Optional[StrictInt] = Field(None, ge=0, le=2**63 - 1)
-    format: Literal["png", "jpeg", "webp"] = "png"
+    format: OutputFormat = "png"
     simulate: Optional[Simulate] = None
     steps: Optional[StrictInt] = Field(None, ge=1, le=MAX_STEPS, description="diffusers: denoising steps")
     guidance: Optional[float] = Field(None, ge=0, le=MAX_GUIDANCE, description="diffusers: classifier-free guidance scale")
@@ -110,12 +114,12 @@ class Budget(Strict):
         return json_number(v)
 
 
-WebhookEvent = Literal["queued", "started", "progress", "retry", "completed", "failed", "canceled"]
+WebhookEvent = EventType
 
 
 class Webhook(Strict):
     url: str = Field(..., max_length=2048)
-    events: list[WebhookEvent] = Field(default_factory=lambda: ["completed", "failed", "canceled"])
+    events: list[WebhookEvent] = Field(default_factory=lambda: list(TERMINAL_EVENT_TYPES))
 
 
 class JobCreate(Strict):
@@ -130,7 +134,7 @@ class JobCreate(Strict):
     params: Params = Field(default_factory=Params)
     inputs: Optional[Inputs] = None
     budget: Budget = Field(default_factory=Budget)
-    priority: Literal["high", "normal", "low"] = "normal"
+    priority: Priority = "normal"
     metadata: dict = Field(default_factory=dict)
     webhook: Optional[Webhook] = None
 
@@ -207,7 +211,7 @@ class BulkCancel(Strict):
     """The body of POST /v1/jobs/cancel."""
 
     ids: Optional[list[str]] = Field(None, max_length=1000)
-    status: Optional[list[Literal["queued", "processing"]]] = None
+    status: Optional[list[ActiveStatus]] = None
     created_before: Optional[str] = None
 
 
@@ -218,7 +222,7 @@ class BulkReplay(Strict):
     """The body of POST /v1/jobs/retry: replay failed or canceled jobs matching every filter given."""
 
     ids: Optional[list[str]] = Field(None, max_length=1000)
-    status: Optional[list[Literal["failed", "canceled"]]] = Field(None, description="default: both")
+    status: Optional[list[EndedStatus]] = Field(None, description="default: both")
     error_code: Optional[str] = Field(None, max_length=64)
     provider: Optional[str] = Field(None, max_length=32)
     operation: Optional[Literal["generate", "edit", "inpaint"]] = None

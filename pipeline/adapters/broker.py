@@ -1,12 +1,15 @@
-"""The Redis broker transport genline's Celery app uses: kombu's, with one client reused.
+"""The Redis broker transport genline's Celery app uses: kombu's, through public hooks only.
 
-kombu's Redis channel makes a new ``redis.Redis`` client object for every
-message it publishes (``Channel.conn_or_acquire``). With redis-py 8 building
-one costs about 0.4 ms of Python, twice per step message (the message and its
-``task-sent`` event), in the web for every submission and in the worker for
-every step. The client only wraps the channel's connection pool, and a
-channel is used by one thread at a time, so this one keeps it for the
-channel's life (a new pool, after a fork or reconnect, gets a new client).
+Celery names it with ``broker_transport`` (kombu's documented way to plug a
+transport class). It changes two documented things of kombu's Redis transport:
+``Transport.connection_errors`` (a full or read-only Redis is a lost connection,
+see ``pipeline.worker.brokerguard``) and ``Channel.close`` (guarded, below).
+
+Earlier it also overrode kombu's private ``Channel._create_client`` to reuse one
+``redis.Redis`` object per channel instead of one per publish. Measured with
+redis-py 8.2 and kombu 5.7 (``docs/performance.md``), that saved about 0.06 ms of
+a 0.5 ms ``send_task``, a few hundredths of a millisecond per step message: not
+worth a private override, so it is gone.
 """
 from __future__ import annotations
 
@@ -19,8 +22,6 @@ log = logging.getLogger("genline.broker")
 
 
 class Channel(kombu_redis.Channel):
-    _sync_client = None
-
     def close(self):
         """Close the channel; never let a connection kombu already released end the worker.
 
@@ -38,14 +39,6 @@ class Channel(kombu_redis.Channel):
         except AttributeError as exc:
             log.warning("broker channel closed without restoring unacked messages error=%r", exc)
 
-    def _create_client(self, asynchronous=False):
-        if asynchronous:
-            return super()._create_client(asynchronous=True)
-        client = self._sync_client
-        if client is None or client.connection_pool is not self.pool:
-            client = self._sync_client = super()._create_client()
-        return client
-
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
@@ -53,3 +46,16 @@ class Transport(kombu_redis.Transport):
     # connection for the consumer, which restarts and waits, never an exit
     # (see pipeline.worker.brokerguard).
     connection_errors = kombu_redis.Transport.connection_errors + (OutOfMemoryError, ReadOnlyError)
+
+
+def queue_depths(celery, queues) -> dict[str, int]:
+    """Messages waiting in each of ``queues``, every priority together.
+
+    Through kombu's public ``Channel.queue_declare`` (AMQP's ``message_count``),
+    which on Redis counts every priority list of the queue; genline does not
+    read the transport's own key names. Declaring an existing queue on Redis
+    changes nothing.
+    """
+    with celery.connection_for_read() as conn:
+        channel = conn.default_channel
+        return {queue: channel.queue_declare(queue=queue).message_count for queue in queues}

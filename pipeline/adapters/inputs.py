@@ -20,6 +20,7 @@ import requests
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.adapters import ssrf
+from pipeline.core import media
 from pipeline.core.errors import InvalidInput
 from pipeline.core.ids import is_id
 from pipeline.adapters.providers.httpcall import read_capped
@@ -27,7 +28,6 @@ from pipeline.adapters.providers.httpcall import read_capped
 FETCH_TIMEOUT_S = 15.0
 MAX_REDIRECTS = 3
 
-ALLOWED_MEDIA = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg", "WEBP": "image/webp"}
 
 
 def decode_image(data: bytes, what: str, max_pixels: int) -> Image.Image:
@@ -35,7 +35,7 @@ def decode_image(data: bytes, what: str, max_pixels: int) -> Image.Image:
     Image.MAX_IMAGE_PIXELS = None  # we check the limit ourselves, with a clear message
     try:
         image = Image.open(io.BytesIO(data))
-        if image.format not in ALLOWED_MEDIA:
+        if image.format not in media.BY_PIL:
             raise InvalidInput(f"{what} is {image.format or 'an unknown format'}; use PNG, JPEG or WebP")
         if image.width * image.height > max_pixels:
             raise InvalidInput(f"{what} is {image.width}x{image.height}, more than the {max_pixels} pixels allowed (GENLINE_MAX_PIXELS)")
@@ -94,7 +94,7 @@ def fetch_url(url: str, what: str, cfg) -> bytes:
         try:
             with ssrf.open_url("GET", url, allow_private=allow_private, what=what, stream=True,
                                timeout=FETCH_TIMEOUT_S,
-                               headers={"Accept": "image/png, image/jpeg, image/webp"}) as response:
+                               headers={"Accept": ", ".join(media.MEDIA_TYPES)}) as response:
                 if response.is_redirect:
                     target = urljoin(url, response.headers.get("Location", ""))
                     if url.startswith("https://") and not target.startswith("https://"):

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import importlib
 
+from pipeline.core import priorities
 from pipeline.core.lifecycle import Step
+from pipeline.core.priorities import PRIORITIES
 
-PRIORITIES = ("high", "normal", "low")
 FINISH = "io.finish"
 IO_QUEUES = (FINISH,) + tuple(f"io.{p}" for p in PRIORITIES)
 COMPUTE_QUEUES = tuple(f"compute.{p}" for p in PRIORITIES)
@@ -46,7 +47,7 @@ PROVIDER_CLASSES = {
 
 
 def _priority(priority: str | None) -> str:
-    return priority if priority in PRIORITIES else "normal"
+    return priorities.known(priority)
 
 
 def runs_in_worker(provider: str | None) -> bool:

@@ -14,9 +14,11 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
+from typing import Callable
 from datetime import timedelta
 
 import requests
@@ -24,6 +26,7 @@ from sqlalchemy import func, select, update
 
 from pipeline.store import jobs
 from pipeline.adapters import ssrf
+from pipeline.core import budget
 from pipeline.core.errors import InvalidInput
 from pipeline.store.models import Tenant, WebhookDelivery, db, utcnow
 
@@ -54,12 +57,14 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key_bytes(secret), signed, hashlib.sha256).digest()).decode()
 
 
-def backoff_s(attempt: int, base_s: float, rng=random.random) -> float:
-    """Delay after failed attempt ``attempt`` (1-based): base * 4^(attempt-1), ±20% jitter.
+def backoff_s(attempt: int, base_s: float, rng: Callable[[], float] = random.random) -> float:
+    """Delay after failed delivery attempt ``attempt`` (1-based): genline's one backoff
+    (``pipeline.core.budget.backoff_s``, equal jitter) growing 4x per attempt, uncapped.
 
-    With the default base of 10 s and 8 attempts the retries span about 15 hours.
+    The delay is uniform in ``[2/3, 4/3] x base_s x 4^(attempt-1)``, ``base_s x 4^(attempt-1)``
+    in the middle: with the default base of 10 s and 8 attempts the retries span about 15 hours.
     """
-    return base_s * 4 ** (attempt - 1) * (0.8 + 0.4 * rng())
+    return budget.backoff_s(attempt, base=base_s * 4 / 3, factor=4.0, cap=math.inf, rng=rng)
 
 
 def message_id(job_id: str, seq: int) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 from datetime import datetime
+from typing import Callable
 
 HARD_LIMIT_GRACE_S = 2.0
 """Seconds between an attempt's soft limit and the hard kill of its process."""
@@ -19,14 +20,20 @@ def attempt_limits(timeout_s: float, deadline_at: datetime, now: datetime) -> tu
     return soft, soft + HARD_LIMIT_GRACE_S
 
 
-def backoff_s(attempt: int, *, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None) -> float:
-    """Exponential backoff with full jitter after failed attempt number ``attempt`` (1-based).
+def backoff_s(attempt: int, *, base: float = 1.0, factor: float = 2.0, cap: float = 60.0,
+              rng: random.Random | Callable[[], float] | None = None) -> float:
+    """Exponential backoff with equal jitter after failed attempt number ``attempt`` (1-based).
 
-    The delay is uniform in [base * 2**(attempt-1) / 2, base * 2**(attempt-1)], capped.
+    The ceiling is ``base * factor**(attempt-1)``, at most ``cap``; the delay is
+    uniform in ``[ceiling / 2, ceiling]`` ("equal jitter": retries of many jobs
+    spread out, yet none waits less than half the ceiling). genline's one backoff:
+    generate attempts use the defaults, webhook deliveries ``factor=4``
+    (``pipeline.adapters.webhooks.retry_delay_s``). ``rng``: a ``random.Random`` or
+    a function returning a float in [0, 1).
     """
-    rng = rng or random
-    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
-    return ceiling / 2 + rng.random() * ceiling / 2
+    draw = rng.random if isinstance(rng, random.Random) else (rng or random.random)
+    ceiling = min(cap, base * (factor ** max(0, attempt - 1)))
+    return ceiling / 2 + draw() * ceiling / 2
 
 
 def retry_delay_s(attempt: int, retry_after: float | None, **kwargs) -> float:

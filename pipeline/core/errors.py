@@ -82,9 +82,6 @@ ERRORS = {cls.code: cls for cls in (
     Timeout, StorageError, DeadlineExceeded, Canceled, InternalError,
 )}
 
-RETRYABLE = {code: cls.retryable for code, cls in ERRORS.items()}
-
-
 def error_for(code: str, message: str = "") -> GenlineError:
     """An instance of the error class for ``code`` (internal_error if unknown)."""
     return ERRORS.get(code, InternalError)(message)

@@ -6,6 +6,7 @@ turns ``sources(to)`` into a compare-and-set UPDATE.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Literal, get_args
 
 
 class JobStatus(str, Enum):
@@ -32,7 +33,21 @@ class Step(str, Enum):
 STEPS = (Step.VALIDATE, Step.GENERATE, Step.UPLOAD, Step.NOTIFY)
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED})
-ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
+
+# The same vocabulary as types for the API's schemas (pydantic needs literals).
+Status = Literal["queued", "processing", "completed", "failed", "canceled"]
+ActiveStatus = Literal["queued", "processing"]
+"""What a cancel applies to."""
+EndedStatus = Literal["failed", "canceled"]
+"""What a retry or a replay applies to."""
+EventType = Literal["queued", "started", "progress", "retry", "completed", "failed", "canceled"]
+"""Every type of event a job's log holds."""
+
+STATUSES: tuple[str, ...] = tuple(s.value for s in JobStatus)
+TERMINAL_STATUSES: tuple[str, ...] = tuple(s.value for s in JobStatus if s in TERMINAL)
+assert get_args(Status) == STATUSES
+assert set(get_args(ActiveStatus)) == set(STATUSES) - set(TERMINAL_STATUSES)
+assert set(get_args(EndedStatus)) == {JobStatus.FAILED.value, JobStatus.CANCELED.value}
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.CANCELED, JobStatus.FAILED}),
@@ -51,7 +66,10 @@ EVENT_FOR = {
     JobStatus.CANCELED: "canceled",
 }
 
-TERMINAL_EVENTS = frozenset({"completed", "failed", "canceled"})
+TERMINAL_EVENT_TYPES: tuple[str, ...] = tuple(EVENT_FOR[s] for s in JobStatus if s in TERMINAL)
+"""The event types that end a job's log, in status order (completed, failed, canceled)."""
+TERMINAL_EVENTS = frozenset(TERMINAL_EVENT_TYPES)
+assert set(EVENT_FOR.values()) | {"started", "progress", "retry"} == set(get_args(EventType))
 
 
 def can_transition(old: JobStatus | str, new: JobStatus | str) -> bool:

@@ -34,7 +34,7 @@ from redis import RedisError
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import DBAPIError
 
-from pipeline.adapters import dispatch, routing
+from pipeline.adapters import broker, dispatch, routing
 from pipeline.store import jobs
 from pipeline.core.lifecycle import JobStatus, Step
 from pipeline.store.models import ApiKey, Job, Tenant, db, utcnow
@@ -194,8 +194,7 @@ def _held(kind: str, *conditions) -> list:
 
 def queue_depth(queue: str) -> int:
     """Messages waiting in a broker queue (kombu's ``queue_declare``)."""
-    with current_app.extensions["celery"].connection_for_read() as conn:
-        return conn.default_channel.queue_declare(queue=queue).message_count
+    return broker.queue_depths(current_app.extensions["celery"], [queue])[queue]
 
 
 def admit_once() -> dict:

@@ -26,6 +26,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import aliased
 
 from pipeline.adapters import dispatch, events
+from pipeline.core import priorities
 from pipeline.core.lifecycle import JobStatus, Step
 from pipeline.store.models import ApiKey, Job, Tenant, db, utcnow
 
@@ -37,7 +38,7 @@ step generate whose message is still on its way is not parked, and sending it
 another message would only make a duplicate for a worker to drop. A lost set
 (Redis restart) leaves the reaper's backstop."""
 
-PRIORITY_RANK = case({"high": 0, "normal": 1, "low": 2}, value=Job.priority, else_=1)
+PRIORITY_RANK = case(priorities.RANK, value=Job.priority, else_=priorities.RANK[priorities.DEFAULT])
 
 
 def _config():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from flask import current_app
 from sqlalchemy import select
 
 from pipeline.service import admission
@@ -34,38 +33,34 @@ class NotAllowed(Exception):
         self.job, self.message = job, message
 
 
-def cancel(job_id: str, tenant_id: str | None = None):
+def cancel(job_id: str, tenant_id: str | None = None, *, message: str = "the job was canceled",
+           by: str | None = None):
     """Cancel an active job at once; returns its snapshot, None if unknown.
 
-    Raises ``NotAllowed`` when the job is already terminal.
+    Raises ``NotAllowed`` when the job is already terminal. ``message`` is the
+    job's error message; ``by`` (who asked) goes on the ``canceled`` event.
+
+    A running attempt is not signalled: its cooperative check
+    (``pipeline.worker.cancelwatch``, polled by every provider between small
+    steps of its work, and by diffusers at each step end) sees the cancel within
+    about half a second and unwinds; a provider that never checks is ended by
+    the attempt's hard time limit. Celery's ``revoke(terminate=True)`` is not
+    used: its signal goes to whichever task the pool process runs when it
+    arrives, which may already be another job's.
     """
     job = jobs.get(job_id, tenant_id)
     if job is None:
         return None
-    body = Canceled("the job was canceled").as_dict(job.step)
-    if not jobs.transition(job.id, JobStatus.CANCELED, error=body, data={"step": job.step}):
+    body = Canceled(message).as_dict(job.step)
+    data = {"step": job.step}
+    if by:
+        data["by"] = by
+    if not jobs.transition(job.id, JobStatus.CANCELED, error=body, data=data):
         current = jobs.get(job_id, tenant_id)
         raise NotAllowed(current, f"the job is already {current.status}; only queued or processing jobs can be canceled")
     log.info("job canceled job_id=%s step=%s attempt=%s status=canceled", job.id, job.step, job.attempt)
-    stop_running(job)
     dispatch.send_step(job, Step.NOTIFY)
     return jobs.get(job_id)
-
-
-def stop_running(job) -> None:
-    """Backstop of the provider's cooperative cancel check: revoke the step's task.
-
-    The signal is SIGUSR1, which a prefork pool child turns into
-    ``SoftTimeLimitExceeded`` inside the task, so the attempt unwinds (its writes
-    then match no row) instead of the process being killed. Revoking also drops
-    a copy of the message that a worker has not started yet.
-    """
-    if not job.task_id:
-        return
-    try:
-        current_app.extensions["celery"].control.revoke(job.task_id, terminate=True, signal="SIGUSR1")
-    except Exception as exc:  # noqa: BLE001 - the broker may be down; the cooperative check still stops it
-        log.warning("revoke failed job_id=%s task_id=%s error=%s", job.id, job.task_id, exc)
 
 
 def cancel_many(tenant_id: str | None, ids=None, statuses=None, created_before: datetime | None = None) -> list:

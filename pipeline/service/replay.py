@@ -143,7 +143,7 @@ def failures(tenant: str | None, created_after: datetime, created_before: dateti
             "first_failed_at": iso(g.first), "last_failed_at": iso(g.last),
             "latest_message": error.get("message"), "retryable": error.get("retryable"),
             "filter": {k: v for k, v in {
-                "status": ["failed"], "error_code": g.error_code, "provider": g.provider, "step": g.step,
+                "status": [JobStatus.FAILED.value], "error_code": g.error_code, "provider": g.provider, "step": g.step,
                 "created_after": iso(created_after), "created_before": iso(created_before)}.items()
                 if v is not None},
         })

@@ -51,7 +51,7 @@ def celery_settings(cfg) -> dict:
     visibility = int(cfg.max_deadline_s + 600)
     settings = {
         "broker_url": cfg.redis_url,
-        "broker_transport": "pipeline.adapters.broker:Transport",  # kombu's Redis transport, one client reused
+        "broker_transport": "pipeline.adapters.broker:Transport",  # kombu's Redis transport, two public hooks
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {"visibility_timeout": visibility, "queue_order_strategy": "priority"},
         "task_ignore_result": True,
@@ -113,7 +113,8 @@ def celery_init_app(app) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
-    celery = Celery(app.name, task_cls=FlaskTask, include=["pipeline.worker.tasks", "pipeline.worker.maintenance", "pipeline.worker.webhook_tasks"])
+    celery = Celery(app.name, task_cls=FlaskTask, include=["pipeline.worker.tasks", "pipeline.worker.hardlimit",
+                                                            "pipeline.worker.maintenance", "pipeline.worker.webhook_tasks"])
     celery.conf.update(celery_settings(cfg))
     from pipeline.worker.brokerguard import BrokerGuard
     celery.steps["consumer"].add(BrokerGuard)  # wait out a full or read-only Redis

@@ -5,7 +5,7 @@ import logging
 
 from pipeline.store import jobs
 from pipeline.adapters import webhooks
-from pipeline.core.lifecycle import TERMINAL_EVENTS
+from pipeline.core.lifecycle import TERMINAL_EVENTS, is_terminal
 
 log = logging.getLogger("genline.notify")
 
@@ -13,7 +13,7 @@ log = logging.getLogger("genline.notify")
 def notify_terminal(job_id: str) -> None:
     """Send the terminal event of a job to its webhook, if it subscribed to it."""
     job = jobs.get(job_id)
-    if job is None or job.status not in ("completed", "failed", "canceled"):
+    if job is None or not is_terminal(job.status):
         return
     if not job.webhook:
         log.info("notify job_id=%s step=notify status=%s webhook=False", job_id, job.status)

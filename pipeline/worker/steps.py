@@ -67,7 +67,7 @@ def run_step(task, job_id: str, step: Step, work) -> None:
         with lease_keeper(job_id, owner, cfg.lease_s) as lease:
             output = work(job, owner, lease)
     except SoftTimeLimitExceeded:
-        # Also how a cancel's revoke (SIGUSR1) interrupts a running attempt.
+        # A soft limit that fired after a cancel: the job says which it was.
         current = jobs.get(job_id)
         if current is not None and current.status == JobStatus.CANCELED.value:
             error = Canceled("the job was canceled")
@@ -233,7 +233,8 @@ def generate_tries(job) -> int:
 def hard_timeout(job_id: str, owner: str, seconds: float) -> None:
     """The pool killed the process running ``owner``'s attempt at its hard time limit.
 
-    Called in the worker's main process, so the attempt ends the same way a soft
+    Run by the ``genline.hard_timeout`` task the worker's main process sends
+    (``pipeline.worker.hardlimit``), so the attempt ends the same way a soft
     timeout does (a ``timeout`` attempt, retried within budget), not as a lost worker.
     """
     job = jobs.get(job_id)

@@ -14,15 +14,14 @@ from celery import shared_task
 from flask import current_app
 from PIL import Image
 
-from pipeline.core import budget
+from pipeline.core import budget, media
 from pipeline.worker import cancelwatch, progress
 from pipeline.store import jobs, staging
-from pipeline.core.errors import InvalidInput
+from pipeline.core.errors import InternalError, ProviderError
 from pipeline.adapters.inputs import load_inputs, provider_urls
 from pipeline.core.lifecycle import JobStatus, Step
 from pipeline.store.models import Job, utcnow
 from pipeline.adapters.providers import AttemptContext, ProviderRequest, get_provider
-from pipeline.adapters.providers.local import FORMATS
 from pipeline.worker.steps import StepResult, config, run_step
 from pipeline.adapters.storage import open_storage, output_key
 
@@ -115,7 +114,7 @@ def _generate(job, cfg, images, mask, ctx, steps):
     finally:
         steps.flush()  # the step events precede the step's end (or are dropped with a lost lease)
     if not results:
-        raise InvalidInput("the provider returned no image")
+        raise ProviderError(f"the provider {provider.name} returned no image")
     # The job names the provider and model that made its outputs (failover may have moved on).
     model = results[0].model or job.model
     return StepResult({"provider": provider.name, "model": model, "images": len(results)},
@@ -126,7 +125,7 @@ def _generate(job, cfg, images, mask, ctx, steps):
 def upload_work(job, owner, lease):
     """Encode staged images in the requested format and put them in storage."""
     storage = open_storage(config())
-    pil_format, media_type = FORMATS[job.params.get("format", "png")]
+    pil_format, media_type = media.pil_and_media_type(job.params.get("format", "png"))
     outputs = []
     for staged in staging.load(job.id):
         image = Image.open(io.BytesIO(staged.data))
@@ -143,7 +142,8 @@ def upload_work(job, owner, lease):
             "provider": staged.provider, "model": staged.model,
         })
     if not outputs:
-        raise InvalidInput("nothing was generated to upload")
+        # The generate step recorded images that are gone: genline's fault, not the request's.
+        raise InternalError("no generated image was found to upload")
     return outputs
 
 

@@ -31,7 +31,7 @@ from flask import Blueprint, Response, request, stream_with_context
 
 from pipeline.service import eta
 from pipeline.store import jobs
-from pipeline.core.lifecycle import TERMINAL_EVENTS, is_terminal
+from pipeline.core.lifecycle import TERMINAL_EVENTS, JobStatus, is_terminal
 from pipeline.store.models import utcnow
 from pipeline.service.representation import iso
 from web import hub
@@ -118,7 +118,7 @@ class Estimation:
 
     def check(self, last_seq: int) -> str | None:
         job = jobs.get(self.job_id)
-        if job is None or job.status != "queued":
+        if job is None or job.status != JobStatus.QUEUED.value:
             return None
         positions = queue_positions([job])
         new = estimates([job], positions, config())[job.id]

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from pipeline.store import jobs
 from pipeline.worker import reaper
 from pipeline.core.ids import is_id
+from pipeline.core.lifecycle import STATUSES
 from pipeline.store.models import Job, db, utcnow
 from pipeline.service.representation import job_to_dict
 from web import limits, waiting
@@ -122,7 +123,7 @@ def list_jobs():
     stmt = select(Job).where(Job.tenant_id == tenant)
     if q.status:
         statuses = [s.strip() for s in q.status.split(",") if s.strip()]
-        bad = [s for s in statuses if s not in ("queued", "processing", "completed", "failed", "canceled")]
+        bad = [s for s in statuses if s not in STATUSES]
         if bad:
             raise ApiError(422, "invalid_input", f"status: unknown status {bad[0]!r}", {"status": "unknown status"})
         stmt = stmt.where(Job.status.in_(statuses))

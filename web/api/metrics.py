@@ -13,12 +13,13 @@ from __future__ import annotations
 import hmac
 from datetime import timedelta
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import func, select
 
-from pipeline.adapters import events
+from pipeline.adapters import broker
+from pipeline.core.lifecycle import STATUSES, JobStatus
 from pipeline.worker.celery_app import QUEUES
 from pipeline.store.models import Job, WebhookDelivery, db, utcnow
 from web.api.errors import ApiError
@@ -33,8 +34,6 @@ WINDOW = timedelta(hours=24)
 SAMPLE = 20_000
 """At most this many recent jobs feed the histograms (a scrape stays cheap)."""
 TIMINGS = ("queued_s", "generate_s", "upload_s", "total_s")
-PRIORITY_SEP = "\x06\x16"
-"""How kombu's Redis transport names a queue's priority sub-lists."""
 
 
 def _histogram(values: list[float]) -> tuple[list, float]:
@@ -58,7 +57,7 @@ class Collector:
     def _jobs(self):
         family = GaugeMetricFamily("genline_jobs", "Jobs by status (as kept by retention)", labels=["status"])
         counts = dict(db.session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
-        for status in ("queued", "processing", "completed", "failed", "canceled"):
+        for status in STATUSES:
             family.add_metric([status], counts.get(status, 0))
         yield family
 
@@ -66,7 +65,7 @@ class Collector:
         family = HistogramMetricFamily("genline_step_duration_seconds",
                                        "Seconds per step of jobs completed in the last 24 h", labels=["step"])
         rows = db.session.execute(
-            select(Job.timing).where(Job.status == "completed", Job.completed_at > utcnow() - WINDOW)
+            select(Job.timing).where(Job.status == JobStatus.COMPLETED.value, Job.completed_at > utcnow() - WINDOW)
             .order_by(Job.completed_at.desc()).limit(SAMPLE)
         ).scalars().all()
         for name in TIMINGS:
@@ -92,12 +91,11 @@ class Collector:
     def _queues(self):
         family = GaugeMetricFamily("genline_queue_depth", "Messages waiting in each Celery queue", labels=["queue"])
         try:
-            client = events.client()
-            for queue in QUEUES:
-                keys = [queue] + [f"{queue}{PRIORITY_SEP}{n}" for n in (3, 6, 9)]
-                family.add_metric([queue], sum(client.llen(k) for k in keys))
+            depths = broker.queue_depths(current_app.extensions["celery"], QUEUES)
         except Exception:  # noqa: BLE001 - a broker outage must not break the rest of the scrape
             return
+        for queue, depth in depths.items():
+            family.add_metric([queue], depth)
         yield family
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, jsonify
 from pydantic import BaseModel
 
+from pipeline.core import media
 from web import responses as out
 from web.schemas import BulkCancel, JobCreate, JobList
 
@@ -44,7 +45,7 @@ IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False,
 LAST_EVENT_ID = {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}}
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 IMAGE = {"description": "the image bytes (application/octet-stream only for a stored type genline does not name)",
-         "content": {"image/png": BINARY, "image/jpeg": BINARY, "image/webp": BINARY, "application/octet-stream": BINARY}}
+         "content": {**{m: BINARY for m in media.MEDIA_TYPES}, "application/octet-stream": BINARY}}
 REDIRECT = {"description": "redirect to a presigned storage URL", "headers": {"Location": {"schema": {"type": "string"}}}}
 
 

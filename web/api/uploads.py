@@ -11,9 +11,10 @@ import hashlib
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from pipeline.core import media
 from pipeline.core.errors import InvalidInput, StorageError
 from pipeline.core.ids import new_id
-from pipeline.adapters.inputs import ALLOWED_MEDIA, decode_image
+from pipeline.adapters.inputs import decode_image
 from pipeline.store.models import Upload, db
 from pipeline.adapters.storage import open_storage, upload_key
 from web.api.errors import ApiError
@@ -65,7 +66,7 @@ def create_upload():
         image = decode_image(data, "the file", cfg.max_pixels)
     except InvalidInput as exc:
         raise _invalid(exc.message.removeprefix("the file ")) from None
-    media_type = ALLOWED_MEDIA[image.format]
+    media_type = media.BY_PIL[image.format]
     upload_id = new_id("upl")
     key = upload_key(upload_id, media_type)
     try:

@@ -31,7 +31,7 @@ JobRef = Union[str, Job, dict]
 
 
 def backoff_s(attempt: int, base_s: float = 0.5, cap_s: float = 8.0, rng=random.random) -> float:
-    """Delay before retry ``attempt`` (0-based): base * 2^attempt, capped, with full jitter on the upper half."""
+    """Delay before retry ``attempt`` (0-based): base * 2^attempt, capped, equal jitter (uniform in its upper half)."""
     ceiling = min(cap_s, base_s * 2 ** attempt)
     return ceiling / 2 + ceiling / 2 * rng()
 

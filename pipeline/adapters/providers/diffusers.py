@@ -25,11 +25,12 @@ import time
 
 from PIL import Image, ImageOps
 
+from pipeline.core import media
 from pipeline.core.errors import GenlineError, InvalidInput, ProviderError, UnsafeContent
 from pipeline.adapters.providers import diffusers_model
 from pipeline.adapters.providers.base import AttemptContext, GeneratedImage, ProviderRequest
 from pipeline.adapters.providers.diffusers_steps import StepWatch, deferred_soft_limit
-from pipeline.adapters.providers.local import FORMATS, mask_region, parse_size
+from pipeline.adapters.providers.local import mask_region, parse_size
 
 log = logging.getLogger("genline.diffusers")
 
@@ -117,7 +118,7 @@ def encode(image: Image.Image, fmt: str, model: str, size: tuple[int, int] | Non
     """Encode in the job's format; edits and inpaints come back at their input's exact size."""
     if size is not None and image.size != size:
         image = image.resize(size, Image.LANCZOS)
-    pil_format, media_type = FORMATS[fmt]
+    pil_format, media_type = media.pil_and_media_type(fmt)
     out = io.BytesIO()
     image.save(out, pil_format, **({"compress_level": 1} if pil_format == "PNG" else {}))
     return GeneratedImage(out.getvalue(), media_type, model=model)

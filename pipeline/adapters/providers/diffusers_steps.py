@@ -5,10 +5,11 @@ step it reports step i of n and, when the job was canceled or the attempt ran
 out of time, sets diffusers' documented interrupt (``pipe._interrupt = True``),
 so the loop stops before the next step.
 
-Cancel (a revoke) and Celery's soft time limit both reach a prefork pool
-process as SIGUSR1, which billiard turns into ``SoftTimeLimitExceeded`` raised
-wherever the process happens to be: in the middle of a step, with the step's
-tensors still referenced by the traceback. ``deferred_soft_limit`` holds that
+A cancel is seen by the cooperative check (``ctx.check()``, fed by
+``pipeline.worker.cancelwatch``) at the first step end after it. Celery's soft
+time limit reaches a prefork pool process as SIGUSR1, which billiard turns into
+``SoftTimeLimitExceeded`` raised wherever the process happens to be: in the
+middle of a step, with the step's tensors still referenced by the traceback. ``deferred_soft_limit`` holds that
 signal back while the pipeline runs (it only marks the watch), and the watch
 stops the loop at the next step end; the signal's exception is raised once the
 pipeline has returned, so ``run_step`` records it exactly as for every other
@@ -39,7 +40,7 @@ class StepWatch:
         self.callback_s = 0.0  # time spent in this callback: genline's share of the denoising loop
 
     def signalled(self) -> None:
-        """SIGUSR1 arrived (cancel or soft limit): stop at the next step end."""
+        """SIGUSR1 arrived (Celery's soft time limit): stop at the next step end."""
         if self.signalled_at is None:
             self.signalled_at = self.done
 

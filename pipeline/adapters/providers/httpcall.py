@@ -9,7 +9,8 @@ prefork worker it is a thread, abandoned to end at its own read timeout (the
 attempt's remaining time), since a thread cannot be interrupted; the pool
 process's hard time limit bounds it. HTTP answers are mapped the same way for every
 provider: 400 → invalid_input (or unsafe_content for a safety refusal),
-401/403 → provider_error that moves on to the next provider, 429 →
+413/415/422 → invalid_input, 401/403/404/405 → provider_error that moves on to
+the next provider (credentials or URL need fixing), 429 →
 rate_limited with Retry-After, 5xx → provider_error; connection failures →
 network_error, read timeouts → timeout.
 """
@@ -25,12 +26,12 @@ import time
 import requests
 from PIL import Image
 
+from pipeline.core import media
 from pipeline.core.errors import (
     GenlineError, InvalidInput, NetworkError, ProviderError, RateLimited, Timeout, UnsafeContent,
 )
 from pipeline.adapters.providers.base import AttemptContext
 
-MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 CONNECT_TIMEOUT_S = 10.0
 POLL_S = 0.1
 MAX_ANSWER_BYTES = 200 * 1024 * 1024
@@ -92,7 +93,10 @@ def error_from_response(name: str, response: requests.Response) -> GenlineError:
         return ProviderUnusable(f"{said} (check the provider's credentials)")
     if status == 429:
         return RateLimited(said, retry_after=_retry_after(response.headers.get("Retry-After")))
-    if status in (404, 405, 413, 415, 422):
+    if status in (404, 405):
+        # The provider has no such endpoint: its URL is misconfigured, not the request wrong.
+        return ProviderUnusable(f"{said} (check the provider's URL)")
+    if status in (413, 415, 422):
         return InvalidInput(said)
     return ProviderError(said)
 
@@ -164,7 +168,7 @@ def call(name: str, method: str, url: str, ctx: AttemptContext, **kwargs) -> req
                 if not helper.ready():
                     ctx.check()  # raises Canceled or Timeout
         finally:
-            # Also on GreenletExit (a revoke) and gevent.Timeout (the pool's hard limit).
+            # Also on gevent.Timeout (the pool's hard limit) and GreenletExit (the task's greenlet killed).
             if not helper.ready():
                 helper.kill(block=True, timeout=1.0)
     else:
@@ -202,6 +206,6 @@ def checked_image(name: str, data: bytes, what: str) -> tuple[bytes, str]:
             image.verify()
     except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds for corrupt data
         raise ProviderError(f"{name} returned {what} that is not a readable image ({exc.__class__.__name__})") from None
-    if fmt not in MEDIA_TYPES:
+    if fmt not in media.BY_PIL:
         raise ProviderError(f"{name} returned {what} as {fmt}; genline takes PNG, JPEG or WebP")
-    return data, MEDIA_TYPES[fmt]
+    return data, media.BY_PIL[fmt]

@@ -19,10 +19,10 @@ import time
 from billiard.exceptions import SoftTimeLimitExceeded
 from PIL import Image, ImageDraw, ImageOps
 
+from pipeline.core import media
 from pipeline.core.errors import InvalidInput, error_for
 from pipeline.adapters.providers.base import AttemptContext, GeneratedImage, ProviderRequest
 
-FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
 
 
 def parse_size(size: str) -> tuple[int, int]:
@@ -74,7 +74,7 @@ def mask_region(mask: Image.Image) -> Image.Image:
 
 
 def encode(image: Image.Image, fmt: str) -> GeneratedImage:
-    pil_format, media_type = FORMATS[fmt]
+    pil_format, media_type = media.pil_and_media_type(fmt)
     out = io.BytesIO()
     image.save(out, pil_format, **({"compress_level": 1} if pil_format == "PNG" else {}))
     return GeneratedImage(out.getvalue(), media_type, model="local-pillow")

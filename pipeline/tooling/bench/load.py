@@ -17,7 +17,10 @@ from urllib.parse import urlsplit
 
 import urllib3
 
-TERMINAL = ("completed", "failed", "canceled")
+from pipeline.core.lifecycle import TERMINAL_STATUSES, JobStatus
+
+TERMINAL = TERMINAL_STATUSES
+COMPLETED = JobStatus.COMPLETED.value  # also the type of its event
 
 
 def epoch(stamp: str) -> float:
@@ -216,7 +219,7 @@ def throughput(jobs: list[dict], idle_at: float | None = None) -> float:
     While jobs are still being submitted the web competes with the workers for
     the machine: this is the rate with submission included.
     """
-    done = [j for j in jobs if j.get("status") == "completed"]
+    done = [j for j in jobs if j.get("status") == COMPLETED]
     if not done:
         return 0.0
     last = max(max(epoch(j["completed_at"]) for j in done), idle_at or 0.0)
@@ -238,7 +241,7 @@ def drain_rate(jobs: list[dict], idle_at: float | None = None) -> float | None:
     with the web idle again; None when too few jobs were left to drain after
     submission (the workers kept up with it).
     """
-    done = [epoch(j["completed_at"]) for j in jobs if j.get("status") == "completed"]
+    done = [epoch(j["completed_at"]) for j in jobs if j.get("status") == COMPLETED]
     if not done:
         return None
     submitted = max(epoch(j["created_at"]) for j in jobs)
@@ -257,7 +260,7 @@ def e2e_wait(client: Client, n: int, size: str, advance) -> list[float]:
         status, job = client.submit(job_body(size), wait_s=60)
         while status in (200, 202) and job["status"] not in TERMINAL:
             status, job = client.request("GET", f"/v1/jobs/{job['id']}?wait=60")
-        if status in (200, 202) and job["status"] == "completed":
+        if status in (200, 202) and job["status"] == COMPLETED:
             out.append(time.perf_counter() - start)
         advance()
     return out
@@ -275,8 +278,8 @@ def e2e_sse(client: Client, n: int, size: str, advance) -> list[float] | None:
         seen = {}
         if not client.events(job["id"], lambda e, _at: seen.setdefault(e.get("type"), time.perf_counter())):
             return None
-        if "completed" in seen:
-            out.append(seen["completed"] - start)
+        if COMPLETED in seen:
+            out.append(seen[COMPLETED] - start)
         advance()
     return out
 
@@ -296,7 +299,7 @@ def notify_latencies(client: Client, n: int, concurrency: int, advance, latency_
         got = {}
 
         def on_event(event, received):
-            if event.get("type") == "completed":
+            if event.get("type") == COMPLETED:
                 got["s"] = received - epoch(event["created_at"])
         if not client.events(job["id"], on_event):
             missing.set()

@@ -78,7 +78,7 @@ def measure(client: load.Client, base: Baseline, a, progress, notes: list[str], 
     finals = load.final_states(client, ids, min(a.concurrency, 16), lambda: None)
     m["throughput_incl_submit"] = load.throughput(finals, idle_at)
     m["throughput_drain"] = load.drain_rate(finals, idle_at)
-    submitted, completed = len(ids), sum(j["status"] == "completed" for j in finals)
+    submitted, completed = len(ids), sum(j["status"] == load.COMPLETED for j in finals)
     if base.on:
         advance, _ = _phase(progress, f"bare Flask x{a.concurrency}", a.jobs)
         m["flask"] = load.timed_posts(base.flask, "/v1/jobs", a.jobs, a.concurrency, load.job_body(TINY), advance)
