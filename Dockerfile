@@ -13,7 +13,7 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
 # Then the package itself (no extras: no test or dev tools in the image). The
-# Procfile's commands read deploy/gunicorn.conf.py and flowerconfig.py from /app.
+# Procfile's commands read deploy/gunicorn.conf.py from /app.
 COPY . .
 RUN pip install --no-deps . \
     && useradd --create-home --uid 10001 genline \

@@ -75,7 +75,7 @@ def test_access_log_has_no_query_string_tokens_and_no_keys(stack, tenant, log_di
 
 
 def test_flower_refuses_requests_without_basic_auth(stack, log_dir):
-    # Given Flower started as the Procfile starts it, with basic auth from the environment
+    # Given Flower started as the Procfile starts it, with basic auth from the environment, and a worker
     port = services.free_port()
     env = {**stack.env, "FLOWER_BASIC_AUTH": "admin:flower-pass", "FLOWER_PORT": str(port)}
     flower = services.Process("flower", [sys.executable, "-m", "celery", "-A", "pipeline.worker", "flower",
@@ -85,11 +85,23 @@ def test_flower_refuses_requests_without_basic_auth(stack, log_dir):
         base = f"http://127.0.0.1:{port}"
         services.wait_for(lambda: requests.get(base, timeout=1).status_code, 60, "flower")
 
-        # Then every page, the API and /metrics need the credentials
-        for path in ("/", "/api/workers", "/api/tasks", "/metrics", "/tasks"):
+        # Then every page and the API need the credentials
+        for path in ("/", "/api/workers", "/api/tasks", "/tasks"):
             assert requests.get(base + path, timeout=10).status_code == 401, path
             assert requests.get(base + path, auth=("admin", "wrong"), timeout=10).status_code == 401, path
-        assert requests.get(base + "/metrics", auth=("admin", "flower-pass"), timeout=10).status_code == 200
+        assert requests.get(base + "/api/workers", auth=("admin", "flower-pass"), timeout=10).status_code == 200
+
+        # And /metrics, which Flower serves without authentication by design (for Prometheus; genline
+        # does not patch Flower), carries task and worker names and counts, never a job's id or prompt
+        worker = stack.start_worker(concurrency=1, name="flowermetrics")
+        tenant = stack.new_tenant("flowermetrics")
+        job = stack.submit(tenant, {"prompt": "a secret lighthouse", "params": {"size": "16x16"}})
+        assert stack.wait(tenant, job["id"], timeout=90)["status"] == "completed"
+        services.wait_for(lambda: 'task="genline.generate"' in requests.get(base + "/metrics", timeout=10).text,
+                          60, "flower's metrics to count the job's generate")
+        metrics = requests.get(base + "/metrics", timeout=10).text
+        assert job["id"] not in metrics and "lighthouse" not in metrics and tenant["Authorization"] not in metrics
+        worker.stop()
     finally:
         flower.stop()
 
