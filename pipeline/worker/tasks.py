@@ -24,12 +24,16 @@ from pipeline.store.models import Job, utcnow
 from pipeline.adapters.providers import AttemptContext, ProviderRequest, get_provider
 from pipeline.adapters.providers.local import FORMATS
 from pipeline.worker.steps import StepResult, config, run_step
+from pipeline.worker.taskstate import JobFailed
 from pipeline.adapters.storage import open_storage, output_key
 
 log = logging.getLogger("genline.tasks")
 
 STEP_REQUEST = "pipeline.worker.hardlimit:StepRequest"
 """Records a hard time limit kill as a timeout attempt (see pipeline/worker/hardlimit.py)."""
+
+THROWS = (JobFailed,)
+"""A step that ends its job as failed is an expected outcome: Celery logs it in one line, without a traceback."""
 
 PROGRESS_EVERY_S = 0.25
 """At most one progress event this often per attempt (each is a row and a publish)."""
@@ -147,19 +151,19 @@ def upload_work(job, owner, lease):
     return outputs
 
 
-@shared_task(name="genline.validate", bind=True, Request=STEP_REQUEST)
+@shared_task(name="genline.validate", bind=True, Request=STEP_REQUEST, throws=THROWS)
 def validate(self, job_id: str) -> None:
     """Check a job's inputs before any provider is called."""
     run_step(self, job_id, Step.VALIDATE, validate_work)
 
 
-@shared_task(name="genline.generate", bind=True, Request=STEP_REQUEST)
+@shared_task(name="genline.generate", bind=True, Request=STEP_REQUEST, throws=THROWS)
 def generate(self, job_id: str) -> None:
     """One provider attempt of a job."""
     run_step(self, job_id, Step.GENERATE, generate_work)
 
 
-@shared_task(name="genline.upload", bind=True, Request=STEP_REQUEST)
+@shared_task(name="genline.upload", bind=True, Request=STEP_REQUEST, throws=THROWS)
 def upload(self, job_id: str) -> None:
     """Store a job's generated images; completes the job."""
     run_step(self, job_id, Step.UPLOAD, upload_work)
