@@ -29,12 +29,12 @@ $(STAMP_DEV): setup.py setup.cfg clients/python/pyproject.toml | $(BIN)/python
 	@$(PIP) install -e '.[dev]' -e ./clients/python
 	@touch $@
 
-# Everything else `make test` and `make bench` need: the test and bench extras, and the
-# diffusers extra, whose provider the tests run on a tiny model. Its stamp marks the
+# Everything else `make test` and `make bench` need: the test and bench extras, the otel
+# extra (tests/test_tracing.py), and the diffusers extra, whose provider the tests run on a tiny model. Its stamp marks the
 # dev set installed too.
 $(STAMP_ALL): setup.py setup.cfg clients/python/pyproject.toml | $(BIN)/python
 	@$(PIP) install '$(TORCH)'
-	@$(PIP) install -e '.[dev,test,bench,diffusers]' -e ./clients/python
+	@$(PIP) install -e '.[dev,test,bench,diffusers,otel]' -e ./clients/python
 	@touch $@ $(STAMP_DEV)
 
 # Everything: for people working on genline itself.

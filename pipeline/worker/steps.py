@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from pipeline.service import admission, concurrency, eta
 from pipeline.core import budget
-from pipeline.adapters import dispatch
+from pipeline.adapters import dispatch, tracing
 from pipeline.worker import failover, leases, taskstate
 from pipeline.store import jobs
 from pipeline.core.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, Timeout
@@ -68,6 +68,7 @@ def run_step(task, job_id: str, step: Step, work) -> None:
         taskstate.end(task, job, step, taskstate.failed(error) if done else None)
         return
     log.debug("step started job_id=%s step=%s attempt=%s status=%s", job_id, step.value, job.attempt, job.status)
+    tracing.annotate(job_id=job_id, step=step.value, attempt=job.attempt, provider=job.provider)
     started = time.monotonic()
     ending = None
     try:

@@ -26,6 +26,7 @@ from pipeline.adapters.providers.local import FORMATS
 from pipeline.worker.steps import StepResult, config, run_step
 from pipeline.worker.taskstate import JobFailed
 from pipeline.adapters.storage import open_storage, output_key
+from pipeline.adapters import tracing
 
 log = logging.getLogger("genline.tasks")
 
@@ -115,7 +116,9 @@ def _generate(job, cfg, images, mask, ctx, steps):
     if provider.name not in ("local", "diffusers"):  # remote providers fetch inputs by signed, expiring URL
         request.input_urls, request.mask_url = provider_urls(job, cfg)
     try:
-        results = provider.run(request, ctx)
+        with tracing.span("provider.run", job_id=job.id, provider=provider.name, model=job.model,
+                          operation=job.operation, attempt=ctx.attempt):
+            results = provider.run(request, ctx)
     finally:
         steps.flush()  # the step events precede the step's end (or are dropped with a lost lease)
     if not results:
@@ -139,7 +142,9 @@ def upload_work(job, owner, lease):
             buf = io.BytesIO()
             image.convert("RGB" if pil_format == "JPEG" else image.mode).save(buf, pil_format)
             data = buf.getvalue()
-        stored = storage.put(output_key(job.id, staged.n, media_type), data, media_type)
+        key = output_key(job.id, staged.n, media_type)
+        with tracing.span("storage.put", job_id=job.id, key=key, bytes=len(data), media_type=media_type):
+            stored = storage.put(key, data, media_type)
         outputs.append({
             "key": stored.key, "media_type": media_type, "bytes": stored.bytes,
             "width": image.width, "height": image.height,
@@ -173,4 +178,5 @@ def upload(self, job_id: str) -> None:
 def notify(self, job_id: str) -> None:
     """Tell the outside world a job ended (webhooks)."""
     from pipeline.worker import notify as notifier
+    tracing.annotate(job_id=job_id, step=Step.NOTIFY.value)
     notifier.notify_terminal(job_id)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from celery.exceptions import Ignore
 
-from pipeline.adapters import dispatch
+from pipeline.adapters import dispatch, tracing
 from pipeline.core.errors import GenlineError
 from pipeline.core.lifecycle import Step
 
@@ -79,10 +79,13 @@ def end(task, job, step: Step, ending: Ending | None) -> None:
     """End ``task`` as ``ending`` says: return (SUCCESS), or raise its Retry, JobFailed or Ignore."""
     if ending is None:
         return
+    tracing.annotate(outcome=ending.kind)
     if ending.kind == "retry":
         raise retry(task, job, step, ending)
     if ending.kind == "failed":
         error = ending.error
+        if error is not None:
+            tracing.failed(error.code, error.message)
         raise JobFailed(error.code, error.message) if error is not None else JobFailed("internal_error")
     if ending.kind == "canceled":
         revoke(task, announced=ending.announced)
