@@ -26,6 +26,12 @@ def spans_in(directory) -> list[dict]:
             for line in path.read_text().splitlines() if line.strip()]
 
 
+def request_span(spans: list[dict], job_id: str) -> dict:
+    """The span of the request that submitted the job."""
+    [found] = [s for s in spans if s["kind"] == "SpanKind.SERVER" and s["attributes"].get("genline.job_id") == job_id]
+    return found
+
+
 def trace_of(spans: list[dict], trace_id: str) -> list[dict]:
     return [s for s in spans if s["context"]["trace_id"] == trace_id]
 
@@ -89,7 +95,7 @@ def test_a_job_is_one_trace_from_the_request_to_the_webhook(traced):
 
     # Then the submit request's span is the root of one trace holding every step
     spans = spans_in(directory)
-    [submit_span] = [s for s in spans if s["kind"] == "SpanKind.SERVER" and s["attributes"].get("genline.job_id") == job["id"]]
+    submit_span = request_span(spans, job["id"])
     assert submit_span["parent_id"] is None and submit_span["attributes"]["http.route"] == "/v1/jobs"
     trace = trace_of(spans, submit_span["context"]["trace_id"])
     by_id = {s["context"]["span_id"]: s for s in trace}
@@ -109,7 +115,8 @@ def test_a_job_is_one_trace_from_the_request_to_the_webhook(traced):
     assert provider["attributes"]["genline.provider"] == "http"
     assert named["run/genline.generate"][0] in ancestors(provider, by_id)
     calls = [s for s in trace if s["kind"] == "SpanKind.CLIENT" and provider in ancestors(s, by_id)]
-    assert calls and calls[0]["attributes"].get("http.url", calls[0]["attributes"].get("url.full", "")).endswith("/infer")
+    called = calls[0]["attributes"] if calls else {}
+    assert called.get("http.url", called.get("url.full", "")).endswith("/infer")
     [seen] = server.seen("traced job")
     assert submit_span["context"]["trace_id"].removeprefix("0x") in seen["headers"].get("traceparent", "")
     # the storage write is inside upload
@@ -140,7 +147,7 @@ def test_retried_attempts_stay_in_the_job_s_trace(traced):
     # Then both attempts are in the trace of the submit request, the second sent from inside the first
     first, second = sorted(runs(), key=lambda s: s["attributes"]["genline.attempt"])
     spans = spans_in(directory)
-    [submit_span] = [s for s in spans if s["kind"] == "SpanKind.SERVER" and s["attributes"].get("genline.job_id") == job["id"]]
+    submit_span = request_span(spans, job["id"])
     trace = trace_of(spans, submit_span["context"]["trace_id"])
     by_id = {s["context"]["span_id"]: s for s in trace}
     assert first in trace and second in trace

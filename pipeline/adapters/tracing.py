@@ -145,6 +145,20 @@ def span(name: str, **attributes):
     return trace.get_tracer("genline").start_as_current_span(name, attributes=_clean(attributes))
 
 
+@contextlib.contextmanager
+def detached():
+    """Run a block outside the current trace: messages it sends for *other* jobs start traces of their own."""
+    if not _state["on"]:
+        yield
+        return
+    from opentelemetry import context
+    token = context.attach(context.Context())
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
 def annotate(**attributes) -> None:
     """Set attributes on the current span (the step's, the request's), as ``genline.<name>``."""
     if not _state["on"]:

@@ -103,7 +103,8 @@ def run_step(task, job_id: str, step: Step, work) -> None:
     else:
         finish(job, step, owner, output, time.monotonic() - started)
     if step is Step.GENERATE:
-        concurrency.wake(job.tenant_id)  # this job's slot may be free now
+        with tracing.detached():  # the jobs it wakes are not this job's
+            concurrency.wake(job.tenant_id)  # this job's slot may be free now
     taskstate.end(task, job, step, ending)
 
 
