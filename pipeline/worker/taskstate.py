@@ -83,10 +83,9 @@ def end(task, job, step: Step, ending: Ending | None) -> None:
     if ending.kind == "retry":
         raise retry(task, job, step, ending)
     if ending.kind == "failed":
-        error = ending.error
-        if error is not None:
-            tracing.failed(error.code, error.message)
-        raise JobFailed(error.code, error.message) if error is not None else JobFailed("internal_error")
+        code, message = (ending.error.code, ending.error.message) if ending.error else ("internal_error", "")
+        tracing.failed(code, message)
+        raise JobFailed(code, message)
     if ending.kind == "canceled":
         revoke(task, announced=ending.announced)
 
@@ -106,8 +105,8 @@ def retry(task, job, step: Step, ending: Ending):
         # countdown=0 must be given: None would mean Celery's default delay (3 minutes).
         sent = task.retry(exc=exc, countdown=ending.countdown, max_retries=task.request.retries + ending.left,
                           throw=False, **options)
-    except Exception as exc_:
-        log.warning("dispatch failed job_id=%s step=%s error=%s", job.id, Step(step).value, exc_)
+    except Exception as refused:
+        log.warning("dispatch failed job_id=%s step=%s error=%s", job.id, Step(step).value, refused)
         raise
     dispatch.mark_inflight(job, ending.countdown)
     return sent
