@@ -32,11 +32,11 @@ $(STAMP_DEV): setup.py setup.cfg clients/python/pyproject.toml | $(BIN)/python
 	@touch $@
 
 # Everything else `make test` and `make bench` need: the test and bench extras, the
-# diffusers extra, whose provider the tests run on a tiny model, and the docs extra,
-# whose strict build is a test. Its stamp marks the dev and docs sets installed too.
+# diffusers extra, whose provider the tests run on a tiny model, the otel extra
+# (tests/test_tracing.py), and the docs extra, whose strict build is a test. Its stamp marks the dev and docs sets installed too.
 $(STAMP_ALL): setup.py setup.cfg clients/python/pyproject.toml | $(BIN)/python
 	@$(PIP) install '$(TORCH)'
-	@$(PIP) install -e '.[dev,test,bench,diffusers,docs]' -e ./clients/python
+	@$(PIP) install -e '.[dev,test,bench,diffusers,docs,otel]' -e ./clients/python
 	@touch $@ $(STAMP_DEV) $(STAMP_DOCS)
 
 # MkDocs and the Material theme alone, for `make docs`.

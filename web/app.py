@@ -10,7 +10,7 @@ from flask_migrate import Migrate
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 
-from pipeline.adapters import events
+from pipeline.adapters import events, tracing
 from pipeline.worker.celery_app import celery_init_app
 from pipeline.config import Config, from_env_or_exit
 from pipeline.store.models import db
@@ -98,6 +98,7 @@ def create_app(config: Config | None = None) -> Flask:
             event.listen(db.engine, "checkout", _ping_if_idle)
     events.configure(cfg.redis_url)
     celery_init_app(app)
+    tracing.setup(app)  # off unless OTEL_* variables ask for it (docs/tracing.md)
     _register_routes(app)
     return app
 

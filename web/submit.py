@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
 
-from pipeline.adapters import dispatch, ssrf
+from pipeline.adapters import dispatch, ssrf, tracing
 from pipeline.store import jobs
 from pipeline.core.errors import InvalidInput
 from pipeline.adapters.inputs import check_ref
@@ -119,6 +119,7 @@ def submit(body: JobCreate, raw: dict, tenant_id: str, cfg, idempotency_key: str
         db.session.rollback()
         # Two requests with one key raced; the other insert won.
         return _replay(jobs.find_idempotent(tenant_id, idempotency_key), digest), False, {}
+    tracing.annotate(job_id=job.id)  # the request's span: its trace is the job's
     # If the broker is down the job stays queued with no marker; the reaper sends it later.
     if not dispatch.send_step(job, Step.VALIDATE, publish=queued) and broker_refuses_writes():
         # A full or read-only Redis stays so until an operator acts: the reaper's sends

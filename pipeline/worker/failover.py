@@ -20,6 +20,7 @@ import logging
 from pipeline.core import budget
 from pipeline.adapters import dispatch
 from pipeline.store import jobs
+from pipeline.worker import taskstate
 from pipeline.core.errors import DeadlineExceeded, GenlineError
 from pipeline.core.lifecycle import Step
 from pipeline.store.models import Job, utcnow
@@ -50,26 +51,34 @@ def next_provider(job, error: GenlineError, tries: int) -> str | None:
     return providers[index] if index < len(providers) else None
 
 
-def take_over(job, owner: str, error: GenlineError, tries: int, elapsed_ms: int) -> bool:
-    """Handle a failed generate attempt when failover decides it; False leaves it to the usual retry.
+NOT_TAKEN = object()
+"""``take_over``'s answer when failover does not decide: the usual retry rules apply."""
 
-    Switches to the next provider (a ``retry`` event naming it, the next attempt
-    sent at once), or fails the job when the provider cannot be used and none
-    is left, or when no time is left before the deadline.
+
+def take_over(job, owner: str, error: GenlineError, tries: int, elapsed_ms: int):
+    """Handle a failed generate attempt when failover decides it; ``NOT_TAKEN`` leaves it to the usual retry.
+
+    Switches to the next provider (a ``retry`` event naming it; the returned
+    ``taskstate.retrying`` asks for the next attempt at once, on the new
+    provider's queue: ``job.provider`` is updated), or fails the job when the
+    provider cannot be used and none is left, or when no time is left before
+    the deadline (``taskstate.failed``). None: the attempt's lease was lost.
     """
     from pipeline.worker.steps import fail
 
     following = next_provider(job, error, tries)
     if following is None:
         if error.retryable and getattr(error, "exhausts_provider", False):
-            return fail(job, Step.GENERATE, error, where=(Job.lease_owner == owner,)) or True
-        return False
+            done = fail(job, Step.GENERATE, error, where=(Job.lease_owner == owner,))
+            return taskstate.failed(error) if done else None
+        return NOT_TAKEN
     if not budget.fits_before_deadline(0.0, job.deadline_at, utcnow()):
         late = DeadlineExceeded(f"no time left to try provider {following!r} before the deadline "
                                 f"({error.code}: {error.message})")
-        return fail(job, Step.GENERATE, late, where=(Job.lease_owner == owner,)) or True
+        return taskstate.failed(late) if fail(job, Step.GENERATE, late, where=(Job.lease_owner == owner,)) else None
     step_outputs = dispatch.with_new_token(job.step_outputs)
-    step_outputs.update(provider_index=current_index(job) + 1, tries_offset=job.attempt - job.lost_count)
+    index = current_index(job) + 1
+    step_outputs.update(provider_index=index, tries_offset=job.attempt - job.lost_count)
     switched = jobs.record(
         job.id, "retry", {"step": Step.GENERATE.value, "attempt": job.attempt, "elapsed_ms": elapsed_ms,
                           "error": error.as_dict(Step.GENERATE.value), "delay_s": 0.0,
@@ -77,10 +86,11 @@ def take_over(job, owner: str, error: GenlineError, tries: int, elapsed_ms: int)
         where=(Job.lease_owner == owner,), lease_owner=None, lease_until=None,
         provider=following, model=None, step_outputs=step_outputs,
     )
-    if switched:
-        job.step_outputs = step_outputs
-        log.info("provider failover job_id=%s step=generate attempt=%s from=%s to=%s error=%s",
-                 job.id, job.attempt, job.provider, following, error.code)
-        job.provider = following  # the message goes to the queue of the new provider's kind
-        dispatch.send_step(job, Step.GENERATE)
-    return True
+    if not switched:
+        return None
+    job.step_outputs = step_outputs
+    log.info("provider failover job_id=%s step=generate attempt=%s from=%s to=%s error=%s",
+             job.id, job.attempt, job.provider, following, error.code)
+    job.provider = following  # the message goes to the queue of the new provider's kind
+    # The attempts the budget still allows: a full turn for each provider from this one on.
+    return taskstate.retrying(error, 0.0, (len(job.providers or []) - index) * job.max_attempts)

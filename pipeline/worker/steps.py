@@ -16,12 +16,13 @@ from typing import Any
 
 from billiard.exceptions import SoftTimeLimitExceeded
 from flask import current_app
+from greenlet import GreenletExit
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from pipeline.service import admission, concurrency, eta
 from pipeline.core import budget
-from pipeline.adapters import dispatch
-from pipeline.worker import failover, leases
+from pipeline.adapters import dispatch, tracing
+from pipeline.worker import failover, leases, taskstate
 from pipeline.store import jobs
 from pipeline.core.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, Timeout
 from pipeline.core.lifecycle import JobStatus, Step, next_step
@@ -43,7 +44,11 @@ def config():
 
 
 def run_step(task, job_id: str, step: Step, work) -> None:
-    """Claim ``step`` of ``job_id`` for this message and run ``work(job, owner)``."""
+    """Claim ``step`` of ``job_id`` for this message and run ``work(job, owner)``.
+
+    The task then ends as the attempt did (``pipeline.worker.taskstate``): SUCCESS,
+    RETRY (the next attempt is this task sent again), FAILURE or REVOKED.
+    """
     cfg = config()
     owner = task.request.id or f"local-{time.monotonic_ns()}"
     try:
@@ -55,14 +60,17 @@ def run_step(task, job_id: str, step: Step, work) -> None:
     if job is None:
         if step is Step.GENERATE and concurrency.park(job_id):
             return
-        _unclaimed(job_id, step)
+        taskstate.end(task, None, step, _unclaimed(job_id, step))
         return
     if job.lost_count >= cfg.max_lost:
-        fail(job, step, InternalError(f"the worker running step {step.value} was lost {job.lost_count} times"),
-             where=(Job.lease_owner == owner,))
+        error = InternalError(f"the worker running step {step.value} was lost {job.lost_count} times")
+        done = fail(job, step, error, where=(Job.lease_owner == owner,))
+        taskstate.end(task, job, step, taskstate.failed(error) if done else None)
         return
     log.debug("step started job_id=%s step=%s attempt=%s status=%s", job_id, step.value, job.attempt, job.status)
+    tracing.annotate(job_id=job_id, step=step.value, attempt=job.attempt, provider=job.provider)
     started = time.monotonic()
+    ending = None
     try:
         with lease_keeper(job_id, owner, cfg.lease_s) as lease:
             output = work(job, owner, lease)
@@ -73,21 +81,31 @@ def run_step(task, job_id: str, step: Step, work) -> None:
             error = Canceled("the job was canceled")
         else:
             error = Timeout(f"the attempt took longer than {job.timeout_s:g}s")
-        fail_attempt(job, step, owner, error, started)
+        ending = fail_attempt(job, step, owner, error, started, announced=True)
+    except GreenletExit:
+        # Under gevent a cancel's revoke kills the attempt's greenlet: Celery has sent
+        # task-revoked; ending as REVOKED keeps its task-succeeded from following.
+        current = jobs.get(job_id)
+        if current is None or current.status != JobStatus.CANCELED.value:
+            raise
+        log.info("step stopped job_id=%s step=%s reason=canceled", job_id, step.value)
+        ending = taskstate.canceled(announced=True)
     except DB_ERRORS as exc:
         # Not the attempt's fault: run it again once the database is back (the
         # same task id re-takes its own lease). Errors while recording the
         # outcome below propagate instead; the lease then expires and the reaper acts.
         raise _retry_later(task, job_id, step, exc) from exc
     except GenlineError as exc:
-        fail_attempt(job, step, owner, exc, started)
+        ending = fail_attempt(job, step, owner, exc, started)
     except Exception as exc:  # noqa: BLE001 - a bug must still end the job, with a log line
         log.exception("step crashed job_id=%s step=%s", job_id, step.value)
-        fail_attempt(job, step, owner, InternalError(f"{exc.__class__.__name__}: {exc}"), started)
+        ending = fail_attempt(job, step, owner, InternalError(f"{exc.__class__.__name__}: {exc}"), started)
     else:
         finish(job, step, owner, output, time.monotonic() - started)
     if step is Step.GENERATE:
-        concurrency.wake(job.tenant_id)  # this job's slot may be free now
+        with tracing.detached():  # the jobs it wakes are not this job's
+            concurrency.wake(job.tenant_id)  # this job's slot may be free now
+    taskstate.end(task, job, step, ending)
 
 
 def _retry_later(task, job_id: str, step: Step, exc: Exception):
@@ -104,17 +122,23 @@ def _retry_later(task, job_id: str, step: Step, exc: Exception):
     return task.retry(exc=exc, countdown=DB_RETRY_S, max_retries=DB_RETRIES)
 
 
-def _unclaimed(job_id: str, step: Step) -> None:
-    """A message that could not claim its step: fail it if its deadline passed, else drop it."""
+def _unclaimed(job_id: str, step: Step) -> taskstate.Ending | None:
+    """A message that could not claim its step: fail it if its deadline passed, else drop it.
+
+    A message of a canceled job ends as canceled (REVOKED); the others that are dropped do nothing.
+    """
     job = jobs.get(job_id)
     if job is None:
         log.info("message dropped job_id=%s step=%s reason=unknown-job", job_id, step.value)
-        return
+        return None
     if (job.status in jobs.ACTIVE_STATUSES and job.step == step.value and job.deadline_at <= utcnow()
             and job.held != "replay"):  # a replay's deadline starts when it is admitted
-        fail(job, step, DeadlineExceeded(f"the job passed its deadline of {job.deadline_s:g}s"))
-        return
+        error = DeadlineExceeded(f"the job passed its deadline of {job.deadline_s:g}s")
+        return taskstate.failed(error) if fail(job, step, error) else None
     log.info("message dropped job_id=%s step=%s status=%s reason=not-claimable", job_id, step.value, job.status)
+    if job.status == JobStatus.CANCELED.value and job.step == step.value:
+        return taskstate.canceled()
+    return None
 
 
 @contextmanager
@@ -191,17 +215,30 @@ def _record_eta(job, step: Step, seconds: float) -> None:
         eta.record("job", job.provider, jobs.seconds_between(job.started_at, utcnow()))
 
 
-def fail_attempt(job, step: Step, owner: str, error: GenlineError, started: float) -> None:
-    """An attempt failed: retry it with backoff if budget allows, else fail the job."""
+def fail_attempt(job, step: Step, owner: str, error: GenlineError, started: float,
+                 announced: bool = False) -> taskstate.Ending | None:
+    """An attempt failed: record a retry with backoff if budget allows, else fail the job.
+
+    Returns how the attempt's task is to end; for a retry the caller sends the
+    step again (``taskstate.end`` as a Celery retry, or ``dispatch.send_step``).
+    None: the attempt's lease was lost, nothing to report. ``announced``: a
+    cancel's revoke interrupted the attempt (Celery reported it).
+    """
     if isinstance(error, Canceled):
         log.info("step stopped job_id=%s step=%s reason=canceled", job.id, step.value)
-        return
+        # Also how an attempt stops whose lease the reaper gave away: that one was not canceled.
+        current = jobs.get(job.id)
+        if current is not None and current.status == JobStatus.CANCELED.value:
+            return taskstate.canceled(announced=announced)
+        return None
     now = utcnow()
     elapsed_ms = round((time.monotonic() - started) * 1000)
     tries = generate_tries(job) if step is Step.GENERATE else _upload_tries(job)
     limit = job.max_attempts if step is Step.GENERATE else MAX_UPLOAD_ATTEMPTS
-    if step is Step.GENERATE and failover.take_over(job, owner, error, tries, elapsed_ms):
-        return  # the next provider of the job's list was sent (or the job failed)
+    if step is Step.GENERATE:
+        taken = failover.take_over(job, owner, error, tries, elapsed_ms)
+        if taken is not failover.NOT_TAKEN:
+            return taken  # the next provider of the job's list is to be sent (or the job failed)
     if error.retryable and step in (Step.GENERATE, Step.UPLOAD) and tries < limit:
         delay = budget.retry_delay_s(tries, error.retry_after)
         if not budget.fits_before_deadline(delay, job.deadline_at, now):
@@ -214,15 +251,15 @@ def fail_attempt(job, step: Step, owner: str, error: GenlineError, started: floa
                 where=(Job.lease_owner == owner,), lease_owner=None, lease_until=None,
                 step_outputs=step_outputs,
             )
-            if retried:
-                job.step_outputs = step_outputs
-                log.info("step retry job_id=%s step=%s attempt=%s error=%s delay_s=%.2f",
-                         job.id, step.value, job.attempt, error.code, delay)
-                dispatch.send_step(job, step, countdown=delay)
-            return
+            if not retried:
+                return None
+            job.step_outputs = step_outputs
+            log.info("step retry job_id=%s step=%s attempt=%s error=%s delay_s=%.2f",
+                     job.id, step.value, job.attempt, error.code, delay)
+            return taskstate.retrying(error, delay, limit - tries)
     if isinstance(error, Timeout) and job.deadline_at - timedelta(seconds=0.5) <= now:
         error = DeadlineExceeded(f"the job passed its deadline of {job.deadline_s:g}s")
-    fail(job, step, error, where=(Job.lease_owner == owner,))
+    return taskstate.failed(error) if fail(job, step, error, where=(Job.lease_owner == owner,)) else None
 
 
 def generate_tries(job) -> int:
@@ -242,7 +279,12 @@ def hard_timeout(job_id: str, owner: str, seconds: float) -> None:
         return
     log.warning("hard time limit job_id=%s step=%s attempt=%s seconds=%.1f", job_id, job.step, job.attempt, seconds)
     error = Timeout(f"the attempt took longer than {job.timeout_s:g}s and was killed")
-    fail_attempt(job, Step(job.step), owner, error, time.monotonic() - seconds)
+    step = Step(job.step)
+    ending = fail_attempt(job, step, owner, error, time.monotonic() - seconds)
+    if ending is not None and ending.kind == "retry":
+        # No task runs here to retry: the attempt's task already ended (Celery's
+        # TimeLimitExceeded); the next attempt goes out as a new message.
+        dispatch.send_step(job, step, countdown=ending.countdown)
 
 
 def _upload_tries(job) -> int:

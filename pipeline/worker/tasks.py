@@ -23,12 +23,17 @@ from pipeline.core.lifecycle import JobStatus, Step
 from pipeline.store.models import Job, utcnow
 from pipeline.adapters.providers import AttemptContext, ProviderRequest, get_provider
 from pipeline.worker.steps import StepResult, config, run_step
+from pipeline.worker.taskstate import JobFailed
 from pipeline.adapters.storage import open_storage, output_key
+from pipeline.adapters import tracing
 
 log = logging.getLogger("genline.tasks")
 
 STEP_REQUEST = "pipeline.worker.hardlimit:StepRequest"
 """Records a hard time limit kill as a timeout attempt (see pipeline/worker/hardlimit.py)."""
+
+THROWS = (JobFailed,)
+"""A step that ends its job as failed is an expected outcome: Celery logs it in one line, without a traceback."""
 
 PROGRESS_EVERY_S = 0.25
 """At most one progress event this often per attempt (each is a row and a publish)."""
@@ -110,7 +115,9 @@ def _generate(job, cfg, images, mask, ctx, steps):
     if provider.name not in ("local", "diffusers"):  # remote providers fetch inputs by signed, expiring URL
         request.input_urls, request.mask_url = provider_urls(job, cfg)
     try:
-        results = provider.run(request, ctx)
+        with tracing.span("provider.run", job_id=job.id, provider=provider.name, model=job.model,
+                          operation=job.operation, attempt=ctx.attempt):
+            results = provider.run(request, ctx)
     finally:
         steps.flush()  # the step events precede the step's end (or are dropped with a lost lease)
     if not results:
@@ -134,7 +141,9 @@ def upload_work(job, owner, lease):
             buf = io.BytesIO()
             image.convert("RGB" if pil_format == "JPEG" else image.mode).save(buf, pil_format)
             data = buf.getvalue()
-        stored = storage.put(output_key(job.id, staged.n, media_type), data, media_type)
+        key = output_key(job.id, staged.n, media_type)
+        with tracing.span("storage.put", job_id=job.id, key=key, bytes=len(data), media_type=media_type):
+            stored = storage.put(key, data, media_type)
         outputs.append({
             "key": stored.key, "media_type": media_type, "bytes": stored.bytes,
             "width": image.width, "height": image.height,
@@ -147,19 +156,19 @@ def upload_work(job, owner, lease):
     return outputs
 
 
-@shared_task(name="genline.validate", bind=True, Request=STEP_REQUEST)
+@shared_task(name="genline.validate", bind=True, Request=STEP_REQUEST, throws=THROWS)
 def validate(self, job_id: str) -> None:
     """Check a job's inputs before any provider is called."""
     run_step(self, job_id, Step.VALIDATE, validate_work)
 
 
-@shared_task(name="genline.generate", bind=True, Request=STEP_REQUEST)
+@shared_task(name="genline.generate", bind=True, Request=STEP_REQUEST, throws=THROWS)
 def generate(self, job_id: str) -> None:
     """One provider attempt of a job."""
     run_step(self, job_id, Step.GENERATE, generate_work)
 
 
-@shared_task(name="genline.upload", bind=True, Request=STEP_REQUEST)
+@shared_task(name="genline.upload", bind=True, Request=STEP_REQUEST, throws=THROWS)
 def upload(self, job_id: str) -> None:
     """Store a job's generated images; completes the job."""
     run_step(self, job_id, Step.UPLOAD, upload_work)
@@ -169,4 +178,5 @@ def upload(self, job_id: str) -> None:
 def notify(self, job_id: str) -> None:
     """Tell the outside world a job ended (webhooks)."""
     from pipeline.worker import notify as notifier
+    tracing.annotate(job_id=job_id, step=Step.NOTIFY.value)
     notifier.notify_terminal(job_id)

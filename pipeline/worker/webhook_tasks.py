@@ -16,7 +16,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
 from sqlalchemy import select
 
-from pipeline.adapters import routing, webhooks
+from pipeline.adapters import routing, tracing, webhooks
 from pipeline.store.models import WebhookDelivery, db, utcnow
 
 log = logging.getLogger("genline.webhooks")
@@ -48,7 +48,8 @@ def send(job_id: str, seq: int, previous_id: int | None = None, fresh: bool = Fa
 def deliver(self, job_id: str, seq: int, previous_id: int | None = None, fresh: bool = False) -> None:
     """One delivery attempt of event ``seq`` of a job; schedules the next on failure."""
     cfg = current_app.extensions["genline.config"]
-    row, delay = webhooks.attempt(job_id, seq, cfg, previous_id=previous_id, fresh=fresh)
+    with tracing.span("webhook.deliver", job_id=job_id, event_seq=seq):
+        row, delay = webhooks.attempt(job_id, seq, cfg, previous_id=previous_id, fresh=fresh)
     if row is not None and delay is not None and delay <= COUNTDOWN_MAX_S:
         send(job_id, seq, previous_id=row.id, countdown=delay)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import email.utils
 import io
 import threading
@@ -158,10 +159,12 @@ def call(name: str, method: str, url: str, ctx: AttemptContext, **kwargs) -> req
     ctx.check()
     out: dict = {}
     session = requests.Session()
-    args = (session, method, url, max(0.1, ctx.remaining_s()), kwargs, out)
+    # The request runs in the caller's context (its trace span) although in another thread or greenlet.
+    args = (_send, session, method, url, max(0.1, ctx.remaining_s()), kwargs, out)
+    run = contextvars.copy_context().run
     if _gevent():
         import gevent
-        helper = gevent.spawn(_send, *args)
+        helper = gevent.spawn(run, *args)
         try:
             while not helper.ready():
                 helper.join(POLL_S)
@@ -172,7 +175,7 @@ def call(name: str, method: str, url: str, ctx: AttemptContext, **kwargs) -> req
             if not helper.ready():
                 helper.kill(block=True, timeout=1.0)
     else:
-        thread = threading.Thread(target=_send, args=args, name=f"{name}-request", daemon=True)
+        thread = threading.Thread(target=run, args=args, name=f"{name}-request", daemon=True)
         thread.start()
         while thread.is_alive():
             thread.join(POLL_S)
