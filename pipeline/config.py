@@ -288,6 +288,11 @@ class Config:
     token_ttl_s: int = 86400
     metrics_public: bool = False
     metrics_token: str | None = None
+    # Observability (docs/observability.md): JSON log lines, tenant labels on the job counters,
+    # and the port a worker serves its own metrics on (0: none; the web's /metrics has them on one host).
+    log_format: str = "text"
+    metrics_tenant_labels: bool = False
+    worker_metrics_port: int = 0
     var_dir: str = "var"
     public_url: str = "http://127.0.0.1:8000"
     public_url_set: bool = False
@@ -367,6 +372,9 @@ class Config:
             token_ttl_s=_int(env, "GENLINE_TOKEN_TTL_S", 86400, 1),
             metrics_public=_bool(env, "GENLINE_METRICS_PUBLIC"),
             metrics_token=env.get("GENLINE_METRICS_TOKEN") or None,
+            log_format=_choice(env, "GENLINE_LOG_FORMAT", "text", ("text", "json")),
+            metrics_tenant_labels=_bool(env, "GENLINE_METRICS_TENANT_LABELS"),
+            worker_metrics_port=_int(env, "GENLINE_WORKER_METRICS_PORT", 0, 0),
             var_dir=str(var_dir),
             public_url=public_url,
             public_url_set=public_url_set,

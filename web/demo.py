@@ -11,11 +11,12 @@ from typing import Literal, Optional
 from flask import Blueprint, jsonify, render_template, request, send_from_directory, url_for
 from pydantic import Field
 
-from pipeline.adapters import dispatch
+from pipeline.adapters import dispatch, metrics
 from pipeline.store import jobs
 from pipeline.core import tokens
 from pipeline.core.errors import Canceled
 from pipeline.core.lifecycle import JobStatus, Step
+from pipeline.store.models import utcnow
 from web import limits
 from web.api.errors import ApiError
 from web.api.openapi import BINARY, PUBLIC, describe
@@ -137,6 +138,8 @@ def cancel(job_id: str):
     if not jobs.transition(job.id, JobStatus.CANCELED, error=error, data={"step": job.step, "by": "demo"}):
         current = jobs.get(job.id)
         raise ApiError(409, "conflict", f"the job is already {current.status}")
+    metrics.job_finished(JobStatus.CANCELED.value, Canceled.code, job.operation,
+                         jobs.seconds_between(job.created_at, utcnow()), job.tenant_id)
     dispatch.send_step(job, Step.NOTIFY)
     response = jsonify(_job_json(jobs.get(job.id)))
     response.status_code = 202

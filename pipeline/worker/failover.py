@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 
 from pipeline.core import budget
-from pipeline.adapters import dispatch
+from pipeline.adapters import dispatch, metrics
 from pipeline.store import jobs
 from pipeline.core.errors import DeadlineExceeded, GenlineError
 from pipeline.core.lifecycle import Step
@@ -81,6 +81,7 @@ def take_over(job, owner: str, error: GenlineError, tries: int, elapsed_ms: int)
         job.step_outputs = step_outputs
         log.info("provider failover job_id=%s step=generate attempt=%s from=%s to=%s error=%s",
                  job.id, job.attempt, job.provider, following, error.code)
+        metrics.provider_failover(job.provider, error.code)
         job.provider = following  # the message goes to the queue of the new provider's kind
         dispatch.send_step(job, Step.GENERATE)
     return True

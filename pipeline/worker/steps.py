@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from pipeline.service import admission, concurrency, eta
 from pipeline.core import budget
-from pipeline.adapters import dispatch
+from pipeline.adapters import dispatch, logs, metrics
 from pipeline.worker import failover, leases
 from pipeline.store import jobs
 from pipeline.core.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, Timeout
@@ -61,6 +61,18 @@ def run_step(task, job_id: str, step: Step, work) -> None:
         fail(job, step, InternalError(f"the worker running step {step.value} was lost {job.lost_count} times"),
              where=(Job.lease_owner == owner,))
         return
+    metrics.step_attempt(step.value)
+    if step is Step.GENERATE and job.attempt == 1:  # the job's first generate: its time in the queue ends
+        metrics.job_started(job.priority, job.provider, jobs.seconds_between(job.created_at, job.started_at))
+    with logs.job_context(job_id=job_id, step=step.value, attempt=job.attempt, status=job.status):
+        _attempt(task, job, step, owner, work, cfg)
+    if step is Step.GENERATE:
+        concurrency.wake(job.tenant_id)  # this job's slot may be free now
+
+
+def _attempt(task, job, step: Step, owner: str, work, cfg) -> None:
+    """Run ``work`` for a claimed step under its lease and record how it ended."""
+    job_id = job.id
     log.debug("step started job_id=%s step=%s attempt=%s status=%s", job_id, step.value, job.attempt, job.status)
     started = time.monotonic()
     try:
@@ -86,8 +98,6 @@ def run_step(task, job_id: str, step: Step, work) -> None:
         fail_attempt(job, step, owner, InternalError(f"{exc.__class__.__name__}: {exc}"), started)
     else:
         finish(job, step, owner, output, time.monotonic() - started)
-    if step is Step.GENERATE:
-        concurrency.wake(job.tenant_id)  # this job's slot may be free now
 
 
 def _retry_later(task, job_id: str, step: Step, exc: Exception):
@@ -173,12 +183,15 @@ def finish(job, step: Step, owner: str, output, seconds: float) -> None:
                              clears_staged=True)
     else:
         done = jobs.end_step(job.id, step, owner, values, stages=result.stages)
+    metrics.step_ended(step.value, "ok" if done else "discarded", seconds)
     if not done:
         log.info("step result discarded job_id=%s step=%s reason=lease-lost", job.id, step.value)
         return
     log.info("step finished job_id=%s step=%s attempt=%s status=%s seconds=%.3f", job.id, step.value, job.attempt,
              JobStatus.COMPLETED.value if step is Step.UPLOAD else job.status, seconds)
     _record_eta(job, step, seconds)
+    if step is Step.UPLOAD:
+        metrics.job_finished(JobStatus.COMPLETED.value, None, job.operation, timing["total_s"], job.tenant_id)
     job.step, job.step_outputs = following.value, step_outputs
     dispatch.send_step(job, following)
 
@@ -193,6 +206,7 @@ def _record_eta(job, step: Step, seconds: float) -> None:
 
 def fail_attempt(job, step: Step, owner: str, error: GenlineError, started: float) -> None:
     """An attempt failed: retry it with backoff if budget allows, else fail the job."""
+    metrics.step_ended(step.value, "canceled" if isinstance(error, Canceled) else "error", time.monotonic() - started)
     if isinstance(error, Canceled):
         log.info("step stopped job_id=%s step=%s reason=canceled", job.id, step.value)
         return
@@ -216,6 +230,7 @@ def fail_attempt(job, step: Step, owner: str, error: GenlineError, started: floa
             )
             if retried:
                 job.step_outputs = step_outputs
+                metrics.step_retried(step.value, error.code)
                 log.info("step retry job_id=%s step=%s attempt=%s error=%s delay_s=%.2f",
                          job.id, step.value, job.attempt, error.code, delay)
                 dispatch.send_step(job, step, countdown=delay)
@@ -261,5 +276,7 @@ def fail(job, step: Step, error: GenlineError, where: tuple = ()) -> bool:
     done = jobs.transition(job.id, JobStatus.FAILED, where=where, error=body, data={"error": body})
     if done:
         log.info("job failed job_id=%s step=%s attempt=%s status=failed error=%s", job.id, step.value, job.attempt, error.code)
+        metrics.job_finished(JobStatus.FAILED.value, error.code, job.operation,
+                             jobs.seconds_between(job.created_at, utcnow()), job.tenant_id)
         dispatch.send_step(job, Step.NOTIFY)
     return done

@@ -17,7 +17,8 @@ from PIL import Image
 from pipeline.core import budget
 from pipeline.worker import cancelwatch, progress
 from pipeline.store import jobs, staging
-from pipeline.core.errors import InvalidInput
+from pipeline.core.errors import GenlineError, InvalidInput
+from pipeline.adapters import metrics
 from pipeline.adapters.inputs import load_inputs, provider_urls
 from pipeline.core.lifecycle import JobStatus, Step
 from pipeline.store.models import Job, utcnow
@@ -110,9 +111,15 @@ def _generate(job, cfg, images, mask, ctx, steps):
                               model=job.model, images=images, mask=mask)
     if provider.name not in ("local", "diffusers"):  # remote providers fetch inputs by signed, expiring URL
         request.input_urls, request.mask_url = provider_urls(job, cfg)
+    started, outcome = time.monotonic(), "interrupted"
     try:
         results = provider.run(request, ctx)
+        outcome = "ok"
+    except GenlineError as exc:
+        outcome = exc.code
+        raise
     finally:
+        metrics.provider_call(provider.name, job.operation, outcome, time.monotonic() - started)
         steps.flush()  # the step events precede the step's end (or are dropped with a lost lease)
     if not results:
         raise InvalidInput("the provider returned no image")
