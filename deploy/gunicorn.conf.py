@@ -29,8 +29,11 @@ limit_request_field_size = 8190
 limit_request_fields = 100
 if _cfg.log_format == "json":
     # GENLINE_LOG_FORMAT=json: gunicorn's own lines and the access lines are JSON objects too.
+    import logging
+
     from pipeline.adapters.logs import gunicorn_config
     logconfig_dict = gunicorn_config()
+    logging.captureWarnings(True)  # a warning at a worker's start (gevent's patching) is a JSON line too
 
 
 def on_starting(server):

@@ -6,13 +6,14 @@ genline's own lines, Celery's, gunicorn's and Python's warnings. Each object has
 ``attempt``, ``status`` and ``trace_id`` (null where not known). They are taken,
 in this order, from the OpenTelemetry span of the moment (``trace_id``), the job a
 step task is running (``job_context``), and the message's own ``key=value`` pairs,
-which genline's lines all carry (so one line about another job names that job).
+which genline's lines all carry (so a line about another job names that job).
 """
 from __future__ import annotations
 
 import contextvars
 import json
 import logging
+import math
 import os
 import re
 from contextlib import contextmanager
@@ -39,10 +40,13 @@ def job_context(**fields):
 
 
 def _number(value: str):
-    try:
-        return int(value)
-    except ValueError:
-        return value
+    for kind in (int, float):
+        try:
+            number = kind(value)
+        except ValueError:
+            continue
+        return number if math.isfinite(number) else value  # JSON has no NaN or Infinity
+    return value
 
 
 def message_fields(message: str) -> dict:
@@ -79,7 +83,8 @@ class JsonFormatter(logging.Formatter):
         }
         line["trace_id"] = trace_id()
         line.update(_context.get())
-        line.update({k: v for k, v in message_fields(message).items() if k not in RESERVED})
+        if record.name.startswith("genline"):  # genline's lines are key=value by convention; others may not be
+            line.update({k: v for k, v in message_fields(message).items() if k not in RESERVED})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
