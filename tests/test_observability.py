@@ -139,9 +139,11 @@ def test_the_dashboards_queries_and_the_rules_run_on_a_real_prometheus_scraping_
     web, url = services.start_gunicorn(stack.env, stack.log_dir, workers=1)
     stack.processes.append(web)
     flower_port = services.free_port()
+    # Flower keeps its own metrics: in genline's directory they would show in genline's /metrics too
+    flower_env = {k: v for k, v in stack.env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     flower = services.Process("flower", [sys.executable, "-m", "celery", "-A", "pipeline.worker", "flower",
                                          "--address=127.0.0.1", f"--port={flower_port}",
-                                         "--basic-auth=admin:flower-pass"], stack.env, stack.log_dir).start()
+                                         "--basic-auth=admin:flower-pass"], flower_env, stack.log_dir).start()
     stack.processes.append(flower)
     wait_for(lambda: requests.get(f"http://127.0.0.1:{flower_port}/healthcheck", timeout=1).ok, 60, "flower")
 
@@ -189,6 +191,7 @@ def test_the_dashboards_queries_and_the_rules_run_on_a_real_prometheus_scraping_
     empty = [(title, expr) for title, expr in _exprs() if not query(expr)]
     assert [title for title, _ in empty] == ["Provider failovers per second"], empty  # no job failed over
     assert query('sum(genline_step_retries_total{step="generate", error_code="provider_error"}) == 1')
+    assert not query('{job="genline-web", __name__=~"flower_.*"}')  # each metric from its own scrape
     rules = requests.get(f"{prom_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
     loaded = [r for g in rules for r in g["rules"]]
     assert len(loaded) == sum(len(g["rules"]) for g in RULES["groups"])
