@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -170,9 +172,11 @@ def test_counters_and_histograms_come_from_every_web_and_worker_process_and_neve
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("worker_layout", ["all", "kinds"])
 def test_a_worker_serves_its_hosts_metrics_on_its_own_port_and_counts_reaper_recoveries(make_stack, tmp_path):
     # Given a worker host without a web process: workers with GENLINE_WORKER_METRICS_PORT and
-    # a multiprocess directory of their own, and beat running the reaper
+    # a multiprocess directory of their own, and beat running the reaper (on the kinds layout
+    # the gevent I/O worker serves the port and the prefork compute worker finds it taken)
     port = services.free_port()
     stack = make_stack(PROMETHEUS_MULTIPROC_DIR=tmp_path / "worker-host", GENLINE_WORKER_METRICS_PORT=port)
     first = stack.start_worker(concurrency=1, name="host-a")
@@ -195,3 +199,22 @@ def test_a_worker_serves_its_hosts_metrics_on_its_own_port_and_counts_reaper_rec
     assert value(text, "genline_step_attempts_total", step="generate") == 2  # the lost one and the one that ended
     assert "genline_jobs{" not in text  # the gauges read from the database are the web's
     promtool_clean(text)
+
+
+def test_tenant_labels_only_when_the_operator_turns_them_on(tmp_path):
+    # A fresh process each (the families are made once per process), as a web process would be
+    script = ("import sys; from prometheus_client import generate_latest; from pipeline.adapters import metrics; "
+              "metrics.configure(tenant_labels=sys.argv[1] == '1'); "
+              "metrics.job_submitted('generate', 'normal', 'acme'); "
+              "metrics.job_finished('failed', 'timeout', 'generate', 2.0, 'acme'); "
+              "print(generate_latest(metrics.registry()).decode())")
+    env = {**os.environ, "PYTHONPATH": str(services.ROOT)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    run = [sys.executable, "-c", script]
+    on = subprocess.run([*run, "1"], env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    off = subprocess.run([*run, "0"], env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    assert value(on, "genline_jobs_submitted_total", tenant="acme") == 1
+    assert value(on, "genline_jobs_finished_total", tenant="acme", status="failed", error_code="timeout") == 1
+    assert 'tenant="acme"' not in on.split("genline_job_duration_seconds")[1]  # histograms never get it
+    assert "acme" not in off and value(off, "genline_jobs_submitted_total") == 1
+    promtool_clean(on)

@@ -139,8 +139,8 @@ def test_the_dashboards_queries_and_the_rules_run_on_a_real_prometheus_scraping_
     web, url = services.start_gunicorn(stack.env, stack.log_dir, workers=1)
     stack.processes.append(web)
     flower_port = services.free_port()
-    # Flower keeps its own metrics: in genline's directory they would show in genline's /metrics too
-    flower_env = {k: v for k, v in stack.env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    # Flower with genline's environment, multiprocess directory included (as under honcho)
+    flower_env = stack.env
     flower = services.Process("flower", [sys.executable, "-m", "celery", "-A", "pipeline.worker", "flower",
                                          "--address=127.0.0.1", f"--port={flower_port}",
                                          "--basic-auth=admin:flower-pass"], flower_env, stack.log_dir).start()

@@ -58,13 +58,22 @@ def message_fields(message: str) -> dict:
     return found
 
 
+_otel_trace = None
+"""``opentelemetry.trace`` once imported, False when it is not installed (looked up once)."""
+
+
 def trace_id() -> str | None:
     """The current OpenTelemetry trace id (32 hex digits), when the API is installed and a span is recording."""
-    try:
-        from opentelemetry import trace
-    except ImportError:
+    global _otel_trace
+    if _otel_trace is None:
+        try:
+            from opentelemetry import trace
+            _otel_trace = trace
+        except ImportError:
+            _otel_trace = False
+    if not _otel_trace:
         return None
-    context = trace.get_current_span().get_span_context()
+    context = _otel_trace.get_current_span().get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else None
 
 
@@ -137,7 +146,7 @@ def gunicorn_config() -> dict:
         "formatters": {"json": {"()": "pipeline.adapters.logs.JsonFormatter"}},
         "handlers": {"stderr": {**handler, "stream": "ext://sys.stderr"},
                      "stdout": {**handler, "stream": "ext://sys.stdout"}},
-        "root": {"level": "INFO", "handlers": ["stderr"]},
+        "root": {"level": "WARNING", "handlers": ["stderr"]},  # as without a handler: libraries' warnings only
         "loggers": {
             "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
             "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},

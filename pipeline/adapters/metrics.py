@@ -167,15 +167,27 @@ class _Own:
         return REGISTRY.collect()
 
 
+class _Shared:
+    """genline's values of every process in the multiprocess directory.
+
+    Only ``genline_*`` families: another program using prometheus_client that
+    was started with the same directory (Flower, under honcho's one environment)
+    writes its own there, and they belong to its own scrape.
+    """
+
+    def __init__(self, path: str):
+        from prometheus_client import multiprocess
+        self.files = multiprocess.MultiProcessCollector(None, path=path)
+
+    def collect(self):
+        return (family for family in self.files.collect() if family.name.startswith("genline_"))
+
+
 def registry(*extra) -> CollectorRegistry:
     """A registry for one scrape: every process's values (or this one's), and ``extra`` collectors."""
     _m()
     found = CollectorRegistry(auto_describe=False)
-    if MULTIPROCESS_DIR:
-        from prometheus_client import multiprocess
-        multiprocess.MultiProcessCollector(found, path=MULTIPROCESS_DIR)
-    else:
-        found.register(_Own())
+    found.register(_Shared(MULTIPROCESS_DIR) if MULTIPROCESS_DIR else _Own())
     for collector in extra:
         found.register(collector)
     return found
