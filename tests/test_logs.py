@@ -33,6 +33,12 @@ def test_a_json_line_names_the_job_from_its_message_and_from_the_running_step():
     with logs.job_context(job_id="job_2", step="upload", attempt=1, status="processing"):
         inside = json.loads(formatter.format(_record("storage slow")))
     assert (inside["job_id"], inside["step"], inside["attempt"]) == ("job_2", "upload", 1)
+    # A step task binds its job for the rest of the task; Celery's task signals clear it between tasks
+    logs.bind(job_id="job_4", step="generate", attempt=3, status="processing")
+    bound = json.loads(formatter.format(_record("provider slow")))
+    logs.clear()
+    assert (bound["job_id"], bound["attempt"]) == ("job_4", 3)
+    assert json.loads(formatter.format(_record("idle")))["job_id"] is None
     # Outside, and for a line with no job, the fields are null, never missing
     outside = json.loads(formatter.format(_record("reaper deadline=0 lost_worker=1 seconds=0.5 ratio=nan")))
     assert outside["job_id"] is None and outside["lost_worker"] == 1 and outside["seconds"] == 0.5

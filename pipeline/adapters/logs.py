@@ -29,6 +29,15 @@ _context: contextvars.ContextVar[dict] = contextvars.ContextVar("genline_log_con
 _PAIR = re.compile(r"(?<![\w.])([a-z_][a-z0-9_]*)=(\"[^\"]*\"|'[^']*'|[^\s,]+)")
 
 
+def bind(**fields) -> None:
+    """Lines logged from now on in this task name this job (``clear`` ends it; Celery's task signals call it)."""
+    _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+
+
+def clear() -> None:
+    _context.set({})
+
+
 @contextmanager
 def job_context(**fields):
     """Lines logged inside name this job (``job_id``, ``step``, ``attempt``, ``status``)."""

@@ -18,6 +18,7 @@ import os
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
+    task_postrun,
     task_prerun,
     worker_init,
     worker_process_shutdown,
@@ -43,13 +44,19 @@ def install(cfg) -> None:
     after_setup_logger.connect(_json_logs, weak=False, dispatch_uid="genline.logs.setup")
     after_setup_task_logger.connect(_json_logs, weak=False, dispatch_uid="genline.logs.task")
     task_prerun.connect(_task_started, weak=False, dispatch_uid="genline.metrics.task_prerun")
+    task_postrun.connect(_task_ended, weak=False, dispatch_uid="genline.logs.task_postrun")
     worker_process_shutdown.connect(_process_exit, weak=False, dispatch_uid="genline.metrics.child_exit")
     worker_init.connect(_serve, weak=False, dispatch_uid="genline.metrics.serve")
 
 
 def _task_started(task=None, **_):
+    logs.clear()  # a line of this task names no job until its step binds one (pipeline.worker.steps)
     info = getattr(getattr(task, "request", None), "delivery_info", None) or {}
     metrics.task_started(info.get("routing_key"))
+
+
+def _task_ended(**_):
+    logs.clear()
 
 
 def _process_exit(pid=None, **_):

@@ -64,15 +64,7 @@ def run_step(task, job_id: str, step: Step, work) -> None:
     metrics.step_attempt(step.value)
     if step is Step.GENERATE and job.attempt == 1:  # the job's first generate: its time in the queue ends
         metrics.job_started(job.priority, job.provider, jobs.seconds_between(job.created_at, job.started_at))
-    with logs.job_context(job_id=job_id, step=step.value, attempt=job.attempt, status=job.status):
-        _attempt(task, job, step, owner, work, cfg)
-    if step is Step.GENERATE:
-        concurrency.wake(job.tenant_id)  # this job's slot may be free now
-
-
-def _attempt(task, job, step: Step, owner: str, work, cfg) -> None:
-    """Run ``work`` for a claimed step under its lease and record how it ended."""
-    job_id = job.id
+    logs.bind(job_id=job_id, step=step.value, attempt=job.attempt, status=job.status)  # cleared when the task ends
     log.debug("step started job_id=%s step=%s attempt=%s status=%s", job_id, step.value, job.attempt, job.status)
     started = time.monotonic()
     try:
@@ -98,6 +90,8 @@ def _attempt(task, job, step: Step, owner: str, work, cfg) -> None:
         fail_attempt(job, step, owner, InternalError(f"{exc.__class__.__name__}: {exc}"), started)
     else:
         finish(job, step, owner, output, time.monotonic() - started)
+    if step is Step.GENERATE:
+        concurrency.wake(job.tenant_id)  # this job's slot may be free now
 
 
 def _retry_later(task, job_id: str, step: Step, exc: Exception):
