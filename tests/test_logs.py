@@ -57,10 +57,15 @@ def test_a_json_line_names_the_job_from_its_message_and_from_the_running_step():
     assert parsed["job_id"] == "job_3" and "ValueError: boom" in parsed["exception"]
 
 
-def test_a_bad_log_format_stops_the_start_naming_the_variable():
+def test_a_bad_log_format_or_metrics_setting_stops_the_start_naming_the_variable():
     from pipeline.config import Config, ConfigError
     with pytest.raises(ConfigError, match="GENLINE_LOG_FORMAT"):
         Config.from_env({"GENLINE_LOG_FORMAT": "xml"})
+    with pytest.raises(ConfigError, match="GENLINE_WORKER_METRICS_PORT"):
+        Config.from_env({"GENLINE_WORKER_METRICS_PORT": "70000"})
+    with pytest.raises(ConfigError, match="GENLINE_METRICS_TENANT_LABELS"):
+        Config.from_env({"GENLINE_METRICS_TENANT_LABELS": "maybe"})
+    assert Config.from_env({"GENLINE_LOG_FORMAT": "JSON"}).log_format == "json"
 
 
 def test_key_value_lines_stay_the_default(stack, tenant):
