@@ -397,7 +397,8 @@ class Config:
             if value > cap:
                 raise ConfigError(f"{name}={value} is above {cap_name}={cap}")
         if self.worker_metrics_port > 65535:
-            raise ConfigError(f"GENLINE_WORKER_METRICS_PORT must be a TCP port (at most 65535), got {self.worker_metrics_port}")
+            raise ConfigError(f"GENLINE_WORKER_METRICS_PORT must be a TCP port (at most 65535), "
+                              f"got {self.worker_metrics_port}")
 
     def refusals(self) -> list[str]:
         """Why production must not run with this config (empty when it may).
