@@ -11,7 +11,7 @@ from pipeline.config import from_env_or_exit
 # Check the environment before any worker forks: a refused configuration
 # (GENLINE_PRODUCTION=1 with a placeholder SECRET_KEY, …) stops gunicorn with
 # one line naming the variable, instead of workers failing to boot one by one.
-from_env_or_exit()
+_cfg = from_env_or_exit()
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
@@ -27,6 +27,13 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss "%(a)s"'
 limit_request_field_size = 8190
 limit_request_fields = 100
+if _cfg.log_format == "json":
+    # GENLINE_LOG_FORMAT=json: gunicorn's own lines and the access lines are JSON objects too.
+    import logging
+
+    from pipeline.adapters.logs import gunicorn_config
+    logconfig_dict = gunicorn_config()
+    logging.captureWarnings(True)  # a warning at a worker's start (gevent's patching) is a JSON line too
 
 
 def on_starting(server):
@@ -41,3 +48,10 @@ def post_fork(server, worker):
     if worker_class == "gevent":
         from psycogreen.gevent import patch_psycopg
         patch_psycopg()
+
+
+def child_exit(server, worker):
+    # prometheus_client's multiprocess mode: a worker that exited keeps its
+    # counters in PROMETHEUS_MULTIPROC_DIR (they must not go down); its live gauges are dropped.
+    from pipeline.adapters import metrics
+    metrics.process_dead(worker.pid)

@@ -37,6 +37,7 @@ from pipeline.config_values import (  # noqa: F401 - part of this module's publi
 DIFFUSERS_DEVICES = ("auto", "cuda", "mps", "cpu")
 DIFFUSERS_DTYPES = ("auto", "float32", "float16", "bfloat16")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 CommaList = Annotated[tuple[str, ...], BeforeValidator(lambda raw: split_list(raw) if isinstance(raw, str) else raw)]
 """``a, b,c`` -> ``("a", "b", "c")`` (blank items dropped)."""
@@ -170,6 +171,14 @@ class Config(BaseSettings):
     metrics_token: str | None = setting("GENLINE_METRICS_TOKEN", None, "A bearer token for `/metrics` scrapers.")
     log_level: str = setting("GENLINE_LOG_LEVEL", "INFO", "Level of genline's key=value log lines: "
                              f"{', '.join(LOG_LEVELS)}.", kind="choice")
+    # Observability (docs/observability.md)
+    log_format: str = setting("GENLINE_LOG_FORMAT", "text", "Log lines as `key=value` text or one JSON object per "
+                              "line (web, worker, beat).", kind="choice")
+    metrics_tenant_labels: bool = setting("GENLINE_METRICS_TENANT_LABELS", False, "Add a `tenant` label to the job "
+                                          "counters (mind the cardinality).")
+    worker_metrics_port: int = setting("GENLINE_WORKER_METRICS_PORT", 0, "The port a worker serves its host's "
+                                       "metrics on (0: none; the web's `/metrics` has them on one host).",
+                                       ge=0, le=65535)
     # -- workers and beat --
     retention_days: float = setting("GENLINE_RETENTION_DAYS", 7.0, "How long jobs, events, prompts and outputs are "
                                     "kept.", ge=0.0)
@@ -333,11 +342,11 @@ class Config(BaseSettings):
     def _stripped(cls, raw: str | None) -> str | None:
         return (raw or "").strip() or None
 
-    @field_validator("diffusers_device", "diffusers_dtype", "log_level")
+    @field_validator("diffusers_device", "diffusers_dtype", "log_level", "log_format")
     @classmethod
     def _choice(cls, raw: str, info: ValidationInfo) -> str:
         choices = {"diffusers_device": DIFFUSERS_DEVICES, "diffusers_dtype": DIFFUSERS_DTYPES,
-                   "log_level": LOG_LEVELS}[info.field_name or ""]
+                   "log_level": LOG_LEVELS, "log_format": LOG_FORMATS}[info.field_name or ""]
         value = raw.strip().upper() if info.field_name == "log_level" else raw.strip().lower()
         devices = info.field_name == "diffusers_device"
         if value in choices or (devices and re.fullmatch(r"cuda:[0-9]+", value)):

@@ -13,10 +13,12 @@ import sys
 from tests import services
 
 
-TOOLS = {"chromium": "chromium", "jq": "jq", "openssl": "openssl", "setpriv": "util-linux"}
+TOOLS = {"chromium": "chromium", "jq": "jq", "openssl": "openssl", "setpriv": "util-linux",
+         "promtool": "prometheus", "prometheus": "prometheus"}
 """Commands the suite runs, and the Debian package of each: the page tests drive Chromium,
 the quick-start test runs the README's curl lines (jq), the TLS tests make a certificate,
-the platform rehearsal drops root (setpriv)."""
+the platform rehearsal drops root (setpriv), the observability tests check metrics, rules
+and config with promtool and run the dashboard's queries on a real Prometheus."""
 
 
 def ensure_tools() -> list[str]:

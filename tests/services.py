@@ -190,3 +190,17 @@ def start_gunicorn(env: dict, log_dir: Path, workers: int = 1, worker_class: str
     import requests
     wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok, 30, "gunicorn")
     return proc, f"http://127.0.0.1:{port}"
+
+
+def tool(name: str, package: str) -> str:
+    """The path of a command the tests run (``tests/prepare.py`` installs it); fails in CI, skips locally."""
+    found = shutil.which(name)
+    if not found:
+        missing(f"{name} is missing: apt-get install -y {package} (make test installs it as root)")
+    return found
+
+
+def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run Prometheus' promtool (Debian package ``prometheus``)."""
+    return subprocess.run([tool("promtool", "prometheus"), *args], input=stdin, capture_output=True, text=True,
+                          timeout=60)

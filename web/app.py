@@ -1,7 +1,6 @@
 """The application factory: one place that wires config, database, Celery and routes."""
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
@@ -10,7 +9,7 @@ from flask_migrate import Migrate
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 
-from pipeline.adapters import events, tracing
+from pipeline.adapters import events, logs, metrics, tracing
 from pipeline.worker.celery_app import celery_init_app
 from pipeline.config import Config, from_env_or_exit
 from pipeline.store.models import db
@@ -62,21 +61,11 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.close()
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """key=value lines on stderr at ``level`` (``GENLINE_LOG_LEVEL``)."""
-    root = logging.getLogger("genline")
-    if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"))
-        root.addHandler(handler)
-        root.setLevel(level)
-        root.propagate = False
-
-
 def create_app(config: Config | None = None) -> Flask:
     """Build the Flask app (and its Celery app) from ``config`` or the environment."""
     cfg = config or from_env_or_exit()
-    configure_logging(cfg.log_level)
+    logs.configure(cfg.log_format, cfg.log_level)
+    metrics.configure(tenant_labels=cfg.metrics_tenant_labels)
     app = Flask("genline", static_folder="static", template_folder="templates")
     app.extensions["genline.config"] = cfg
     app.config.update(

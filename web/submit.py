@@ -1,9 +1,11 @@
 """Turning a validated JobCreate into a stored, dispatched job."""
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy.exc import IntegrityError
 
-from pipeline.adapters import dispatch, ssrf, tracing
+from pipeline.adapters import dispatch, metrics, ssrf, tracing
 from pipeline.store import jobs
 from pipeline.core.errors import InvalidInput
 from pipeline.adapters.inputs import check_ref
@@ -13,6 +15,8 @@ from web import queueing
 from web.api.errors import ApiError
 from web.requests import check_text
 from web.schemas import JobCreate
+
+log = logging.getLogger("genline.submit")
 
 
 def _invalid(field: str, message: str) -> ApiError:
@@ -127,6 +131,9 @@ def submit(body: JobCreate, raw: dict, tenant_id: str, cfg, idempotency_key: str
         withdraw(job.id)
         raise ApiError(503, "service_unavailable", "the broker refuses new work (Redis is full or read-only); "
                        "nothing was stored, try again shortly", headers={"Retry-After": "5"})
+    metrics.job_submitted(job.operation, job.priority, tenant_id)
+    log.info("job submitted job_id=%s status=queued operation=%s priority=%s provider=%s",
+             job.id, job.operation, job.priority, job.provider)
     return job, True, {job.id: queueing.queue_position(job)}
 
 

@@ -25,7 +25,7 @@ import requests
 from sqlalchemy import func, select, update
 
 from pipeline.store import jobs
-from pipeline.adapters import ssrf
+from pipeline.adapters import metrics, ssrf
 from pipeline.core import budget
 from pipeline.core.errors import InvalidInput
 from pipeline.store.models import Tenant, WebhookDelivery, db, utcnow
@@ -132,6 +132,15 @@ def post(url: str, msg_id: str, body: bytes, secret: str, cfg) -> Outcome:
     return Outcome(status, error, _ms(started))
 
 
+def outcome_of(outcome: Outcome) -> str:
+    """The ``outcome`` label of an attempt: delivered, http_error, network_error, or refused (not sent)."""
+    if outcome.delivered:
+        return "delivered"
+    if outcome.status_code is not None:
+        return "http_error"
+    return "refused" if outcome.permanent else "network_error"
+
+
 def _ms(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 1)
 
@@ -191,6 +200,7 @@ def attempt(job_id: str, seq: int, cfg, previous_id: int | None = None, fresh: b
         db.session.execute(update(WebhookDelivery).where(WebhookDelivery.id == previous_id)
                            .values(next_attempt_at=None).execution_options(synchronize_session=False))
     db.session.commit()
+    metrics.webhook_delivery(outcome_of(outcome))
     log.info("webhook attempt job_id=%s seq=%s event=%s attempt=%s status=%s delivered=%s error=%s next_s=%s",
              job_id, seq, event["type"], number, outcome.status_code, outcome.delivered, outcome.error,
              None if delay is None else round(delay, 2))

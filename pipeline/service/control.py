@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from pipeline.service import admission
-from pipeline.adapters import dispatch
+from pipeline.adapters import dispatch, metrics
 from pipeline.store import jobs
 from pipeline.core.errors import Canceled
 from pipeline.core.lifecycle import JobStatus, Step
@@ -59,6 +59,8 @@ def cancel(job_id: str, tenant_id: str | None = None, *, message: str = "the job
         current = jobs.get(job_id, tenant_id)
         raise NotAllowed(current, f"the job is already {current.status}; only queued or processing jobs can be canceled")
     log.info("job canceled job_id=%s step=%s attempt=%s status=canceled", job.id, job.step, job.attempt)
+    metrics.job_finished(JobStatus.CANCELED.value, Canceled.code, job.operation,
+                         jobs.seconds_between(job.created_at, utcnow()), job.tenant_id)
     dispatch.send_step(job, Step.NOTIFY)
     return jobs.get(job_id)
 

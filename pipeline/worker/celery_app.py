@@ -120,6 +120,8 @@ def celery_init_app(app) -> Celery:
     celery.steps["consumer"].add(BrokerGuard)  # wait out a full or read-only Redis
     celery.set_default()
     app.extensions["celery"] = celery
+    from pipeline.worker import observe
+    observe.install(cfg)  # JSON logs, task counts, worker metrics (docs/observability.md)
 
     @worker_process_init.connect(weak=False)
     def _fresh_connections(**_):

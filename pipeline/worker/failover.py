@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 
 from pipeline.core import budget
-from pipeline.adapters import dispatch
+from pipeline.adapters import dispatch, metrics
 from pipeline.store import jobs
 from pipeline.worker import taskstate
 from pipeline.core.errors import DeadlineExceeded, GenlineError
@@ -91,6 +91,7 @@ def take_over(job, owner: str, error: GenlineError, tries: int, elapsed_ms: int)
     job.step_outputs = step_outputs
     log.info("provider failover job_id=%s step=generate attempt=%s from=%s to=%s error=%s",
              job.id, job.attempt, job.provider, following, error.code)
+    metrics.provider_failover(job.provider, error.code)
     job.provider = following  # the message goes to the queue of the new provider's kind
     # The attempts the budget still allows: a full turn for each provider from this one on.
     return taskstate.retrying(error, 0.0, (len(job.providers or []) - index) * job.max_attempts)

@@ -20,7 +20,7 @@ from redis import RedisError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import DBAPIError
 
-from pipeline.adapters import dispatch, events
+from pipeline.adapters import dispatch, events, metrics
 from pipeline.store import jobs
 from pipeline.core.errors import DeadlineExceeded, InternalError
 from pipeline.core.lifecycle import Step
@@ -131,6 +131,9 @@ def _reap() -> dict:
                 log.warning("message lost job_id=%s step=%s status=%s", job.id, job.step, job.status)
                 dispatch.send_step(job, Step(job.step))
                 done["lost_message"] += 1
+    for kind, key in (("deadline", "deadline"), ("lease_expired", "lost_worker"), ("message_lost", "lost_message"),
+                      ("lost_limit", "gave_up")):
+        metrics.reaper_recovered(kind, done[key])
     if any(done.values()):
         log.info("reaper %s", " ".join(f"{k}={v}" for k, v in done.items()))
     return done

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from pipeline.service import admission, concurrency, eta
 from pipeline.core import budget
-from pipeline.adapters import dispatch, tracing
+from pipeline.adapters import dispatch, logs, metrics, tracing
 from pipeline.worker import failover, leases, taskstate
 from pipeline.store import jobs
 from pipeline.core.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, Timeout
@@ -67,6 +67,10 @@ def run_step(task, job_id: str, step: Step, work) -> None:
         done = fail(job, step, error, where=(Job.lease_owner == owner,))
         taskstate.end(task, job, step, taskstate.failed(error) if done else None)
         return
+    metrics.step_attempt(step.value)
+    if step is Step.GENERATE and job.attempt == 1:  # the job's first generate: its time in the queue ends
+        metrics.job_started(job.priority, job.provider, jobs.seconds_between(job.created_at, job.started_at))
+    logs.bind(job_id=job_id, step=step.value, attempt=job.attempt, status=job.status)  # cleared when the task ends
     log.debug("step started job_id=%s step=%s attempt=%s status=%s", job_id, step.value, job.attempt, job.status)
     tracing.annotate(job_id=job_id, step=step.value, attempt=job.attempt, provider=job.provider)
     started = time.monotonic()
@@ -197,12 +201,15 @@ def finish(job, step: Step, owner: str, output, seconds: float) -> None:
                              clears_staged=True)
     else:
         done = jobs.end_step(job.id, step, owner, values, stages=result.stages)
+    metrics.step_ended(step.value, "ok" if done else "discarded", seconds)
     if not done:
         log.info("step result discarded job_id=%s step=%s reason=lease-lost", job.id, step.value)
         return
     log.info("step finished job_id=%s step=%s attempt=%s status=%s seconds=%.3f", job.id, step.value, job.attempt,
              JobStatus.COMPLETED.value if step is Step.UPLOAD else job.status, seconds)
     _record_eta(job, step, seconds)
+    if step is Step.UPLOAD:
+        metrics.job_finished(JobStatus.COMPLETED.value, None, job.operation, timing["total_s"], job.tenant_id)
     job.step, job.step_outputs = following.value, step_outputs
     dispatch.send_step(job, following)
 
@@ -224,6 +231,7 @@ def fail_attempt(job, step: Step, owner: str, error: GenlineError, started: floa
     None: the attempt's lease was lost, nothing to report. ``announced``: a
     cancel's revoke interrupted the attempt (Celery reported it).
     """
+    metrics.step_ended(step.value, "canceled" if isinstance(error, Canceled) else "error", time.monotonic() - started)
     if isinstance(error, Canceled):
         log.info("step stopped job_id=%s step=%s reason=canceled", job.id, step.value)
         # Also how an attempt stops whose lease the reaper gave away: that one was not canceled.
@@ -254,6 +262,7 @@ def fail_attempt(job, step: Step, owner: str, error: GenlineError, started: floa
             if not retried:
                 return None
             job.step_outputs = step_outputs
+            metrics.step_retried(step.value, error.code)
             log.info("step retry job_id=%s step=%s attempt=%s error=%s delay_s=%.2f",
                      job.id, step.value, job.attempt, error.code, delay)
             return taskstate.retrying(error, delay, limit - tries)
@@ -304,5 +313,7 @@ def fail(job, step: Step, error: GenlineError, where: tuple = ()) -> bool:
     done = jobs.transition(job.id, JobStatus.FAILED, where=where, error=body, data={"error": body})
     if done:
         log.info("job failed job_id=%s step=%s attempt=%s status=failed error=%s", job.id, step.value, job.attempt, error.code)
+        metrics.job_finished(JobStatus.FAILED.value, error.code, job.operation,
+                             jobs.seconds_between(job.created_at, utcnow()), job.tenant_id)
         dispatch.send_step(job, Step.NOTIFY)
     return done

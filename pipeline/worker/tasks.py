@@ -17,7 +17,8 @@ from PIL import Image
 from pipeline.core import budget, media
 from pipeline.worker import cancelwatch, progress
 from pipeline.store import jobs, staging
-from pipeline.core.errors import InternalError, ProviderError
+from pipeline.adapters import metrics
+from pipeline.core.errors import GenlineError, InternalError, ProviderError
 from pipeline.adapters.inputs import load_inputs, provider_urls
 from pipeline.core.lifecycle import JobStatus, Step
 from pipeline.store.models import Job, utcnow
@@ -114,11 +115,17 @@ def _generate(job, cfg, images, mask, ctx, steps):
                               model=job.model, images=images, mask=mask)
     if provider.name not in ("local", "diffusers"):  # remote providers fetch inputs by signed, expiring URL
         request.input_urls, request.mask_url = provider_urls(job, cfg)
+    started, outcome = time.monotonic(), "interrupted"
     try:
         with tracing.span("provider.run", job_id=job.id, provider=provider.name, model=job.model,
                           operation=job.operation, attempt=ctx.attempt):
             results = provider.run(request, ctx)
+        outcome = "ok"
+    except GenlineError as exc:
+        outcome = exc.code
+        raise
     finally:
+        metrics.provider_call(provider.name, job.operation, outcome, time.monotonic() - started)
         steps.flush()  # the step events precede the step's end (or are dropped with a lost lease)
     if not results:
         raise ProviderError(f"the provider {provider.name} returned no image")
