@@ -8,6 +8,7 @@ the step recorded on the row.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -18,6 +19,7 @@ from pipeline.adapters import dispatch
 from pipeline.store import jobs
 from pipeline.core.errors import Canceled
 from pipeline.core.lifecycle import JobStatus, Step
+from pipeline.core.runstate import RunState
 from pipeline.store.models import Job, db, utcnow
 
 log = logging.getLogger("genline.control")
@@ -60,12 +62,12 @@ def stop_running(job) -> None:
     then match no row) instead of the process being killed. Revoking also drops
     a copy of the message that a worker has not started yet.
     """
-    if not job.task_id:
+    if not job.lease_owner:  # the lease owner is the running step's task id
         return
     try:
-        current_app.extensions["celery"].control.revoke(job.task_id, terminate=True, signal="SIGUSR1")
+        current_app.extensions["celery"].control.revoke(job.lease_owner, terminate=True, signal="SIGUSR1")
     except Exception as exc:  # noqa: BLE001 - the broker may be down; the cooperative check still stops it
-        log.warning("revoke failed job_id=%s task_id=%s error=%s", job.id, job.task_id, exc)
+        log.warning("revoke failed job_id=%s task_id=%s error=%s", job.id, job.lease_owner, exc)
 
 
 def cancel_many(tenant_id: str | None, ids=None, statuses=None, created_before: datetime | None = None) -> list:
@@ -116,8 +118,8 @@ def _requeue_values(job, by: str | None, replay: bool, now: datetime) -> tuple[d
     """The row values and event data of a failed or canceled job queued again at its unfinished step."""
     step = Step(job.step or Step.VALIDATE.value)
     # A fresh dispatch token: the marker of the job's earlier message must not cover the next one.
-    step_outputs = dispatch.with_new_token({k: v for k, v in (job.step_outputs or {}).items() if k != "upload_tries"})
-    step_outputs["tries_offset"] = job.attempt
+    state = replace(RunState.of(job).with_new_token(), upload_tries=0, tries_offset=job.attempt)
+    step_outputs = state.into(job.step_outputs)
     values = dict(step=step.value, error=None, completed_at=None, progress=None, lease_owner=None,
                   lease_until=None, lost_count=0, step_outputs=step_outputs,
                   deadline_at=now + timedelta(seconds=job.deadline_s),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -18,14 +18,18 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from pipeline.service import admission, concurrency, eta
-from pipeline.core import budget
 from pipeline.adapters import dispatch
-from pipeline.worker import failover, leases
-from pipeline.store import jobs
+from pipeline.core import budget
 from pipeline.core.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, Timeout
 from pipeline.core.lifecycle import JobStatus, Step, next_step
-from pipeline.store.models import Job, db, utcnow
+from pipeline.core.runstate import RunState
+from pipeline.service import admission, concurrency, eta
+from pipeline.store import jobs
+from pipeline.store.models import db, utcnow
+from pipeline.worker import failover, leases
+from pipeline.worker.failing import fail
+
+__all__ = ["StepResult", "fail", "fail_attempt", "finish", "generate_tries", "hard_timeout", "run_step"]
 
 log = logging.getLogger("genline.steps")
 
@@ -59,7 +63,7 @@ def run_step(task, job_id: str, step: Step, work) -> None:
         return
     if job.lost_count >= cfg.max_lost:
         fail(job, step, InternalError(f"the worker running step {step.value} was lost {job.lost_count} times"),
-             where=(Job.lease_owner == owner,))
+             owner=owner)
         return
     log.debug("step started job_id=%s step=%s attempt=%s status=%s", job_id, step.value, job.attempt, job.status)
     started = time.monotonic()
@@ -179,8 +183,7 @@ def finish(job, step: Step, owner: str, output, seconds: float) -> None:
     log.info("step finished job_id=%s step=%s attempt=%s status=%s seconds=%.3f", job.id, step.value, job.attempt,
              JobStatus.COMPLETED.value if step is Step.UPLOAD else job.status, seconds)
     _record_eta(job, step, seconds)
-    job.step, job.step_outputs = following.value, step_outputs
-    dispatch.send_step(job, following)
+    dispatch.send_step(replace(job, step=following.value, step_outputs=step_outputs), following)
 
 
 def _record_eta(job, step: Step, seconds: float) -> None:
@@ -207,27 +210,27 @@ def fail_attempt(job, step: Step, owner: str, error: GenlineError, started: floa
         if not budget.fits_before_deadline(delay, job.deadline_at, now):
             error = DeadlineExceeded(f"no time left for another attempt before the deadline ({error.code}: {error.message})")
         else:
-            step_outputs = dispatch.with_new_token(_count_upload_try(job, step))
+            state = RunState.of(job).with_new_token()
+            if step is Step.UPLOAD:
+                state = replace(state, upload_tries=_upload_tries(job))
             retried = jobs.record(
                 job.id, "retry", {"step": step.value, "attempt": job.attempt, "elapsed_ms": elapsed_ms,
                                   "error": error.as_dict(step.value), "delay_s": round(delay, 3)},
-                where=(Job.lease_owner == owner,), lease_owner=None, lease_until=None,
-                step_outputs=step_outputs,
+                owner=owner, lease_owner=None, lease_until=None, step_outputs=state.into(job.step_outputs),
             )
             if retried:
-                job.step_outputs = step_outputs
                 log.info("step retry job_id=%s step=%s attempt=%s error=%s delay_s=%.2f",
                          job.id, step.value, job.attempt, error.code, delay)
-                dispatch.send_step(job, step, countdown=delay)
+                dispatch.send_step(retried.job, step, countdown=delay)
             return
     if isinstance(error, Timeout) and job.deadline_at - timedelta(seconds=0.5) <= now:
         error = DeadlineExceeded(f"the job passed its deadline of {job.deadline_s:g}s")
-    fail(job, step, error, where=(Job.lease_owner == owner,))
+    fail(job, step, error, owner=owner)
 
 
 def generate_tries(job) -> int:
     """Generate attempts that count against max_attempts: lost ones and those before a retry do not."""
-    return job.attempt - job.lost_count - int((job.step_outputs or {}).get("tries_offset", 0))
+    return job.attempt - job.lost_count - RunState.of(job).tries_offset
 
 
 def hard_timeout(job_id: str, owner: str, seconds: float) -> None:
@@ -245,21 +248,5 @@ def hard_timeout(job_id: str, owner: str, seconds: float) -> None:
 
 
 def _upload_tries(job) -> int:
-    return int((job.step_outputs or {}).get("upload_tries", 0)) + 1
-
-
-def _count_upload_try(job, step: Step) -> dict:
-    outputs = dict(job.step_outputs or {})
-    if step is Step.UPLOAD:
-        outputs["upload_tries"] = _upload_tries(job)
-    return outputs
-
-
-def fail(job, step: Step, error: GenlineError, where: tuple = ()) -> bool:
-    """Move the job to ``failed`` with ``error`` and send notify; False if it had moved on."""
-    body = error.as_dict(step.value)
-    done = jobs.transition(job.id, JobStatus.FAILED, where=where, error=body, data={"error": body})
-    if done:
-        log.info("job failed job_id=%s step=%s attempt=%s status=failed error=%s", job.id, step.value, job.attempt, error.code)
-        dispatch.send_step(job, Step.NOTIFY)
-    return done
+    """This upload attempt's number: the failed ones so far, plus one."""
+    return RunState.of(job).upload_tries + 1
