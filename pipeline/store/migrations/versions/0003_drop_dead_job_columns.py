@@ -9,7 +9,6 @@ from alembic import op
 
 from pipeline.store.models import UTCDateTime
 
-
 revision = '0003_dead_columns'
 down_revision = '0002_replay'
 branch_labels = None
