@@ -29,8 +29,9 @@ def _means(stack) -> dict:
         return {k.decode(): float(v) for k, v in events.client().hgetall(eta.KEY).items()}
 
 
-def _queued_waits(stack, tenant, count: int) -> list[float]:
-    """Submit ``count`` jobs to a stack with no worker; each one's estimated finish minus its creation, by position."""
+def _queued(stack, tenant, count: int) -> tuple[list[float], list[float]]:
+    """Submit ``count`` jobs to a stack with no worker; by position, each one's estimated finish (from one
+    list read: one instant for all) and its estimated finish minus its creation."""
     jobs = [stack.submit(tenant, {"prompt": "q", "params": SMALL}) for _ in range(count)]
     read = [stack.job(tenant, j["id"]) for j in jobs]
     assert [j["queue_position"] for j in read] == list(range(1, count + 1))
@@ -39,7 +40,8 @@ def _queued_waits(stack, tenant, count: int) -> list[float]:
     listed = {j["id"]: j for j in stack.client.get("/v1/jobs", headers=tenant).get_json()["data"]}
     for j in read:  # the list carries the same estimates (read a moment later: within a second)
         assert abs(_ts(listed[j["id"]]["estimated_finish_at"]) - _ts(j["estimated_finish_at"])) < 1.0
-    return [_ts(j["estimated_finish_at"]) - _ts(j["created_at"]) for j in read]
+    finishes = [_ts(listed[j["id"]]["estimated_finish_at"]) for j in jobs]
+    return finishes, [f - _ts(j["created_at"]) for f, j in zip(finishes, jobs)]
 
 
 def _cancel_all(stack, tenant) -> None:
@@ -77,16 +79,16 @@ def test_estimates_grow_with_the_queue_ahead_and_with_the_known_latency(make_sta
     worker.stop()
 
     # When jobs queue up with no worker consuming them
-    short = _queued_waits(stack, tenant, 4)
+    short_finish, short = _queued(stack, tenant, 4)
 
     # Then each job's estimated finish is later the more jobs are ahead of it, by about one generate each
-    assert all(b > a for a, b in pairwise(short)), short
+    assert all(b > a for a, b in pairwise(short_finish)), short_finish
     # (the pace between starts: the observed gap between generate ends, else the generate mean;
     # at least a generate per GENLINE_TENANT_CONCURRENCY (4), the tenant's own cap)
     fleet = means["gap"] if means.get("gap:n", 0) >= eta.MIN_SAMPLES else means["generate:*"]
     step = max(fleet, means["generate:*"] / 4)
-    for a, b in pairwise(short[1:]):
-        assert 0.9 * step <= b - a <= 1.1 * step, (short, step)
+    for a, b in pairwise(short_finish[1:]):
+        assert 0.9 * step <= b - a <= 1.1 * step, (short_finish, step)
 
     # And once the recent generates take longer (1.5 s), the same positions get later estimates
     _cancel_all(stack, tenant)
@@ -94,9 +96,9 @@ def test_estimates_grow_with_the_queue_ahead_and_with_the_known_latency(make_sta
     _history(stack, tenant, 1.5, count=5)
     assert _means(stack)["generate:*"] > 2 * means["generate:*"]
     worker.stop()
-    long = _queued_waits(stack, tenant, 4)
+    long_finish, long = _queued(stack, tenant, 4)
     assert all(lo > sh for sh, lo in zip(short, long)), (short, long)
-    assert long[-1] - long[0] > short[-1] - short[0]
+    assert long_finish[-1] - long_finish[0] > short_finish[-1] - short_finish[0]
 
 
 def test_the_stream_sends_an_estimation_when_the_estimate_moves(make_stack):
