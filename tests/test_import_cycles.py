@@ -57,11 +57,7 @@ def imported_by(name: str, path: Path, known: set[str]) -> set[str]:
 def graph() -> dict[str, set[str]]:
     found = modules()
     known = set(found)
-    edges = {name: imported_by(name, path, known) for name, path in found.items()}
-    # A package's __init__ being imported as a side effect of importing its submodule
-    # is not a dependency of the importer on the package's contents: only count what
-    # the package itself imports when it is named.
-    return edges
+    return {name: imported_by(name, path, known) for name, path in found.items()}
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -122,3 +118,26 @@ def test_no_import_cycles_between_modules():
     # Then no module reaches itself through its imports
     found = cycles(edges)
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def reachable(edges: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        node = todo.pop()
+        for other in edges.get(node, ()):
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
+    return seen
+
+
+def test_the_worker_entry_does_not_reach_the_web_app():
+    # Given the worker entry that the Procfile, beat and Flower name
+    edges = graph()
+    # Then nothing it imports, directly or not, is a module of web/ (its app is the pipeline's own)
+    assert not {m for m in reachable(edges, "pipeline.worker.celery") if m.split(".")[0] == "web"}
+    # And the pipeline's modules import no web module, except the operators' CLI and the tooling
+    importers = {name for name, imported in edges.items() if name.startswith("pipeline")
+                 and not name.startswith(("pipeline.cli", "pipeline.tooling"))
+                 and any(m.split(".")[0] == "web" for m in imported)}
+    assert not importers, importers
