@@ -93,7 +93,7 @@ def execute(stmt, params: dict, prefix: str | None = None) -> list[Any]:
     with _engine().connect() as connection:
         options = {PREFIX: prefix} if prefix else {}
         result = connection.execute(stmt, params, execution_options=options)
-        return result.all() if result.returns_rows else []
+        return list(result.all()) if result.returns_rows else []
 
 
 def rows(stmt, params: dict) -> list[Any]:
@@ -102,6 +102,6 @@ def rows(stmt, params: dict) -> list[Any]:
     if available():
         return execute(stmt, params)
     try:
-        return db.session.connection().execute(stmt, params).all()
+        return list(db.session.connection().execute(stmt, params).all())
     finally:
         db.session.rollback()

@@ -229,19 +229,19 @@ def _build(change: Change | _Shape, in_one: bool, literal_values: tuple):
     event = shape.event
     if not (in_one and (event or shape.clears_staged or shape.stages is not None)):
         return moved
-    moved = moved.cte("moved")
-    stmt = select(moved)
+    cte = moved.cte("moved")
+    stmt = select(cte)
     if event:
-        data = (func.json_build_object("step", shape.claim.value, "attempt", moved.c.attempt)
+        data = (func.json_build_object("step", shape.claim.value, "attempt", cte.c.attempt)
                 if shape.claim is not None else bindparam("event_data", type_=EVENTS.c.data.type))
         stmt = stmt.add_cte(insert(EVENTS).from_select(
             ["job_id", "seq", "type", "data", "created_at"],
-            select(moved.c.id, moved.c.event_seq, literal(event), data, now)).cte("logged"))
+            select(cte.c.id, cte.c.event_seq, literal(event), data, now)).cte("logged"))
     if shape.clears_staged:
-        stmt = stmt.add_cte(delete(staging.STAGED).where(staging.STAGED.c.job_id.in_(select(moved.c.id)))
+        stmt = stmt.add_cte(delete(staging.STAGED).where(staging.STAGED.c.job_id.in_(select(cte.c.id)))
                             .cte("cleared"))
     elif shape.stages is not None:
-        stmt = stmt.add_cte(*staging.staging_ctes(moved, shape.stages))
+        stmt = stmt.add_cte(*staging.staging_ctes(cte, shape.stages))
     return stmt
 
 
