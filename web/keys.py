@@ -7,8 +7,8 @@ import secrets
 import limits
 from sqlalchemy import select, update
 
-from pipeline.store.apikeys import live_key
 from pipeline.core.ids import new_id
+from pipeline.store.apikeys import live_key
 from pipeline.store.models import ApiKey, Tenant, db, utcnow
 
 __all__ = ["check_key_limits", "create_key", "hash_key", "list_keys", "live_key", "revoke_key"]
