@@ -161,7 +161,7 @@ def test_the_limit_holds_on_sqlite(sqlite_stack):
 
 
 def test_a_generate_claim_waits_for_its_tenants_claim_lock(stack):
-    # The claim and its advisory lock travel in one round trip (pipeline.store.onetrip):
+    # The claim and its advisory lock travel in one round trip (pipeline.store.autocommit):
     # the lock must still be taken first, in the claim's transaction.
     from pipeline.store import jobs
     from pipeline.core.lifecycle import Step

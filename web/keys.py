@@ -5,11 +5,13 @@ import hashlib
 import secrets
 
 import limits
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 
-from pipeline.store import onetrip
 from pipeline.core.ids import new_id
+from pipeline.store.apikeys import live_key
 from pipeline.store.models import ApiKey, Tenant, db, utcnow
+
+__all__ = ["check_key_limits", "create_key", "hash_key", "list_keys", "live_key", "revoke_key"]
 
 KEY_PREFIX = "gl_"
 
@@ -80,21 +82,3 @@ def list_keys(tenant_id: str | None = None) -> list[ApiKey]:
     rows = db.session.execute(stmt).scalars().all()
     db.session.rollback()
     return list(rows)
-
-
-_LIVE_KEY = (
-    select(ApiKey.tenant_id, ApiKey.rate_limit.label("key_rate_limit"), Tenant.rate_limit.label("tenant_rate_limit"),
-           ApiKey.id.label("key_id"))
-    .outerjoin(Tenant, Tenant.id == ApiKey.tenant_id)
-    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
-)
-
-
-def live_key(key_hash: str):
-    """``(tenant_id, key_rate_limit, tenant_rate_limit, key_id)`` of a live key with this hash, or None.
-
-    Read from the database every time (no cache): a revoked key stops working
-    on the next request.
-    """
-    found = onetrip.rows(_LIVE_KEY, {"key_hash": key_hash})
-    return found[0] if found else None

@@ -1,114 +1,22 @@
-"""Queue position of a queued job: how many jobs will be started before it.
+"""Queue positions and start/finish estimates of jobs, for the API's representation.
 
-Jobs start by priority, then by age (the time-ordered id): a queued job's
-position is 1 + the queued jobs of a higher priority + the queued jobs of its
-own priority with a smaller id. A held job (``pipeline.service.admission``: a replay
-waiting for admission, or a start waiting for its tenant's throttle) comes
-after every job of its priority that is not held, in the order of its
-``admit_at``; the jobs not held do not count the held ones. Every statement is built once, with bound
-parameters: building it cost more than running it.
+The positions are the store's reads (``pipeline.store.queue``); the estimates
+are ``pipeline.service.eta``'s.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from pipeline.service import eta
+from pipeline.store.models import utcnow
+from pipeline.store.queue import queue_position, queue_positions, tenant_ahead
 
-from sqlalchemy import bindparam, case, func, select
-
-from pipeline.core import priorities
-from pipeline.core.lifecycle import JobStatus
-from pipeline.store import onetrip
-from pipeline.store.models import Job
-
-_JOBS = Job.__table__
-QUEUED = JobStatus.QUEUED.value
-
-
-@lru_cache(maxsize=16)
-def _count_ahead(priority: str, by_tenant: bool = False):
-    """The count of the queued jobs that start before one of ``priority`` (bound: id).
-
-    One statement per priority, with the priorities ahead written into it: an
-    expanding IN list is rendered again at every execution, which made this
-    count a seventh of a submission's CPU in the web (py-spy). ``by_tenant``:
-    only one tenant's (bound: tenant), for the ETA under a concurrency cap.
-    """
-    own = (_JOBS.c.priority == priority) & (_JOBS.c.id < bindparam("id")) & _JOBS.c.held.is_(None)
-    ahead = _ahead(priority)
-    return select(func.count()).select_from(_JOBS).where(
-        _JOBS.c.status == QUEUED, (onetrip.constant_in(_JOBS.c.priority, ahead) | own) if ahead else own,
-        *_tenant_filter(by_tenant))
-
-
-@lru_cache(maxsize=16)
-def _count_ahead_held(priority: str, by_tenant: bool = False):
-    """The count for a held job of ``priority`` (bound: id, admit_at)."""
-    later = (_JOBS.c.admit_at < bindparam("admit_at", type_=_JOBS.c.admit_at.type)) | (
-        (_JOBS.c.admit_at == bindparam("admit_at", type_=_JOBS.c.admit_at.type)) & (_JOBS.c.id < bindparam("id")))
-    own = (_JOBS.c.priority == priority) & (_JOBS.c.held.is_(None) | (_JOBS.c.held.isnot(None) & later))
-    ahead = _ahead(priority)
-    return select(func.count()).select_from(_JOBS).where(
-        _JOBS.c.status == QUEUED, (onetrip.constant_in(_JOBS.c.priority, ahead) | own) if ahead else own,
-        *_tenant_filter(by_tenant))
-
-
-def _tenant_filter(by_tenant: bool) -> tuple:
-    return (_JOBS.c.tenant_id == bindparam("tenant"),) if by_tenant else ()
-
-
-# Several jobs at once: number the queued jobs in starting order, keep those asked for.
-_RANKED = select(
-    _JOBS.c.id,
-    func.row_number().over(order_by=(case(priorities.RANK, value=_JOBS.c.priority),
-                                     case((_JOBS.c.held.is_(None), 0), else_=1), _JOBS.c.admit_at,
-                                     _JOBS.c.id)).label("position"),
-).where(_JOBS.c.status == QUEUED, _JOBS.c.priority.in_(list(priorities.PRIORITIES))).subquery()
-_POSITIONS = select(_RANKED.c.id, _RANKED.c.position).where(_RANKED.c.id.in_(bindparam("ids", expanding=True)))
-
-
-def _ahead(priority: str) -> list[str]:
-    return priorities.ahead_of(priority)
-
-
-def queue_position(job) -> int | None:
-    """1 for the next job to start; None once a job is no longer queued."""
-    if job.status != QUEUED:
-        return None
-    if getattr(job, "held", None):
-        found = onetrip.rows(_count_ahead_held(job.priority), {"id": job.id, "admit_at": job.admit_at})
-    else:
-        found = onetrip.rows(_count_ahead(job.priority), {"id": job.id})
-    return found[0][0] + 1
-
-
-def tenant_ahead(job) -> int:
-    """How many of the job's own tenant's queued jobs start before it (a queued job)."""
-    params = {"id": job.id, "tenant": job.tenant_id}
-    if getattr(job, "held", None):
-        return onetrip.rows(_count_ahead_held(job.priority, True), params | {"admit_at": job.admit_at})[0][0]
-    return onetrip.rows(_count_ahead(job.priority, True), params)[0][0]
+__all__ = ["estimates", "queue_position", "queue_positions", "tenant_ahead"]
 
 
 def estimates(jobs: list, positions: dict, cfg) -> dict:
-    """``(estimated_start_at, estimated_finish_at)`` of each job by id (``pipeline.service.eta``); (None, None) unless queued."""
-    from pipeline.service import eta
-    from pipeline.store.models import utcnow
+    """``(estimated_start_at, estimated_finish_at)`` of each job by id (``pipeline.service.eta``);
+    (None, None) unless queued."""
     cache: dict = {}
     now = utcnow()  # one instant for the whole list: estimates side by side differ by the queue alone
     return {job.id: eta.estimate(job, positions.get(job.id), cfg.tenant_concurrency,
                                  tenant_ahead=lambda job=job: tenant_ahead(job), now=now, cache=cache)
             for job in jobs}
-
-
-def queue_positions(jobs: list) -> dict[str, int | None]:
-    """``queue_position`` of each job by id, with one query however many are queued."""
-    positions = {job.id: None for job in jobs}
-    queued = [job for job in jobs if job.status == QUEUED]
-    if len(queued) > 1:
-        rows = onetrip.rows(_POSITIONS, {"ids": [job.id for job in queued]})
-        positions.update({row.id: row.position for row in rows})
-    # One job (a count is cheaper than the window), one with a priority the window
-    # leaves out, or one no longer queued when the window was read: counted alone.
-    for job in queued:
-        if positions[job.id] is None:
-            positions[job.id] = queue_position(job)
-    return positions

@@ -118,7 +118,7 @@ def submit(body: JobCreate, raw: dict, tenant_id: str, cfg, idempotency_key: str
     queued = []
     try:
         # The queued event is published with the first message's in-flight marker (one round trip).
-        job = jobs.create(spec, publish=lambda _job_id, event: queued.append(event))
+        job = jobs.create(spec, publish_event=lambda _job_id, event: queued.append(event))
     except IntegrityError:
         db.session.rollback()
         # Two requests with one key raced; the other insert won.

@@ -18,7 +18,6 @@ message has no token (its marker is ``genline:inflight:<id>``).
 from __future__ import annotations
 
 import logging
-import os
 from datetime import timedelta
 
 from flask import current_app
@@ -28,6 +27,7 @@ from redis import RedisError
 from pipeline.core import budget
 from pipeline.adapters import events, routing
 from pipeline.core.lifecycle import Step
+from pipeline.core.runstate import DISPATCH, RunState
 from pipeline.store.models import utcnow
 
 log = logging.getLogger("genline.dispatch")
@@ -39,7 +39,7 @@ TASK_NAMES = {
     Step.NOTIFY: "genline.notify",
 }
 MARKER = "genline:inflight:{}"
-TOKEN = "dispatch"
+TOKEN = DISPATCH
 """Key of the dispatch token in ``step_outputs``."""
 ETA_MARGIN_S = 10.0
 """Seconds past a countdown message's ETA before the reaper may consider it lost."""
@@ -47,7 +47,7 @@ ETA_MARGIN_S = 10.0
 
 def token_of(job) -> str | None:
     """The dispatch token the row (or snapshot) holds: which message it waits for."""
-    return (getattr(job, "step_outputs", None) or {}).get(TOKEN)
+    return RunState.of(job).dispatch
 
 
 def marker_key(job) -> str:
@@ -61,7 +61,7 @@ def with_new_token(step_outputs: dict | None) -> dict:
 
     The caller writes it in the move's compare-and-set and sends with a snapshot holding it.
     """
-    return {**(step_outputs or {}), TOKEN: os.urandom(6).hex()}
+    return RunState.from_outputs(step_outputs).with_new_token().into(step_outputs)
 
 
 def step_options(job, step: Step, countdown: float = 0.0) -> dict:

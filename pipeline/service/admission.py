@@ -88,22 +88,21 @@ def hold(job_id: str, kind: str, until: datetime, **values) -> bool:
     """Hold a queued job that no worker has (compare-and-set); no event, it stays ``queued``."""
     return jobs.record(job_id, None, where=(Job.status == JobStatus.QUEUED.value, Job.held.is_(None),
                                             Job.lease_owner.is_(None)),
-                       held=kind, admit_at=until, **values)
+                       held=kind, admit_at=until, **values) is not None
 
 
-def release(job, now: datetime) -> bool:
-    """End the hold of ``job`` (a snapshot) if it still has it; a replay's deadline starts now."""
+def release(job, now: datetime) -> jobs.JobSnapshot | None:
+    """End the hold of ``job`` (a snapshot) if it still has it; a replay's deadline starts now.
+
+    The job as released (to send its message), or None when it no longer had the hold.
+    """
     # The send that follows is a new message: a fresh dispatch token, so the marker of the
     # message that met the hold (alive until the deadline) cannot hide it if it is lost.
     values = {"held": None, "admit_at": None, "step_outputs": dispatch.with_new_token(job.step_outputs)}
     if job.held == REPLAY:
         values["deadline_at"] = now + timedelta(seconds=job.deadline_s)
     done = jobs.record(job.id, None, where=(Job.status == JobStatus.QUEUED.value, Job.held == job.held), **values)
-    if done:
-        job.step_outputs = values["step_outputs"]
-        if job.held == REPLAY:
-            job.deadline_at = values["deadline_at"]
-    return done
+    return done.job if done is not None else None
 
 
 def waiting(tenant_id: str | None = None) -> int:
@@ -218,8 +217,9 @@ def _admit() -> dict:
     now = utcnow()
     done = {THROTTLE: 0, REPLAY: 0}
     for job in _held(THROTTLE, Job.admit_at <= now):
-        if release(job, now):
-            dispatch.send_step(job, Step.GENERATE)
+        released = release(job, now)
+        if released is not None:
+            dispatch.send_step(released, Step.GENERATE)
             done[THROTTLE] += 1
     done[REPLAY] = _admit_replays(now)
     if any(done.values()):
@@ -243,8 +243,9 @@ def _admit_replays(now: datetime) -> int:
             continue  # live work of this priority waits in the queues: it goes first
         if take(rate, "replay") is not None:
             break
-        if release(job, now):
-            dispatch.send_step(job, Step(job.step))
+        released = release(job, now)
+        if released is not None:
+            dispatch.send_step(released, Step(job.step))
             log.info("job admitted job_id=%s step=%s reason=replay", job.id, job.step)
             depth[queue] += 1
             admitted += 1

@@ -22,13 +22,16 @@ from __future__ import annotations
 import logging
 
 from flask import current_app
-from sqlalchemy import case, func, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import case, select
 
 from pipeline.adapters import dispatch, events
 from pipeline.core import priorities
 from pipeline.core.lifecycle import JobStatus, Step
-from pipeline.store.models import ApiKey, Job, Tenant, db, utcnow
+from pipeline.store import jobs
+from pipeline.store.models import Job, db, utcnow
+from pipeline.store.slots import CLAIM_LOCK, claim_condition, limit_of, running_of
+
+__all__ = ["CLAIM_LOCK", "claim_condition", "default_limit", "free_slots", "limit_of", "park", "running_of", "wake"]
 
 log = logging.getLogger("genline.concurrency")
 
@@ -45,41 +48,9 @@ def _config():
     return current_app.extensions["genline.config"]
 
 
-def limit_of(tenant_column, default: int):
-    """SQL for a tenant's limit: its own, else its keys' largest, else ``default``."""
-    own = select(Tenant.concurrency).where(Tenant.id == tenant_column).scalar_subquery()
-    keys = (select(func.max(ApiKey.concurrency))
-            .where(ApiKey.tenant_id == tenant_column, ApiKey.revoked_at.is_(None)).scalar_subquery())
-    return func.coalesce(own, keys, default)
-
-
-def running_of(tenant_column):
-    """SQL counting a tenant's jobs that hold a generate slot."""
-    other = aliased(Job)
-    return (select(func.count()).select_from(other)
-            .where(other.tenant_id == tenant_column, other.status == JobStatus.PROCESSING.value,
-                   other.step == Step.GENERATE.value)
-            .scalar_subquery())
-
-
 def default_limit() -> int:
     """The limit of a tenant with none of its own (``GENLINE_TENANT_CONCURRENCY``)."""
     return _config().tenant_concurrency
-
-
-def claim_condition(default: int):
-    """WHERE clause of a generate claim: the job holds a slot already, or one is free.
-
-    Built once into the cached claim statement (``pipeline.store.jobs``), per default limit.
-    """
-    return (Job.status == JobStatus.PROCESSING.value) | (
-        running_of(Job.tenant_id) < limit_of(Job.tenant_id, default))
-
-
-CLAIM_LOCK = ("SELECT pg_advisory_xact_lock(hashtext('genline:tenant:' || "
-              "(SELECT tenant_id FROM jobs WHERE id = %(job_id)s)))")
-"""Postgres: SQL run before a generate claim, in its transaction, holding the job's
-tenant's claim lock until it ends (``jobs.claim`` passes it as the claim's prefix)."""
 
 
 def park(job_id: str) -> bool:
@@ -131,14 +102,13 @@ def _wake(tenant_id: str) -> int:
     free = free_slots(tenant_id)
     if not free:
         return 0
-    from pipeline.store.jobs import snapshot
     rows = db.session.execute(
         select(Job).where(Job.id.in_(sorted(parked)), Job.status == JobStatus.QUEUED.value,
                           Job.step == Step.GENERATE.value, Job.lease_owner.is_(None),
                           Job.held.is_(None), Job.deadline_at > utcnow())
         .order_by(PRIORITY_RANK, Job.id)
     ).scalars().all()
-    waiting = [snapshot(r) for r in rows[:free]]
+    waiting = [jobs.snapshot(r) for r in rows[:free]]
     db.session.rollback()
     # Woken ones get a message now; ids no longer waiting (claimed, canceled, failed) are stale.
     done = parked - {r.id for r in rows[free:]}

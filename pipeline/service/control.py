@@ -8,6 +8,7 @@ the step recorded on the row.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from pipeline.adapters import dispatch, metrics
 from pipeline.store import jobs
 from pipeline.core.errors import Canceled
 from pipeline.core.lifecycle import JobStatus, Step
+from pipeline.core.runstate import RunState
 from pipeline.store.models import Job, db, utcnow
 
 log = logging.getLogger("genline.control")
@@ -113,8 +115,8 @@ def _requeue_values(job, by: str | None, replay: bool, now: datetime) -> tuple[d
     """The row values and event data of a failed or canceled job queued again at its unfinished step."""
     step = Step(job.step or Step.VALIDATE.value)
     # A fresh dispatch token: the marker of the job's earlier message must not cover the next one.
-    step_outputs = dispatch.with_new_token({k: v for k, v in (job.step_outputs or {}).items() if k != "upload_tries"})
-    step_outputs["tries_offset"] = job.attempt
+    state = replace(RunState.of(job).with_new_token(), upload_tries=0, tries_offset=job.attempt)
+    step_outputs = state.into(job.step_outputs)
     values = dict(step=step.value, error=None, completed_at=None, progress=None, lease_owner=None,
                   lease_until=None, lost_count=0, step_outputs=step_outputs,
                   deadline_at=now + timedelta(seconds=job.deadline_s),

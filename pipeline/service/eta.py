@@ -39,7 +39,7 @@ from functools import lru_cache
 from sqlalchemy import bindparam, func, select
 
 from pipeline.adapters import events
-from pipeline.store import onetrip
+from pipeline.store import autocommit
 from pipeline.service.concurrency import limit_of
 from pipeline.core.lifecycle import JobStatus, Step
 from pipeline.store.models import Job, utcnow
@@ -138,7 +138,7 @@ def _load_statement(default_limit: int):
 
 def load(tenant_id: str, default_limit: int):
     """(jobs in generate, the tenant's jobs in generate, the tenant's cap) right now."""
-    row = onetrip.rows(_load_statement(default_limit), {"tenant": tenant_id})[0]
+    row = autocommit.rows(_load_statement(default_limit), {"tenant": tenant_id})[0]
     return int(row.running), int(row.mine), int(row.cap)
 
 

@@ -100,10 +100,8 @@ class Job(db.Model):
     webhook = Column(JSON, nullable=True)
     idempotency_key = Column(db.String(255), nullable=True)
     request_sha256 = Column(db.String(64), nullable=True)
-    task_id = Column(db.String(64), nullable=True)
     lease_owner = Column(db.String(64), nullable=True)
     lease_until = Column(UTCDateTime, nullable=True)
-    dispatched_at = Column(UTCDateTime, nullable=True)
     # A queued job held out of the queues (``pipeline.service.admission``): "replay" waits for
     # the replay admission rate, "throttle" for its tenant's throttle; admitted from admit_at.
     held = Column(db.String(16), nullable=True)

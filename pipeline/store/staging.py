@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import Integer, bindparam, delete, insert, literal, select, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from pipeline.store import onetrip
+from pipeline.store import autocommit
 from pipeline.store.models import StagedOutput
 
 STAGED = StagedOutput.__table__
@@ -84,4 +84,4 @@ def both(first, second):
 
 def load(job_id: str) -> list:
     """The job's staged images, in order (rows with job_id, n, media_type, data, provider, model)."""
-    return onetrip.rows(_LOAD, {"job_id": job_id})
+    return autocommit.rows(_LOAD, {"job_id": job_id})

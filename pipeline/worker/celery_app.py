@@ -127,7 +127,8 @@ def celery_init_app(app) -> Celery:
     def _fresh_connections(**_):
         # A forked pool child must not share the parent's database sockets.
         with app.app_context():
-            app.extensions["sqlalchemy"].engine.dispose(close=False)
+            for engine in app.extensions["sqlalchemy"].engines.values():
+                engine.dispose(close=False)
 
     if cfg.diffusers_model:
         from pipeline.adapters.providers import diffusers_model  # imports no torch until a pool process loads

@@ -16,22 +16,25 @@ model produced the outputs once generate succeeds.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
+from pipeline.adapters import metrics
 from pipeline.core import budget
-from pipeline.adapters import dispatch, metrics
-from pipeline.store import jobs
-from pipeline.worker import taskstate
 from pipeline.core.errors import DeadlineExceeded, GenlineError
 from pipeline.core.lifecycle import Step
-from pipeline.store.models import Job, utcnow
+from pipeline.core.runstate import RunState
+from pipeline.store import jobs
+from pipeline.store.models import utcnow
+from pipeline.worker import taskstate
+from pipeline.worker.failing import fail
 
 log = logging.getLogger("genline.failover")
 
 
 def current_index(job) -> int:
     """Position of the provider whose turn it is in ``job.providers``."""
-    index = (job.step_outputs or {}).get("provider_index")
-    if isinstance(index, int):
+    index = RunState.of(job).provider_index
+    if index is not None:
         return index
     providers = list(job.providers or [])
     return providers.index(job.provider) if job.provider in providers else 0
@@ -60,38 +63,34 @@ def take_over(job, owner: str, error: GenlineError, tries: int, elapsed_ms: int)
 
     Switches to the next provider (a ``retry`` event naming it; the returned
     ``taskstate.retrying`` asks for the next attempt at once, on the new
-    provider's queue: ``job.provider`` is updated), or fails the job when the
+    provider's queue: it carries the row as written), or fails the job when the
     provider cannot be used and none is left, or when no time is left before
     the deadline (``taskstate.failed``). None: the attempt's lease was lost.
     """
-    from pipeline.worker.steps import fail
-
     following = next_provider(job, error, tries)
     if following is None:
         if error.retryable and getattr(error, "exhausts_provider", False):
-            done = fail(job, Step.GENERATE, error, where=(Job.lease_owner == owner,))
-            return taskstate.failed(error) if done else None
+            return taskstate.failed(error) if fail(job, Step.GENERATE, error, owner=owner) else None
         return NOT_TAKEN
     if not budget.fits_before_deadline(0.0, job.deadline_at, utcnow()):
         late = DeadlineExceeded(f"no time left to try provider {following!r} before the deadline "
                                 f"({error.code}: {error.message})")
-        return taskstate.failed(late) if fail(job, Step.GENERATE, late, where=(Job.lease_owner == owner,)) else None
-    step_outputs = dispatch.with_new_token(job.step_outputs)
+        return taskstate.failed(late) if fail(job, Step.GENERATE, late, owner=owner) else None
     index = current_index(job) + 1
-    step_outputs.update(provider_index=index, tries_offset=job.attempt - job.lost_count)
+    state = replace(RunState.of(job).with_new_token(), provider_index=index,
+                    tries_offset=job.attempt - job.lost_count)
     switched = jobs.record(
         job.id, "retry", {"step": Step.GENERATE.value, "attempt": job.attempt, "elapsed_ms": elapsed_ms,
                           "error": error.as_dict(Step.GENERATE.value), "delay_s": 0.0,
                           "provider": following, "previous_provider": job.provider},
-        where=(Job.lease_owner == owner,), lease_owner=None, lease_until=None,
-        provider=following, model=None, step_outputs=step_outputs,
+        owner=owner, lease_owner=None, lease_until=None,
+        provider=following, model=None, step_outputs=state.into(job.step_outputs),
     )
     if not switched:
         return None
-    job.step_outputs = step_outputs
     log.info("provider failover job_id=%s step=generate attempt=%s from=%s to=%s error=%s",
              job.id, job.attempt, job.provider, following, error.code)
     metrics.provider_failover(job.provider, error.code)
-    job.provider = following  # the message goes to the queue of the new provider's kind
     # The attempts the budget still allows: a full turn for each provider from this one on.
-    return taskstate.retrying(error, 0.0, (len(job.providers or []) - index) * job.max_attempts)
+    # The row as written goes with it: the message goes to the queue of the new provider's kind.
+    return taskstate.retrying(error, 0.0, (len(job.providers or []) - index) * job.max_attempts, job=switched.job)

@@ -1,11 +1,15 @@
-"""The notify step: runs once a job is terminal and hands its event to webhooks."""
+"""The notify step: runs once a job is terminal and hands its event to webhooks.
+
+Non-terminal events go to webhooks as they are published (``pipeline.adapters.publish``).
+"""
 from __future__ import annotations
 
 import logging
 
-from pipeline.store import jobs
 from pipeline.adapters import webhooks
+from pipeline.adapters.publish import send_webhook
 from pipeline.core.lifecycle import TERMINAL_EVENTS, is_terminal
+from pipeline.store import jobs
 
 log = logging.getLogger("genline.notify")
 
@@ -23,16 +27,4 @@ def notify_terminal(job_id: str) -> None:
     wanted = event is not None and event["type"] in TERMINAL_EVENTS and webhooks.wants(job.webhook, event["type"])
     log.info("notify job_id=%s step=notify status=%s webhook=%s", job_id, job.status, wanted)
     if wanted:
-        from pipeline.worker.webhook_tasks import send
-        send(job_id, event["id"], queue=job.priority or "normal")
-
-
-def on_event(job_id: str, webhook: dict | None, event: dict, priority: str = "normal") -> None:
-    """A non-terminal event a webhook subscribed to (``started``, ``progress``…): send it now.
-
-    Terminal events go through the notify step instead, after the job's final write.
-    """
-    if event["type"] in TERMINAL_EVENTS or not webhooks.wants(webhook, event["type"]):
-        return
-    from pipeline.worker.webhook_tasks import send
-    send(job_id, event["id"], queue=priority)
+        send_webhook(job_id, event["id"], queue=job.priority or "normal")

@@ -25,7 +25,7 @@ from pipeline.store import jobs
 from pipeline.core.errors import DeadlineExceeded, InternalError
 from pipeline.core.lifecycle import Step
 from pipeline.store.models import Job, db, utcnow
-from pipeline.worker.steps import fail
+from pipeline.worker.failing import fail
 
 log = logging.getLogger("genline.reaper")
 
@@ -109,15 +109,16 @@ def _reap() -> dict:
     for job in _active(Job.lease_until < now, Job.deadline_at > now):
         if job.lost_count + 1 >= cfg.max_lost:
             error = InternalError(f"the worker running step {job.step} was lost {job.lost_count + 1} times")
-            if fail(job, Step(job.step), error, where=(Job.lease_owner == job.lease_owner,)):
+            if fail(job, Step(job.step), error, owner=job.lease_owner):
                 done["gave_up"] += 1
             continue
         step_outputs = dispatch.with_new_token(job.step_outputs)
-        if jobs.record(job.id, None, where=(Job.lease_owner == job.lease_owner, Job.lease_until < now),
-                       lease_owner=None, lease_until=None, lost_count=Job.lost_count + 1, step_outputs=step_outputs):
-            job.step_outputs = step_outputs
-            log.warning("worker lost job_id=%s step=%s attempt=%s lost_count=%s", job.id, job.step, job.attempt, job.lost_count + 1)
-            dispatch.send_step(job, Step(job.step))
+        released = jobs.record(job.id, None, where=(Job.lease_until < now,), owner=job.lease_owner,
+                               counts=("lost_count",), lease_owner=None, lease_until=None, step_outputs=step_outputs)
+        if released:
+            log.warning("worker lost job_id=%s step=%s attempt=%s lost_count=%s", job.id, job.step, job.attempt,
+                        released.job.lost_count)
+            dispatch.send_step(released.job, Step(job.step))
             done["lost_worker"] += 1
 
     settled = now - timedelta(seconds=SETTLE_S)

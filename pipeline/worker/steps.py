@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -19,14 +19,18 @@ from flask import current_app
 from greenlet import GreenletExit
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from pipeline.service import admission, concurrency, eta
-from pipeline.core import budget
 from pipeline.adapters import dispatch, logs, metrics, tracing
-from pipeline.worker import failover, leases, taskstate
-from pipeline.store import jobs
+from pipeline.core import budget
 from pipeline.core.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, Timeout
 from pipeline.core.lifecycle import JobStatus, Step, next_step
-from pipeline.store.models import Job, db, utcnow
+from pipeline.core.runstate import RunState
+from pipeline.service import admission, concurrency, eta
+from pipeline.store import jobs
+from pipeline.store.models import db, utcnow
+from pipeline.worker import failover, leases, taskstate
+from pipeline.worker.failing import fail
+
+__all__ = ["StepResult", "fail", "fail_attempt", "finish", "generate_tries", "hard_timeout", "run_step"]
 
 log = logging.getLogger("genline.steps")
 
@@ -64,7 +68,7 @@ def run_step(task, job_id: str, step: Step, work) -> None:
         return
     if job.lost_count >= cfg.max_lost:
         error = InternalError(f"the worker running step {step.value} was lost {job.lost_count} times")
-        done = fail(job, step, error, where=(Job.lease_owner == owner,))
+        done = fail(job, step, error, owner=owner)
         taskstate.end(task, job, step, taskstate.failed(error) if done else None)
         return
     metrics.step_attempt(step.value)
@@ -210,8 +214,7 @@ def finish(job, step: Step, owner: str, output, seconds: float) -> None:
     _record_eta(job, step, seconds)
     if step is Step.UPLOAD:
         metrics.job_finished(JobStatus.COMPLETED.value, None, job.operation, timing["total_s"], job.tenant_id)
-    job.step, job.step_outputs = following.value, step_outputs
-    dispatch.send_step(job, following)
+    dispatch.send_step(replace(job, step=following.value, step_outputs=step_outputs), following)
 
 
 def _record_eta(job, step: Step, seconds: float) -> None:
@@ -252,28 +255,28 @@ def fail_attempt(job, step: Step, owner: str, error: GenlineError, started: floa
         if not budget.fits_before_deadline(delay, job.deadline_at, now):
             error = DeadlineExceeded(f"no time left for another attempt before the deadline ({error.code}: {error.message})")
         else:
-            step_outputs = dispatch.with_new_token(_count_upload_try(job, step))
+            state = RunState.of(job).with_new_token()
+            if step is Step.UPLOAD:
+                state = replace(state, upload_tries=_upload_tries(job))
             retried = jobs.record(
                 job.id, "retry", {"step": step.value, "attempt": job.attempt, "elapsed_ms": elapsed_ms,
                                   "error": error.as_dict(step.value), "delay_s": round(delay, 3)},
-                where=(Job.lease_owner == owner,), lease_owner=None, lease_until=None,
-                step_outputs=step_outputs,
+                owner=owner, lease_owner=None, lease_until=None, step_outputs=state.into(job.step_outputs),
             )
             if not retried:
                 return None
-            job.step_outputs = step_outputs
             metrics.step_retried(step.value, error.code)
             log.info("step retry job_id=%s step=%s attempt=%s error=%s delay_s=%.2f",
                      job.id, step.value, job.attempt, error.code, delay)
-            return taskstate.retrying(error, delay, limit - tries)
+            return taskstate.retrying(error, delay, limit - tries, job=retried.job)
     if isinstance(error, Timeout) and job.deadline_at - timedelta(seconds=0.5) <= now:
         error = DeadlineExceeded(f"the job passed its deadline of {job.deadline_s:g}s")
-    return taskstate.failed(error) if fail(job, step, error, where=(Job.lease_owner == owner,)) else None
+    return taskstate.failed(error) if fail(job, step, error, owner=owner) else None
 
 
 def generate_tries(job) -> int:
     """Generate attempts that count against max_attempts: lost ones and those before a retry do not."""
-    return job.attempt - job.lost_count - int((job.step_outputs or {}).get("tries_offset", 0))
+    return job.attempt - job.lost_count - RunState.of(job).tries_offset
 
 
 def hard_timeout(job_id: str, owner: str, seconds: float) -> None:
@@ -293,27 +296,9 @@ def hard_timeout(job_id: str, owner: str, seconds: float) -> None:
     if ending is not None and ending.kind == "retry":
         # No task runs here to retry: the attempt's task already ended (Celery's
         # TimeLimitExceeded); the next attempt goes out as a new message.
-        dispatch.send_step(job, step, countdown=ending.countdown)
+        dispatch.send_step(ending.job or job, step, countdown=ending.countdown)
 
 
 def _upload_tries(job) -> int:
-    return int((job.step_outputs or {}).get("upload_tries", 0)) + 1
-
-
-def _count_upload_try(job, step: Step) -> dict:
-    outputs = dict(job.step_outputs or {})
-    if step is Step.UPLOAD:
-        outputs["upload_tries"] = _upload_tries(job)
-    return outputs
-
-
-def fail(job, step: Step, error: GenlineError, where: tuple = ()) -> bool:
-    """Move the job to ``failed`` with ``error`` and send notify; False if it had moved on."""
-    body = error.as_dict(step.value)
-    done = jobs.transition(job.id, JobStatus.FAILED, where=where, error=body, data={"error": body})
-    if done:
-        log.info("job failed job_id=%s step=%s attempt=%s status=failed error=%s", job.id, step.value, job.attempt, error.code)
-        metrics.job_finished(JobStatus.FAILED.value, error.code, job.operation,
-                             jobs.seconds_between(job.created_at, utcnow()), job.tenant_id)
-        dispatch.send_step(job, Step.NOTIFY)
-    return done
+    """This upload attempt's number: the failed ones so far, plus one."""
+    return RunState.of(job).upload_tries + 1

@@ -21,7 +21,7 @@ from pipeline.adapters import metrics
 from pipeline.core.errors import GenlineError, InternalError, ProviderError
 from pipeline.adapters.inputs import load_inputs, provider_urls
 from pipeline.core.lifecycle import JobStatus, Step
-from pipeline.store.models import Job, utcnow
+from pipeline.store.models import utcnow
 from pipeline.adapters.providers import AttemptContext, ProviderRequest, get_provider
 from pipeline.worker.steps import StepResult, config, run_step
 from pipeline.worker.taskstate import JobFailed
@@ -59,7 +59,7 @@ def _progress_reporter(job_id: str, owner: str):
             return
         last.update(at=now, fraction=fraction)
         jobs.record(job_id, "progress", {"fraction": round(fraction, 3), "message": message},
-                    where=(Job.lease_owner == owner,), progress=round(fraction, 3))
+                    owner=owner, progress=round(fraction, 3))
     return report
 
 

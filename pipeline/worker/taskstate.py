@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from celery.exceptions import Ignore
 
@@ -54,6 +55,8 @@ class Ending:
     ``countdown`` seconds, ``left`` more attempts allowed by the budget),
     ``failed`` (the job failed with ``error``) or ``canceled``. ``announced``:
     Celery itself already sent ``task-revoked`` (a revoke that terminated the attempt).
+    ``job``: the snapshot the retry's write returned (its new dispatch token, and for a
+    failover the next provider), sent instead of the attempt's own.
     """
 
     kind: str
@@ -61,10 +64,11 @@ class Ending:
     countdown: float = 0.0
     left: int = 1
     announced: bool = False
+    job: Any = None
 
 
-def retrying(error: GenlineError, countdown: float, left: int) -> Ending:
-    return Ending("retry", error, countdown=countdown, left=max(1, left))
+def retrying(error: GenlineError, countdown: float, left: int, job: Any = None) -> Ending:
+    return Ending("retry", error, countdown=countdown, left=max(1, left), job=job)
 
 
 def failed(error: GenlineError) -> Ending:
@@ -81,7 +85,7 @@ def end(task, job, step: Step, ending: Ending | None) -> None:
         return
     tracing.annotate(outcome=ending.kind)
     if ending.kind == "retry":
-        raise retry(task, job, step, ending)
+        raise retry(task, ending.job or job, step, ending)
     if ending.kind == "failed":
         code, message = (ending.error.code, ending.error.message) if ending.error else ("internal_error", "")
         tracing.failed(code, message)

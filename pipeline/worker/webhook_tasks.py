@@ -12,36 +12,21 @@ import logging
 
 from celery import shared_task
 from flask import current_app
-from kombu.exceptions import OperationalError as BrokerError
-from redis import RedisError
 from sqlalchemy import select
 
-from pipeline.adapters import routing, tracing, webhooks
+from pipeline.adapters import tracing, webhooks
+from pipeline.adapters.publish import WEBHOOK_TASK as TASK
+from pipeline.adapters.publish import send_webhook as send
 from pipeline.store.models import WebhookDelivery, db, utcnow
+from pipeline.worker.periodic import alone
 
 log = logging.getLogger("genline.webhooks")
 
-TASK = "genline.webhook"
 COUNTDOWN_MAX_S = 300
 """Retries due sooner than this go out as countdown messages; later ones wait for the sweep."""
 SWEEP_BATCH = 200
 SWEEP_LOCK_S = 120
 """A sweep pass holds its lock at most this long (beat sends one every 30 s)."""
-
-
-def send(job_id: str, seq: int, previous_id: int | None = None, fresh: bool = False,
-         countdown: float = 0.0, queue: str = "normal") -> bool:
-    """Send the delivery message of one event; False if the broker is down (the sweep retries)."""
-    options = {"queue": routing.io_queue(queue)}  # ``queue``: the job's priority
-    if countdown > 0:
-        options["countdown"] = countdown
-    try:
-        # The Celery app of this Flask app (celery.current_app is process-global).
-        current_app.extensions["celery"].send_task(TASK, args=[job_id, seq, previous_id, fresh], **options)
-    except (BrokerError, RedisError, OSError) as exc:
-        log.warning("webhook dispatch failed job_id=%s seq=%s error=%s", job_id, seq, exc)
-        return False
-    return True
 
 
 @shared_task(name=TASK, bind=True)
@@ -57,7 +42,6 @@ def deliver(self, job_id: str, seq: int, previous_id: int | None = None, fresh: 
 @shared_task(name="genline.webhook_sweep")
 def sweep() -> int:
     """Send every retry that is due (run by beat), one pass at a time; returns how many were sent."""
-    from pipeline.worker.periodic import alone
     with alone("webhook_sweep", SWEEP_LOCK_S) as mine:
         return _sweep() if mine else 0
 

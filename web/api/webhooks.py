@@ -5,7 +5,7 @@ from flask import Blueprint, jsonify
 
 from pipeline.store import jobs
 from pipeline.adapters import webhooks
-from pipeline.worker.webhook_tasks import send
+from pipeline.adapters.publish import send_webhook as send
 from web.api.errors import ApiError
 from web.api.jobs import get_job_or_404
 from web.auth import require_tenant
