@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import subprocess
 import sys
 
@@ -133,6 +135,11 @@ def test_web_worker_and_beat_write_one_json_object_per_line(make_stack):
              == "completed", 60, "the job to complete")
     wait_for(lambda: any(o["job_id"] == job_id and o["step"] == "upload" for o in _objects(worker)), 10,
              "the upload's line")
+    # And when the worker's pool process dies under it (billiard's logger, which Celery sets up apart)
+    with open(f"/proc/{worker.proc.pid}/task/{worker.proc.pid}/children") as fh:
+        child = int(fh.read().split()[0])
+    os.kill(child, signal.SIGTERM)
+    wait_for(lambda: any("exited with" in o["message"] for o in _objects(worker)), 30, "the pool's exit line")
     for proc in (web, worker, beat):
         proc.stop()
 

@@ -24,6 +24,8 @@ from celery.signals import (
     worker_process_shutdown,
 )
 
+from celery.utils.log import get_multiprocessing_logger
+
 from pipeline.adapters import logs, metrics
 
 log = logging.getLogger("genline.worker")
@@ -34,6 +36,9 @@ def install(cfg) -> None:
     def _json_logs(logger=None, **_):
         if logger is not None:
             logs.reformat(logger, cfg.log_format)
+            # Celery gives billiard's pool logger ("a pool process exited") a handler of
+            # its own, set up beside the root logger's; the signal names only the root.
+            logs.reformat(get_multiprocessing_logger(), cfg.log_format)
         if cfg.log_format == "json":
             logging.captureWarnings(True)
 
