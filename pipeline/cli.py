@@ -91,8 +91,8 @@ def cmd_submit(args) -> int:
 
 
 def cmd_jobs(args) -> int:
-    from pipeline.store import jobs
     from pipeline.service.representation import job_to_dict
+    from pipeline.store import jobs
     app = _app()
     cfg = app.extensions["genline.config"]
     with app.app_context():

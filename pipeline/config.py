@@ -298,7 +298,7 @@ class Config:
     demo_allow_hang: bool = False
 
     @classmethod
-    def from_env(cls, env=None) -> "Config":
+    def from_env(cls, env=None) -> Config:
         """Read and check every variable; raise ConfigError naming a bad one."""
         if env is None:
             env = dict(os.environ)
@@ -400,7 +400,7 @@ class Config:
         problem = secret_key_problem(self.secret_key)
         return [f"SECRET_KEY {problem}"] if problem else []
 
-    def replace(self, **changes) -> "Config":
+    def replace(self, **changes) -> Config:
         """A copy with some fields changed (tests and the dev runner use it)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)

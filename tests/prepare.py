@@ -12,7 +12,6 @@ import sys
 
 from tests import services
 
-
 TOOLS = {"chromium": "chromium", "jq": "jq", "openssl": "openssl", "setpriv": "util-linux"}
 """Commands the suite runs, and the Debian package of each: the page tests drive Chromium,
 the quick-start test runs the README's curl lines (jq), the TLS tests make a certificate,

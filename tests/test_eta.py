@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from itertools import pairwise
 
-from pipeline.service import eta
 from pipeline.adapters import events
+from pipeline.service import eta
 from tests.sse import Reader
 
 SMALL = {"size": "16x16"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
+from pipeline.core.lifecycle import JobStatus, Step
 from pipeline.store import jobs
 from pipeline.worker import leases
-from pipeline.core.lifecycle import JobStatus, Step
 
 
 def _claimed(stack, owner: str, lease_s: float):

@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from pipeline.core.lifecycle import JobStatus, Step
 from pipeline.store import jobs, staging
-from pipeline.core.lifecycle import JobStatus, Step, can_transition, is_terminal, next_step, sources
 from pipeline.store.models import StagedOutput, db
 
 S = JobStatus

@@ -38,7 +38,8 @@ def test_a_retry_whose_message_is_lost_is_sent_again(make_stack):
     worker = stack.start_worker(concurrency=1, name="lost-retry")
     stack.start_beat()
     headers = stack.new_tenant()
-    job = stack.submit(headers, {"prompt": "retry", "params": {"size": "32x32", "simulate": {"latency_s": 1.5, "fail_attempts": 1}},
+    job = stack.submit(headers, {"prompt": "retry",
+                                 "params": {"size": "32x32", "simulate": {"latency_s": 1.5, "fail_attempts": 1}},
                                  "budget": {"max_attempts": 2, "deadline_s": DEADLINE_S}})
     wait_for(lambda: "started" in event_types(stack, job["id"])[2:], 60, "generate started")
     # When the retry's message cannot be queued (the earlier message's marker is still there)

@@ -17,6 +17,7 @@ from pipeline.adapters import ssrf
 from pipeline.core.errors import InvalidInput
 from tests.services import free_port
 
+
 class Recorder(http.server.BaseHTTPRequestHandler):
     """Answers 200 with the Host header it saw; /redirect?to=URL answers 302."""
 

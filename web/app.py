@@ -12,9 +12,9 @@ from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 
 from pipeline.adapters import events
-from pipeline.worker.celery_app import celery_init_app
 from pipeline.config import Config, from_env_or_exit
 from pipeline.store.models import db
+from pipeline.worker.celery_app import celery_init_app
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "pipeline" / "store" / "migrations")
 migrate = Migrate()
@@ -111,7 +111,8 @@ def _register_routes(app: Flask) -> None:
     for module in (jobs, actions, outputs, uploads, health):
         app.register_blueprint(module.bp)
     from web import cors, demo
-    from web.api import events as events_api, webhooks
+    from web.api import events as events_api
+    from web.api import webhooks
     for module in (events_api, webhooks, demo):
         app.register_blueprint(module.bp)
     from web.api import metrics, openapi

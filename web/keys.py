@@ -7,8 +7,8 @@ import secrets
 import limits
 from sqlalchemy import bindparam, select, update
 
-from pipeline.store import onetrip
 from pipeline.core.ids import new_id
+from pipeline.store import onetrip
 from pipeline.store.models import ApiKey, Tenant, db, utcnow
 
 KEY_PREFIX = "gl_"

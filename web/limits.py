@@ -91,8 +91,8 @@ def _is_replay() -> bool:
     from web.requests import bad_text
     if not idem or not key or len(idem) > 255 or bad_text(idem):
         return False  # not a key the store can hold: the submission answers 422 itself
-    from web.auth import tenant_for_key
     from pipeline.store import jobs
+    from web.auth import tenant_for_key
     tenant = tenant_for_key(key)
     return tenant is not None and jobs.find_idempotent(tenant, idem) is not None
 

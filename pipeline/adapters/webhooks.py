@@ -22,9 +22,9 @@ from datetime import timedelta
 import requests
 from sqlalchemy import func, select, update
 
-from pipeline.store import jobs
 from pipeline.adapters import ssrf
 from pipeline.core.errors import InvalidInput
+from pipeline.store import jobs
 from pipeline.store.models import Tenant, WebhookDelivery, db, utcnow
 
 log = logging.getLogger("genline.webhooks")

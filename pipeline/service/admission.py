@@ -35,8 +35,8 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.adapters import dispatch, routing
-from pipeline.store import jobs
 from pipeline.core.lifecycle import JobStatus, Step
+from pipeline.store import jobs
 from pipeline.store.models import ApiKey, Job, Tenant, db, utcnow
 
 log = logging.getLogger("genline.admission")

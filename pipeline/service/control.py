@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import select
 
-from pipeline.service import admission
 from pipeline.adapters import dispatch
-from pipeline.store import jobs
 from pipeline.core.errors import Canceled
 from pipeline.core.lifecycle import JobStatus, Step
+from pipeline.service import admission
+from pipeline.store import jobs
 from pipeline.store.models import Job, db, utcnow
 
 log = logging.getLogger("genline.control")

@@ -16,11 +16,11 @@ from types import SimpleNamespace
 
 from sqlalchemy import bindparam, case, delete, func, insert, literal, or_, select, update
 
-from pipeline.service import concurrency
 from pipeline.adapters import events
-from pipeline.store import onetrip, staging
 from pipeline.core.ids import new_id
 from pipeline.core.lifecycle import EVENT_FOR, JobStatus, Step, sources
+from pipeline.service import concurrency
+from pipeline.store import onetrip, staging
 from pipeline.store.models import Job, JobEvent, db, utcnow
 
 ACTIVE_STATUSES = (JobStatus.QUEUED.value, JobStatus.PROCESSING.value)
@@ -411,7 +411,8 @@ def _claim_statement(step: Step, tenant_limit: int, with_event: bool):
             values["attempt"] = JOBS.c.attempt + 1
     where = [
         JOBS.c.id == bindparam("job_id"), onetrip.constant_in(JOBS.c.status, statuses),
-        JOBS.c.step == step.value, JOBS.c.deadline_at > now, JOBS.c.held.is_(None), or_(JOBS.c.lease_until.is_(None), JOBS.c.lease_until < now, JOBS.c.lease_owner == owner),
+        JOBS.c.step == step.value, JOBS.c.deadline_at > now, JOBS.c.held.is_(None),
+        or_(JOBS.c.lease_until.is_(None), JOBS.c.lease_until < now, JOBS.c.lease_owner == owner),
     ]
     if step is Step.GENERATE:
         values["started_at"] = func.coalesce(JOBS.c.started_at, now)

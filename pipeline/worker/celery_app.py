@@ -113,7 +113,8 @@ def celery_init_app(app) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
-    celery = Celery(app.name, task_cls=FlaskTask, include=["pipeline.worker.tasks", "pipeline.worker.maintenance", "pipeline.worker.webhook_tasks"])
+    celery = Celery(app.name, task_cls=FlaskTask,
+                    include=["pipeline.worker.tasks", "pipeline.worker.maintenance", "pipeline.worker.webhook_tasks"])
     celery.conf.update(celery_settings(cfg))
     from pipeline.worker.brokerguard import BrokerGuard
     celery.steps["consumer"].add(BrokerGuard)  # wait out a full or read-only Redis

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.core import budget
 from pipeline.adapters import dispatch
-from pipeline.store import jobs
+from pipeline.core import budget
 from pipeline.core.errors import DeadlineExceeded, GenlineError
 from pipeline.core.lifecycle import Step
+from pipeline.store import jobs
 from pipeline.store.models import Job, utcnow
 
 log = logging.getLogger("genline.failover")

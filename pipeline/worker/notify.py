@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.store import jobs
 from pipeline.adapters import webhooks
 from pipeline.core.lifecycle import TERMINAL_EVENTS
+from pipeline.store import jobs
 
 log = logging.getLogger("genline.notify")
 

@@ -21,9 +21,9 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.adapters import dispatch, events
-from pipeline.store import jobs
 from pipeline.core.errors import DeadlineExceeded, InternalError
 from pipeline.core.lifecycle import Step
+from pipeline.store import jobs
 from pipeline.store.models import Job, db, utcnow
 from pipeline.worker.steps import fail
 
@@ -116,7 +116,8 @@ def _reap() -> dict:
         if jobs.record(job.id, None, where=(Job.lease_owner == job.lease_owner, Job.lease_until < now),
                        lease_owner=None, lease_until=None, lost_count=Job.lost_count + 1, step_outputs=step_outputs):
             job.step_outputs = step_outputs
-            log.warning("worker lost job_id=%s step=%s attempt=%s lost_count=%s", job.id, job.step, job.attempt, job.lost_count + 1)
+            log.warning("worker lost job_id=%s step=%s attempt=%s lost_count=%s",
+                        job.id, job.step, job.attempt, job.lost_count + 1)
             dispatch.send_step(job, Step(job.step))
             done["lost_worker"] += 1
 

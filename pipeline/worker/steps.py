@@ -18,14 +18,14 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from pipeline.service import admission, concurrency, eta
-from pipeline.core import budget
 from pipeline.adapters import dispatch
-from pipeline.worker import failover, leases
-from pipeline.store import jobs
+from pipeline.core import budget
 from pipeline.core.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, Timeout
 from pipeline.core.lifecycle import JobStatus, Step, next_step
+from pipeline.service import admission, concurrency, eta
+from pipeline.store import jobs
 from pipeline.store.models import Job, db, utcnow
+from pipeline.worker import failover, leases
 
 log = logging.getLogger("genline.steps")
 
@@ -51,7 +51,7 @@ def run_step(task, job_id: str, step: Step, work) -> None:
             return  # held queued until its tenant may start another (pipeline.service.admission)
         job = jobs.claim(job_id, step, owner, cfg.lease_s)
     except DB_ERRORS as exc:
-        raise _retry_later(task, job_id, step, exc)
+        raise _retry_later(task, job_id, step, exc) from exc
     if job is None:
         if step is Step.GENERATE and concurrency.park(job_id):
             return

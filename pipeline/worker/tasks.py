@@ -14,17 +14,17 @@ from celery import shared_task
 from flask import current_app
 from PIL import Image
 
-from pipeline.core import budget
-from pipeline.worker import cancelwatch, progress
-from pipeline.store import jobs, staging
-from pipeline.core.errors import InvalidInput
 from pipeline.adapters.inputs import load_inputs, provider_urls
-from pipeline.core.lifecycle import JobStatus, Step
-from pipeline.store.models import Job, utcnow
 from pipeline.adapters.providers import AttemptContext, ProviderRequest, get_provider
 from pipeline.adapters.providers.local import FORMATS
-from pipeline.worker.steps import StepResult, config, run_step
 from pipeline.adapters.storage import open_storage, output_key
+from pipeline.core import budget
+from pipeline.core.errors import InvalidInput
+from pipeline.core.lifecycle import JobStatus, Step
+from pipeline.store import jobs, staging
+from pipeline.store.models import Job, utcnow
+from pipeline.worker import cancelwatch, progress
+from pipeline.worker.steps import StepResult, config, run_step
 
 log = logging.getLogger("genline.tasks")
 

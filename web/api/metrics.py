@@ -19,8 +19,8 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import func, select
 
 from pipeline.adapters import events
-from pipeline.worker.celery_app import QUEUES
 from pipeline.store.models import Job, WebhookDelivery, db, utcnow
+from pipeline.worker.celery_app import QUEUES
 from web.api.errors import ApiError
 from web.api.openapi import describe
 from web.auth import bearer_key, config, tenant_for_key

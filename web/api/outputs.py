@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask import Blueprint, redirect, send_file
 
+from pipeline.adapters.storage import open_storage
 from pipeline.core import tokens
 from pipeline.core.errors import StorageError
-from pipeline.adapters.storage import open_storage
 from web.api.errors import ApiError
 from web.api.jobs import get_job_or_404
 from web.auth import config, reader_for_job
@@ -52,5 +52,6 @@ def read_file(token: str):
     key = tokens.key_from_file_token(config().secret_key, token, config().url_ttl_s)
     if key is None:
         raise ApiError(404, "not_found", "this link is not valid or has expired")
-    media = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}.get(key.rsplit(".", 1)[-1], "application/octet-stream")
+    media = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}.get(key.rsplit(".", 1)[-1],
+                                                                               "application/octet-stream")
     return _serve(key, media, private=False)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from pipeline.store import jobs
 from pipeline.adapters import webhooks
+from pipeline.store import jobs
 from pipeline.worker.webhook_tasks import send
 from web.api.errors import ApiError
 from web.api.jobs import get_job_or_404

@@ -25,10 +25,16 @@ import time
 import requests
 from PIL import Image
 
-from pipeline.core.errors import (
-    GenlineError, InvalidInput, NetworkError, ProviderError, RateLimited, Timeout, UnsafeContent,
-)
 from pipeline.adapters.providers.base import AttemptContext
+from pipeline.core.errors import (
+    GenlineError,
+    InvalidInput,
+    NetworkError,
+    ProviderError,
+    RateLimited,
+    Timeout,
+    UnsafeContent,
+)
 
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 CONNECT_TIMEOUT_S = 10.0
