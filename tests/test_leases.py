@@ -36,7 +36,9 @@ def _claimed(stack, owner: str, lease_s: float):
 
 def _lease_until(stack, job_id: str) -> float:
     with stack.app.app_context():
-        return jobs.get(job_id).lease_until.timestamp()
+        job = jobs.get(job_id)
+    assert job is not None and job.lease_until is not None
+    return job.lease_until.timestamp()
 
 
 def _renewal_period(stack, renewer, clock: Clock, job_id: str) -> None:
