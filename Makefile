@@ -1,4 +1,6 @@
-# genline: `make dev` runs everything on this machine; `make test` runs the whole suite.
+# genline: `make dev` runs everything on this machine; `make test` runs the whole suite:
+# lint (ruff, mypy), then the unit tier (tests/unit, no services, seconds), then the
+# integration tier (the rest of tests/, on real services). docs/development.md.
 #
 # `make dev` installs only what running needs; `make test` and `make bench` add the
 # test, bench, diffusers and docs extras; `make docs` builds the docs site into site/.
@@ -17,8 +19,10 @@ TORCH ?= torch==2.13.0
 # Two pytest-xdist workers, a file each at a time: most tests wait on real services,
 # so two stacks side by side (own Redis, own database each) halve the wall time.
 PYTEST_ARGS ?= -n 2 --dist loadfile
+# What ruff and mypy check (their settings: .ruff.toml, setup.cfg's [mypy]).
+LINT_PATHS ?= pipeline web tests clients/python
 
-.PHONY: install dev test bench docs clean
+.PHONY: install dev test test-unit test-integration lint bench docs clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "genline needs Python 3.10 or newer")'
@@ -51,10 +55,21 @@ install: $(STAMP_ALL)
 dev: $(STAMP_DEV)
 	@$(BIN)/genline dev
 
-test: $(STAMP_ALL)
+# Everything, cheapest first: a lint error or a unit failure stops the run in seconds.
+test: lint test-unit test-integration
+
+lint: $(STAMP_ALL)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/mypy $(LINT_PATHS)
+
+# No Postgres, Redis, worker or network: one process, well under a minute.
+test-unit: $(STAMP_ALL)
+	$(BIN)/python -m pytest -n 0 tests/unit
+
+test-integration: $(STAMP_ALL)
 	$(BIN)/python -m tests.prepare
 	@if command -v npm >/dev/null; then cd clients/js && npm ci --no-audit --no-fund --silent; else echo 'node/npm not found: the TypeScript client tests will be skipped (Node 18+ needed)'; fi
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS) --ignore=tests/unit
 
 bench: $(STAMP_ALL)
 	$(BIN)/genline bench
@@ -65,4 +80,4 @@ docs: $(STAMP_DOCS)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) var site *.egg-info
+	rm -rf $(VENV) var site *.egg-info .ruff_cache .mypy_cache

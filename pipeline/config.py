@@ -204,7 +204,7 @@ class Config(BaseSettings):
         return init_settings, env_settings, DevEnvSource(settings_cls)
 
     @classmethod
-    def from_env(cls, env: dict | None = None) -> "Config":
+    def from_env(cls, env: dict | None = None) -> Config:
         """Read and check every variable of ``env`` (default: this process's); raise ConfigError naming a bad one."""
         try:
             return cls() if env is None else cls.model_validate(env)
@@ -371,7 +371,7 @@ class Config(BaseSettings):
     # -- checks across values --
 
     @model_validator(mode="after")
-    def _defaults_within_caps(self) -> "Config":
+    def _defaults_within_caps(self) -> Config:
         pairs = [
             ("GENLINE_DEFAULT_TIMEOUT_S", self.default_timeout_s, "GENLINE_MAX_TIMEOUT_S", self.max_timeout_s),
             ("GENLINE_DEFAULT_DEADLINE_S", self.default_deadline_s, "GENLINE_MAX_DEADLINE_S", self.max_deadline_s),

@@ -1,8 +1,8 @@
 """Pure helpers of the settings (``pipeline.config``): value checks and ``var/dev.env``."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 
 class ConfigError(ValueError):

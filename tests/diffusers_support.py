@@ -13,7 +13,8 @@ def require_extra() -> None:
     """Skip without ``genline[diffusers]`` locally; fail in CI, which installs it (make test)."""
     missing = [name for name in ("torch", "diffusers", "transformers") if importlib.util.find_spec(name) is None]
     if missing:
-        message = f"genline[diffusers] is not installed ({', '.join(missing)} missing): pip install torch==2.13.0 -e '.[diffusers]'"
+        message = (f"genline[diffusers] is not installed ({', '.join(missing)} missing): "
+                   "pip install torch==2.13.0 -e '.[diffusers]'")
         pytest.fail(message) if services.IN_CI else pytest.skip(message)
 
 

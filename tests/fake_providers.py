@@ -74,7 +74,7 @@ class ImageServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def start(self) -> "ImageServer":
+    def start(self) -> ImageServer:
         self.thread.start()
         return self
 

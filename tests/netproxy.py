@@ -30,7 +30,7 @@ class TcpProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "TcpProxy":
+    def start(self) -> TcpProxy:
         self._listener = socket.create_server(("127.0.0.1", self.port))
         threading.Thread(target=self._accept, daemon=True).start()
         return self
@@ -100,7 +100,7 @@ class ScriptedProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "ScriptedProxy":
+    def start(self) -> ScriptedProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -12,7 +12,6 @@ import sys
 
 from tests import services
 
-
 TOOLS = {"chromium": "chromium", "jq": "jq", "openssl": "openssl", "setpriv": "util-linux",
          "promtool": "prometheus", "prometheus": "prometheus"}
 """Commands the suite runs, and the Debian package of each: the page tests drive Chromium,

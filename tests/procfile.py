@@ -35,6 +35,7 @@ def start_line(name: str, env: dict, log_dir: Path, cwd: Path = ROOT):
     """Start the Procfile's ``name`` line as a platform does: ``bash -c`` with the env, in its own session."""
     import os
     import sys
+
     from pipeline.tooling.localproc import Process
     # The platform's PATH has the app's bin directory first (a venv's, here).
     env = {**env, "PATH": os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", os.defpath)}

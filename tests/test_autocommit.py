@@ -34,7 +34,7 @@ def probe(stack):
 
 def _count() -> int:
     with db.engine.connect() as other:
-        return other.execute(text("SELECT count(*) FROM autocommit_probe")).scalar()
+        return other.execute(text("SELECT count(*) FROM autocommit_probe")).scalar_one()
 
 
 @contextmanager

@@ -23,8 +23,17 @@ except ImportError:  # make install installs it (pip install -e ./clients/python
     message = "genline_client is not installed: pip install -e ./clients/python"
     pytest.fail(message, pytrace=False) if services.IN_CI else pytest.skip(message, allow_module_level=True)
 
-from genline_client import (ApiError, AsyncGenline, Budget, Genline, JobCanceled, JobFailed,  # noqa: E402
-                            RateLimited, WaitTimeout, WebhookVerificationError)
+from genline_client import (  # noqa: E402
+    ApiError,
+    AsyncGenline,
+    Budget,
+    Genline,
+    JobCanceled,
+    JobFailed,
+    RateLimited,
+    WaitTimeout,
+    WebhookVerificationError,
+)
 
 SMALL = {"size": "32x32"}
 SLOW = {"size": "32x32", "params": {"simulate": {"latency_s": 3}}}

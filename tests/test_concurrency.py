@@ -68,7 +68,8 @@ def test_a_tenant_never_has_more_than_its_limit_in_generate(make_stack):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             jobs = [stack.job(busy, i) for i in ids]
-            if sum(j["status"] == "processing" for j in jobs) == 2 and any(j["step"] == "generate" and j["status"] == "queued" for j in jobs):
+            waiting = any(j["step"] == "generate" and j["status"] == "queued" for j in jobs)
+            if sum(j["status"] == "processing" for j in jobs) == 2 and waiting:
                 break
             time.sleep(0.05)
         waiting = [j for j in jobs if j["status"] == "queued"]
@@ -131,8 +132,8 @@ def test_a_waiting_job_starts_even_when_no_worker_wakes_it(make_stack):
     assert stack.job(headers, waiting["id"])["status"] == "queued"
 
     # When the hung job leaves generate without its worker noticing (as a reaper deadline failure does)
-    from pipeline.store import jobs
     from pipeline.core.lifecycle import JobStatus
+    from pipeline.store import jobs
     with stack.app.app_context():
         assert jobs.transition(hung["id"], JobStatus.FAILED, error={"code": "deadline_exceeded", "message": "test"})
     freed = time.monotonic()
@@ -163,8 +164,8 @@ def test_the_limit_holds_on_sqlite(sqlite_stack):
 def test_a_generate_claim_waits_for_its_tenants_claim_lock(stack):
     # The claim and its advisory lock travel in one round trip (pipeline.store.autocommit):
     # the lock must still be taken first, in the claim's transaction.
-    from pipeline.store import jobs
     from pipeline.core.lifecycle import Step
+    from pipeline.store import jobs
     tenant = f"lock-{time.monotonic_ns()}"
     spec = jobs.NewJob(tenant_id=tenant, operation="generate", providers=["local"], prompt="locked",
                        params={"size": "16x16"}, inputs=None, timeout_s=30, deadline_s=60, max_attempts=1)

@@ -10,8 +10,8 @@ import time
 import pytest
 from PIL import Image
 
-from pipeline.core.errors import InvalidInput, ProviderError, Timeout
 from pipeline.adapters.providers.base import AttemptContext, ProviderRequest
+from pipeline.core.errors import InvalidInput, ProviderError, Timeout
 from tests import diffusers_support
 
 
@@ -119,6 +119,7 @@ def test_a_nan_image_is_a_provider_error_that_says_what_to_change(models):
 
 def test_out_of_memory_is_a_provider_error_that_says_what_to_change(models):
     import torch
+
     from pipeline.adapters.providers.diffusers import map_error
     request = ProviderRequest("generate", "x", {"size": "1024x1024", "n": 4})
     for exc in (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),

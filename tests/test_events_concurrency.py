@@ -6,9 +6,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from pipeline.store import jobs
 from pipeline.core.errors import Canceled
 from pipeline.core.lifecycle import JobStatus
+from pipeline.store import jobs
 from tests import services
 from tests.sse import RawStreams
 

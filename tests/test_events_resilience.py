@@ -56,9 +56,9 @@ def test_a_long_poll_answers_when_the_job_ends_even_without_pub_sub(make_stack):
     stack.redis.kill()
 
     # When the job's row becomes terminal (written straight to the store: the broker is gone)
-    from pipeline.store import jobs
     from pipeline.core.errors import Canceled
     from pipeline.core.lifecycle import JobStatus
+    from pipeline.store import jobs
     with stack.app.app_context():
         jobs.transition(job["id"], JobStatus.CANCELED, error=Canceled("test").as_dict(None), data={})
     ended = time.monotonic()

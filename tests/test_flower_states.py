@@ -31,7 +31,7 @@ class Flower:
                                                 f"--port={self.port}", "--address=127.0.0.1",
                                                 f"--basic-auth={AUTH[0]}:{AUTH[1]}"], env, log_dir)
 
-    def start(self) -> "Flower":
+    def start(self) -> Flower:
         self.proc.start()
         services.wait_for(lambda: requests.get(self.base + "/api/workers", auth=AUTH, timeout=2).ok, 60, "flower")
         return self
@@ -60,7 +60,9 @@ class Flower:
         counts: dict[str, float] = {}
         for line in text.splitlines():
             if line.startswith("flower_events_total{") and f'task="{task_name}"' in line:
-                kind = re.search(r'type="([^"]+)"', line).group(1)
+                found = re.search(r'type="([^"]+)"', line)
+                assert found, line
+                kind = found.group(1)
                 counts[kind] = counts.get(kind, 0.0) + float(line.rsplit(" ", 1)[1])
         return counts
 

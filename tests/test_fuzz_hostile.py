@@ -135,7 +135,8 @@ def test_no_operation_answers_5xx_to_hostile_values(make_stack, log_dir):
     web, url = services.start_gunicorn(stack.env, log_dir)
     auth = {"Authorization": stack.new_tenant("fuzz")["Authorization"]}
     try:
-        job = requests.post(f"{url}/v1/jobs", json={"prompt": "fuzz", "params": {"size": "16x16"}}, headers=auth, timeout=10).json()
+        job = requests.post(f"{url}/v1/jobs", json={"prompt": "fuzz", "params": {"size": "16x16"}}, headers=auth,
+                            timeout=10).json()
         requests.post(f"{url}/v1/jobs/{job['id']}/cancel", headers=auth, timeout=10)
         doc = requests.get(f"{url}/openapi.json", timeout=10).json()
         failures = []

@@ -47,7 +47,8 @@ def test_hostile_bodies(stack, tenant, name, body, content_type, status, code):
 
 
 def test_body_limit_is_named(stack, tenant):
-    response = stack.client.post("/v1/jobs", data=b"x" * (1024 * 1024 + 1), headers={**tenant, "Content-Type": "application/json"})
+    response = stack.client.post("/v1/jobs", data=b"x" * (1024 * 1024 + 1),
+                                 headers={**tenant, "Content-Type": "application/json"})
     assert response.status_code == 413 and "GENLINE_MAX_BODY_BYTES" in response.get_json()["error"]["message"]
 
 
@@ -57,7 +58,8 @@ LIMITS = [
     ("n", {"params": {"n": MAX_N + 1}}, "params.n", str(MAX_N)),
     ("image side", {"params": {"size": "8192x16"}}, "params.size", "4096"),
     ("pixels", {"params": {"size": "4096x4096"}}, "params.size", "GENLINE_MAX_PIXELS"),
-    ("image count", {"operation": "edit", "inputs": {"images": [IMG] * (MAX_INPUT_IMAGES + 1)}}, "inputs.images", str(MAX_INPUT_IMAGES)),
+    ("image count", {"operation": "edit", "inputs": {"images": [IMG] * (MAX_INPUT_IMAGES + 1)}}, "inputs.images",
+     str(MAX_INPUT_IMAGES)),
     ("metadata size", {"metadata": {"k": "x" * MAX_METADATA_BYTES}}, "metadata", str(MAX_METADATA_BYTES)),
     ("timeout cap", {"budget": {"timeout_s": 10**6}}, "budget.timeout_s", "GENLINE_MAX_TIMEOUT_S"),
     ("deadline cap", {"budget": {"deadline_s": 10**6}}, "budget.deadline_s", "GENLINE_MAX_DEADLINE_S"),

@@ -133,7 +133,7 @@ def test_through_gunicorn_chunked_bodies_and_file_links_in_the_access_log(stack,
 
 
 def test_flower_binds_loopback_unless_told_otherwise(stack):
-    line = next(l for l in (services.ROOT / "Procfile").read_text().splitlines() if l.startswith("flower:"))
+    line = next(x for x in (services.ROOT / "Procfile").read_text().splitlines() if x.startswith("flower:"))
     command = line.split(":", 1)[1].strip()
     expand = ["bash", "-c", f"echo {command.split('--basic-auth')[0]}"]
     default = subprocess.run(expand, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True).stdout

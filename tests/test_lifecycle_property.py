@@ -74,8 +74,8 @@ def work_for(step: Step, outcome: str):
 def apply(op, job_id: str) -> None:
     from pipeline.service import control
     from pipeline.store import jobs
-    from pipeline.worker import reaper, steps
     from pipeline.store.models import utcnow
+    from pipeline.worker import reaper, steps
     kind = op[0]
     if kind == "deliver":
         _, step, message, outcome = op

@@ -9,10 +9,12 @@ send takes, so the send fails while every other Redis command still works.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import redis
 
 from pipeline.adapters.dispatch import MARKER
+from pipeline.store.models import utcnow
 from tests.sends import sends_refused
 from tests.services import wait_for
 
@@ -38,7 +40,8 @@ def test_a_retry_whose_message_is_lost_is_sent_again(make_stack):
     worker = stack.start_worker(concurrency=1, name="lost-retry")
     stack.start_beat()
     headers = stack.new_tenant()
-    job = stack.submit(headers, {"prompt": "retry", "params": {"size": "32x32", "simulate": {"latency_s": 1.5, "fail_attempts": 1}},
+    job = stack.submit(headers, {"prompt": "retry",
+                                 "params": {"size": "32x32", "simulate": {"latency_s": 1.5, "fail_attempts": 1}},
                                  "budget": {"max_attempts": 2, "deadline_s": DEADLINE_S}})
     wait_for(lambda: "started" in event_types(stack, job["id"])[2:], 60, "generate started")
     # When the retry's message cannot be queued (the earlier message's marker is still there)
@@ -122,11 +125,11 @@ def test_the_reaper_checks_a_backlog_larger_than_one_pass_batch(make_stack, monk
     with sends_refused(stack.env["REDIS_URL"]):
         ids = [stack.submit(headers, {"prompt": f"backlog {i}", "params": {"size": "16x16"}})["id"] for i in range(5)]
     monkeypatch.setattr(reaper, "BATCH", 2)
-    time.sleep(reaper.SETTLE_S + 0.2)
     client = redis.Redis.from_url(stack.env["REDIS_URL"])
-    # When the reaper runs three passes
+    # When the reaper runs three passes once the jobs have settled (its clock moved past the settle time)
+    settled = utcnow() + timedelta(seconds=reaper.SETTLE_S + 0.2)
     with stack.app.app_context():
-        sent = sum(reaper.reap_once()["lost_message"] for _ in range(3))
+        sent = sum(reaper.reap_once(now=settled)["lost_message"] for _ in range(3))
         keys = [dispatch.marker_key(jobs.get(job_id)) for job_id in ids]
     # Then every one of them was sent again, each once
     assert sent == 5

@@ -7,8 +7,12 @@ import re
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
-from schemathesis.checks import (content_type_conformance, not_a_server_error, response_schema_conformance,
-                                 status_code_conformance)
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests import services
 from web.schemas import MAX_PROMPT_CHARS
@@ -19,7 +23,8 @@ EXAMPLES = 15
 
 
 def short_waits(doc: dict) -> dict:
-    """Fuzz ?wait= and Prefer: wait= up to 1 s, not 60: jobs never finish here (no worker), and long-polls are tested elsewhere."""
+    """Fuzz ?wait= and Prefer: wait= up to 1 s, not 60: jobs never finish here (no worker), and
+    long-polls are tested elsewhere."""
     for methods in doc["paths"].values():
         for op in methods.values():
             for param in op.get("parameters", []):

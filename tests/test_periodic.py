@@ -1,8 +1,6 @@
 """Each periodic task runs one pass at a time, whoever sent it (beat, or a pass that overran)."""
 from __future__ import annotations
 
-import time
-
 import redis
 
 from pipeline.worker.periodic import KEY, alone
@@ -32,7 +30,8 @@ def test_no_reaper_pass_runs_while_another_holds_its_lock_and_the_next_runs_once
         job = stack.submit(headers, {"prompt": "overlap", "params": {"size": "32x32"}})
     # Then beat's passes are skipped meanwhile, and the job is not sent
     wait_for(lambda: worker.log().count("periodic pass skipped task=reap") >= 3, 30, "skipped passes")
-    time.sleep(2.5)
+    # (two more skipped passes, each of which would have sent it: waited for, not slept through)
+    wait_for(lambda: worker.log().count("periodic pass skipped task=reap") >= 5, 30, "two more skipped passes")
     assert stack.job(headers, job["id"])["status"] == "queued" and len(stack.events(job["id"])) == 1
     # When that pass ends (its lock freed), the next pass sends it and it completes
     client.delete(KEY.format("reap"))

@@ -164,7 +164,7 @@ def test_the_platform_rehearsal_loses_and_doubles_nothing(rehearsal, how):
         submitted = []
 
         def submit(count: int) -> None:
-            for i in range(count):
+            for _ in range(count):
                 response = requests.post(f"{base}/v1/jobs", headers=headers, timeout=10, json={
                     "prompt": f"rehearsal {len(submitted)}", "params": {"simulate": {"latency_s": 2}}})
                 assert response.status_code == 202, response.text

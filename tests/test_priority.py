@@ -1,7 +1,7 @@
 """Priority queues: a high-priority job does not wait behind a flood of low-priority ones.
 
-The worker consumes every queue high before normal before low (pipeline.adapters.routing.ALL_QUEUES) and the Redis transport polls the
-queues in that order (``queue_order_strategy: priority``), so a free worker
+The worker consumes every queue high before normal before low (pipeline.adapters.routing.ALL_QUEUES)
+and the Redis transport polls the queues in that order (``queue_order_strategy: priority``), so a free worker
 process takes the next high-priority message before any low one.
 """
 from __future__ import annotations

@@ -129,7 +129,8 @@ def test_rate_limited_waits_for_retry_after(remote_stack, server):
     assert done["status"] == "failed" and done["error"]["code"] == "rate_limited"
     [retry] = [e["data"] for e in remote_stack.events(job["id"]) if e["type"] == "retry"]
     assert retry["delay_s"] >= 2 and retry["error"]["code"] == "rate_limited"
-    times = [e["created_at"] for e in remote_stack.events(job["id"]) if e["type"] == "started" and e["data"]["step"] == "generate"]
+    times = [e["created_at"] for e in remote_stack.events(job["id"])
+             if e["type"] == "started" and e["data"]["step"] == "generate"]
     assert parse(times[1]) - parse(times[0]) >= timedelta(seconds=2)
 
 

@@ -8,11 +8,19 @@ import time
 import pytest
 from PIL import Image
 
-from pipeline.core.errors import Canceled, InvalidInput, NetworkError, ProviderError, RateLimited, Timeout, UnsafeContent
 from pipeline.adapters.providers.base import AttemptContext, ProviderRequest
 from pipeline.adapters.providers.http import HTTPProvider
 from pipeline.adapters.providers.httpcall import ProviderUnusable
 from pipeline.adapters.providers.openai import OpenAIProvider
+from pipeline.core.errors import (
+    Canceled,
+    InvalidInput,
+    NetworkError,
+    ProviderError,
+    RateLimited,
+    Timeout,
+    UnsafeContent,
+)
 from tests import services
 from tests.fake_providers import TOKEN, ImageServer
 from tests.images import open_image

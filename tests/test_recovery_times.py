@@ -14,8 +14,8 @@ import time
 from pipeline.config import Config
 from tests import services
 from tests.conftest import base_env
-from tests.services import wait_for
 from tests.sends import sends_refused
+from tests.services import wait_for
 from tests.test_recovery import generate_starts
 
 DEFAULTS = {"GENLINE_LEASE_S": "", "GENLINE_REAPER_INTERVAL_S": ""}

@@ -10,8 +10,8 @@ import time
 import pytest
 import requests
 
-from pipeline.config import Config, ConfigError
 from pipeline.adapters.redis_tls import ssl_options
+from pipeline.config import Config, ConfigError
 from tests import services
 from tests.conftest import base_env
 from tests.procfile import start_line

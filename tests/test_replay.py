@@ -215,9 +215,9 @@ def test_a_throttled_tenant_runs_at_its_rate_while_another_is_not_slowed(make_st
 
 def test_replayed_jobs_wait_behind_live_work_of_their_priority_and_enter_at_the_rate(make_stack):
     # Given a stack with no worker (messages stay in the queues) and a replay rate of 3 a minute
+    from pipeline.core.lifecycle import JobStatus
     from pipeline.service import admission
     from pipeline.store import jobs
-    from pipeline.core.lifecycle import JobStatus
     stack = make_stack(GENLINE_REPLAY_RATE="3/minute")
     headers = stack.new_tenant("behind")
     spec = jobs.NewJob(tenant_id=headers["X-Tenant"], operation="generate", providers=["local"], prompt="old",

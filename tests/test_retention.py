@@ -5,9 +5,9 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
+from pipeline.service.retention import purge_once
 from pipeline.store import jobs
 from pipeline.store.models import utcnow
-from pipeline.service.retention import purge_once
 
 
 def test_old_terminal_jobs_lose_row_events_and_outputs_while_active_ones_stay(stack, tenant):

@@ -107,7 +107,7 @@ def test_flower_refuses_requests_without_basic_auth(stack, log_dir):
 
 
 def test_the_procfile_will_not_start_flower_without_basic_auth(stack):
-    line = next(l for l in (services.ROOT / "Procfile").read_text().splitlines() if l.startswith("flower:"))
+    line = next(x for x in (services.ROOT / "Procfile").read_text().splitlines() if x.startswith("flower:"))
     command = line.split(":", 1)[1].strip()
     env = {k: v for k, v in stack.env.items() if k != "FLOWER_BASIC_AUTH"}
     result = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=30)

@@ -11,9 +11,9 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from pipeline.core.errors import StorageError
 from pipeline.adapters.storage import output_key
 from pipeline.adapters.storage.s3 import S3Storage
+from pipeline.core.errors import StorageError
 from tests import services
 from tests.images import open_image
 

@@ -15,12 +15,20 @@ from kombu.exceptions import OperationalError
 
 from pipeline.adapters.dispatch import MARKER
 from pipeline.adapters.events import CHANNEL
+from tests.services import wait_for
 
 
 def _listen(stack):
-    pubsub = redis.Redis.from_url(stack.env["REDIS_URL"]).pubsub(ignore_subscribe_messages=True)
+    """A subscription to the event channel, returned once Redis confirmed it (not after a fixed pause)."""
+    pubsub = redis.Redis.from_url(stack.env["REDIS_URL"]).pubsub()
     pubsub.subscribe(CHANNEL)
-    time.sleep(0.1)
+
+    def confirmed() -> bool:  # nothing published can come before the confirmation
+        message = pubsub.get_message(timeout=0.1)
+        return bool(message) and message["type"] == "subscribe"
+
+    wait_for(confirmed, 10, f"the subscription to {CHANNEL}")
+    pubsub.ignore_subscribe_messages = True
     return pubsub
 
 

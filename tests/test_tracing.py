@@ -51,8 +51,8 @@ def ancestors(span: dict, by_id: dict) -> list[dict]:
 def traced(pg_database, tmp_path_factory, log_dir):
     """(stack, web URL, spans dir, provider server, webhook receiver), every process exporting to files."""
     try:
-        import opentelemetry.sdk  # noqa: F401
         import opentelemetry.instrumentation.celery  # noqa: F401
+        import opentelemetry.sdk  # noqa: F401
     except ImportError:
         services.missing("the otel extra is not installed: pip install -e '.[otel]'")
     server = ImageServer().start()

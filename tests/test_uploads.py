@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
+from pipeline.adapters.inputs import fetch_url
 from pipeline.config import Config
 from pipeline.core.errors import InvalidInput
-from pipeline.adapters.inputs import fetch_url
 from pipeline.store.models import Upload, db
 from tests.fake_providers import ImageServer
 from tests.images import open_image, png_bytes

@@ -13,7 +13,6 @@ from pipeline.core.lifecycle import Step
 from tests import services
 from tests.fake_providers import TOKEN, ImageServer
 
-
 # --- routing -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("priority", ["high", "normal", "low"])

@@ -31,7 +31,7 @@ class TLSRedisServer:
                         "-subj", "/CN=genline-test-redis", "-keyout", str(self.dir / "key.pem"),
                         "-out", str(self.dir / "cert.pem")], check=True, capture_output=True)
 
-    def start(self) -> "TLSRedisServer":
+    def start(self) -> TLSRedisServer:
         if not shutil.which("openssl"):
             raise services.ServiceMissing("no openssl to make the test certificate: apt-get install openssl")
         self._certificate()

@@ -15,8 +15,8 @@ from pipeline.core import tokens
 from pipeline.service import control
 from web import limits
 from web.api.errors import ApiError
-from web.api.openapi import BINARY, PUBLIC, describe
 from web.api.jobs import base_url, render
+from web.api.openapi import BINARY, PUBLIC, describe
 from web.auth import config
 from web.requests import json_body
 from web.schemas import MAX_PROMPT_CHARS, Budget, JobCreate, Simulate, Strict
@@ -41,7 +41,7 @@ class DemoSubmit(Strict):
     budget: Optional[Budget] = None
 
 
-def demo_budget(form: "DemoSubmit", cfg) -> dict:
+def demo_budget(form: DemoSubmit, cfg) -> dict:
     """The demo job's budget: what the page asked within the demo's own caps, else the defaults capped.
 
     An anonymous visitor gets at most GENLINE_DEMO_MAX_TIMEOUT_S per attempt,
@@ -96,7 +96,9 @@ def _default_provider(cfg) -> str:
 
 
 @bp.get("/favicon.ico")
-@describe("The site's icon", responses={200: {"description": "the icon", "content": {"image/x-icon": BINARY, "application/octet-stream": BINARY}}},
+@describe("The site's icon",
+          responses={200: {"description": "the icon",
+                           "content": {"image/x-icon": BINARY, "application/octet-stream": BINARY}}},
           auth=PUBLIC)
 def favicon():
     """The page's icon (also for /docs and any browser that asks), served whether or not the demo is on."""

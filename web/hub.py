@@ -35,7 +35,7 @@ QUEUE_SIZE = 1000
 class Subscription:
     """One waiter's view of one job's live events. Use as a context manager."""
 
-    def __init__(self, hub: "Hub", job_id: str):
+    def __init__(self, hub: Hub, job_id: str):
         self.hub, self.job_id = hub, job_id
         self.queue: queue.Queue = queue.Queue(QUEUE_SIZE)
 
@@ -60,7 +60,7 @@ class Subscription:
     def close(self) -> None:
         self.hub._remove(self)
 
-    def __enter__(self) -> "Subscription":
+    def __enter__(self) -> Subscription:
         return self
 
     def __exit__(self, *exc) -> None:

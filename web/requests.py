@@ -6,8 +6,8 @@ import math
 from datetime import datetime, timezone
 
 from flask import current_app, g, request
-from werkzeug.http import parse_dict_header, parse_list_header
 from pydantic import BaseModel, ValidationError
+from werkzeug.http import parse_dict_header, parse_list_header
 
 from web.api.errors import ApiError, validation_error
 

@@ -10,8 +10,16 @@ import json
 import re
 from typing import Literal, Optional, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, ValidationInfo,
-                      field_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import InitErrorDetails
 
 from pipeline.core.lifecycle import TERMINAL_EVENT_TYPES, ActiveStatus, EndedStatus, EventType

@@ -6,10 +6,10 @@ import logging
 from sqlalchemy.exc import IntegrityError
 
 from pipeline.adapters import dispatch, metrics, ssrf, tracing
-from pipeline.store import jobs
-from pipeline.core.errors import InvalidInput
 from pipeline.adapters.inputs import check_ref
+from pipeline.core.errors import InvalidInput
 from pipeline.core.lifecycle import Step
+from pipeline.store import jobs
 from pipeline.store.models import db
 from web import queueing
 from web.api.errors import ApiError
@@ -153,6 +153,7 @@ def broker_refuses_writes() -> bool:
 def withdraw(job_id: str) -> None:
     """Delete a job that was never sent (its events go with it)."""
     from sqlalchemy import delete
+
     from pipeline.store.models import Job
     db.session.execute(delete(Job).where(Job.id == job_id).execution_options(synchronize_session=False))
     db.session.commit()

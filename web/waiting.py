@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from pipeline.store import jobs
 from pipeline.core.lifecycle import TERMINAL_EVENTS, is_terminal
+from pipeline.store import jobs
 from web import hub
 
 RECHECK_S = 5.0

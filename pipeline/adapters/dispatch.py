@@ -24,8 +24,8 @@ from flask import current_app
 from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
 
-from pipeline.core import budget
 from pipeline.adapters import events, routing
+from pipeline.core import budget
 from pipeline.core.lifecycle import Step
 from pipeline.core.runstate import DISPATCH, RunState
 from pipeline.store.models import utcnow

@@ -20,10 +20,10 @@ import requests
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.adapters import ssrf
+from pipeline.adapters.providers.httpcall import read_capped
 from pipeline.core import media
 from pipeline.core.errors import InvalidInput
 from pipeline.core.ids import is_id
-from pipeline.adapters.providers.httpcall import read_capped
 
 FETCH_TIMEOUT_S = 15.0
 MAX_REDIRECTS = 3
@@ -38,7 +38,8 @@ def decode_image(data: bytes, what: str, max_pixels: int) -> Image.Image:
         if image.format not in media.BY_PIL:
             raise InvalidInput(f"{what} is {image.format or 'an unknown format'}; use PNG, JPEG or WebP")
         if image.width * image.height > max_pixels:
-            raise InvalidInput(f"{what} is {image.width}x{image.height}, more than the {max_pixels} pixels allowed (GENLINE_MAX_PIXELS)")
+            raise InvalidInput(f"{what} is {image.width}x{image.height}, "
+                               f"more than the {max_pixels} pixels allowed (GENLINE_MAX_PIXELS)")
         image.load()
     except InvalidInput:
         raise
@@ -117,8 +118,8 @@ def resolve(ref: str, what: str, cfg, tenant_id: str) -> bytes:
     if isinstance(ref, str) and ref.startswith("data:"):
         return decode_data_uri(ref, what)
     if isinstance(ref, str) and ref.startswith("upl_"):
-        from pipeline.core.errors import StorageError
         from pipeline.adapters.storage import open_storage
+        from pipeline.core.errors import StorageError
         row = find_upload(ref, tenant_id)
         try:
             return open_storage(cfg).get(row.storage_key)

@@ -14,10 +14,12 @@ import contextvars
 import json
 import logging
 import math
-import os
 import re
+from collections.abc import Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any
 
 TEXT_FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
 FIELDS = ("job_id", "step", "attempt", "status", "trace_id")
@@ -25,7 +27,9 @@ FIELDS = ("job_id", "step", "attempt", "status", "trace_id")
 RESERVED = ("ts", "level", "logger", "message", "pid", "exception", "stack")
 """Keys a message's own ``key=value`` pairs cannot replace."""
 
-_context: contextvars.ContextVar[dict] = contextvars.ContextVar("genline_log_context", default={})
+# Never mutated, only replaced: the default is read-only so no caller can change it for all.
+_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("genline_log_context",
+                                                                          default=MappingProxyType({}))
 _PAIR = re.compile(r"(?<![\w.])([a-z_][a-z0-9_]*)=(\"[^\"]*\"|'[^']*'|[^\s,]+)")
 
 
@@ -67,7 +71,7 @@ def message_fields(message: str) -> dict:
     return found
 
 
-_otel_trace = None
+_otel_trace: Any = None  # the opentelemetry.trace module, False when not installed
 """``opentelemetry.trace`` once imported, False when it is not installed (looked up once)."""
 
 

@@ -17,17 +17,17 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from datetime import timedelta
 
 import requests
 from sqlalchemy import func, select, update
 
-from pipeline.store import jobs
 from pipeline.adapters import metrics, ssrf
 from pipeline.core import budget
 from pipeline.core.errors import InvalidInput
+from pipeline.store import jobs
 from pipeline.store.models import Tenant, WebhookDelivery, db, utcnow
 
 log = logging.getLogger("genline.webhooks")

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 HARD_LIMIT_GRACE_S = 2.0
 """Seconds between an attempt's soft limit and the hard kill of its process."""

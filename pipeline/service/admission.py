@@ -25,6 +25,7 @@ import logging
 import math
 import time
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import limits
 from flask import current_app
@@ -35,8 +36,8 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.adapters import broker, dispatch, routing
-from pipeline.store import jobs
 from pipeline.core.lifecycle import JobStatus, Step
+from pipeline.store import jobs
 from pipeline.store.models import ApiKey, Job, Tenant, db, utcnow
 
 log = logging.getLogger("genline.admission")
@@ -98,7 +99,7 @@ def release(job, now: datetime) -> jobs.JobSnapshot | None:
     """
     # The send that follows is a new message: a fresh dispatch token, so the marker of the
     # message that met the hold (alive until the deadline) cannot hide it if it is lost.
-    values = {"held": None, "admit_at": None, "step_outputs": dispatch.with_new_token(job.step_outputs)}
+    values: dict[str, Any] = {"held": None, "admit_at": None, "step_outputs": dispatch.with_new_token(job.step_outputs)}
     if job.held == REPLAY:
         values["deadline_at"] = now + timedelta(seconds=job.deadline_s)
     done = jobs.record(job.id, None, where=(Job.status == JobStatus.QUEUED.value, Job.held == job.held), **values)

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from pipeline.service import admission
 from pipeline.adapters import dispatch, metrics
-from pipeline.store import jobs
 from pipeline.core.errors import Canceled
 from pipeline.core.lifecycle import JobStatus, Step
 from pipeline.core.runstate import RunState
+from pipeline.service import admission
+from pipeline.store import jobs
 from pipeline.store.models import Job, db, utcnow
 
 log = logging.getLogger("genline.control")

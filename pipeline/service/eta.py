@@ -39,9 +39,9 @@ from functools import lru_cache
 from sqlalchemy import bindparam, func, select
 
 from pipeline.adapters import events
-from pipeline.store import autocommit
-from pipeline.service.concurrency import limit_of
 from pipeline.core.lifecycle import JobStatus, Step
+from pipeline.service.concurrency import limit_of
+from pipeline.store import autocommit
 from pipeline.store.models import Job, utcnow
 
 log = logging.getLogger("genline.eta")

@@ -16,9 +16,9 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
+from pipeline.core.lifecycle import JobStatus
 from pipeline.service import control
 from pipeline.store import jobs
-from pipeline.core.lifecycle import JobStatus
 from pipeline.store.models import Job, db
 
 MAX_PAGE = 1000

@@ -1,8 +1,8 @@
 """The public JSON shape of a job (DESIGN §2): every field present, null where unknown."""
 from __future__ import annotations
 
-from pipeline.core import tokens
 from pipeline.adapters.storage import open_storage
+from pipeline.core import tokens
 
 
 def iso(value):

@@ -13,9 +13,9 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import delete, select
 
+from pipeline.adapters.storage import open_storage
 from pipeline.core.lifecycle import TERMINAL
 from pipeline.store.models import Job, JobEvent, StagedOutput, Upload, WebhookDelivery, db, utcnow
-from pipeline.adapters.storage import open_storage
 
 log = logging.getLogger("genline.retention")
 

@@ -90,7 +90,7 @@ def tenant_ahead(job) -> int:
 
 def queue_positions(jobs: list) -> dict[str, int | None]:
     """``queue_position`` of each job by id, with one query however many are queued."""
-    positions = {job.id: None for job in jobs}
+    positions: dict[str, int | None] = {job.id: None for job in jobs}
     queued = [job for job in jobs if job.status == QUEUED]
     if len(queued) > 1:
         rows = autocommit.rows(_POSITIONS, {"ids": [job.id for job in queued]})

@@ -56,7 +56,7 @@ class Process:
         self.log_path = Path(log_dir) / f"{name}-{uuid.uuid4().hex[:6]}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Process":
+    def start(self) -> Process:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.store import jobs
@@ -31,17 +32,22 @@ class Held:
 
 
 class Renewer:
-    """The renewal thread of one app in one process (started on first use, again after a fork)."""
+    """The renewal thread of one app in one process (started on first use, again after a fork).
 
-    def __init__(self, app):
+    ``clock`` (seconds, monotonic) decides when a lease is due; a test passes one it moves
+    itself, then calls ``wake`` instead of waiting for a renewal period to pass.
+    """
+
+    def __init__(self, app, clock: Callable[[], float] = time.monotonic):
         self.app = app
+        self.clock = clock
         self._held: set[Held] = set()
         self._cond = threading.Condition()
         self._pid: int | None = None
         self._wake_at = 0.0  # when the waiting thread wakes next; 0 while it is not waiting
 
     def hold(self, job_id: str, owner: str, lease_s: float) -> Held:
-        held = Held(job_id, owner, lease_s, time.monotonic() + lease_s / 3)
+        held = Held(job_id, owner, lease_s, self.clock() + lease_s / 3)
         with self._cond:
             if self._pid != os.getpid():
                 # A forked child inherits the object but not the thread.
@@ -59,11 +65,16 @@ class Renewer:
         with self._cond:
             self._held.discard(held)
 
+    def wake(self) -> None:
+        """Look at the leases again now (the clock has moved) rather than at the next planned wake-up."""
+        with self._cond:
+            self._cond.notify()
+
     def _due(self) -> list[Held]:
         """Wait until a lease is due for renewal; those that are (marked as renewed now)."""
         with self._cond:
             while True:
-                now = time.monotonic()
+                now = self.clock()
                 due = [h for h in self._held if h.due <= now]
                 if due:
                     for held in due:

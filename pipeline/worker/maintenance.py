@@ -1,4 +1,5 @@
-"""Periodic work run by beat: the reaper, admission and retention; the reaper and retention one pass at a time (``pipeline.worker.periodic``)."""
+"""Periodic work run by beat: the reaper, admission and retention; the reaper and retention one
+pass at a time (``pipeline.worker.periodic``)."""
 from __future__ import annotations
 
 import logging

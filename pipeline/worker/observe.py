@@ -23,7 +23,6 @@ from celery.signals import (
     worker_init,
     worker_process_shutdown,
 )
-
 from celery.utils.log import get_multiprocessing_logger
 
 from pipeline.adapters import logs, metrics

@@ -13,7 +13,7 @@ Every move is a compare-and-set, so a reaper racing a worker changes nothing twi
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from redis import RedisError
@@ -21,9 +21,9 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.adapters import dispatch, events, metrics
-from pipeline.store import jobs
 from pipeline.core.errors import DeadlineExceeded, InternalError
 from pipeline.core.lifecycle import Step
+from pipeline.store import jobs
 from pipeline.store.models import Job, db, utcnow
 from pipeline.worker.failing import fail
 
@@ -79,14 +79,15 @@ def fail_overdue(job) -> bool:
     return fail(job, Step(job.step or "validate"), DeadlineExceeded(f"the job passed its deadline of {job.deadline_s:g}s"))
 
 
-def reap_once() -> dict:
-    """One pass of the reaper; returns what it did, by kind.
+def reap_once(now: datetime | None = None) -> dict:
+    """One pass of the reaper at ``now`` (the current time unless a test moves it); returns
+    what it did, by kind.
 
     With the database or Redis down the pass is skipped with one warning line
     (beat runs it again next interval), instead of a traceback every second.
     """
     try:
-        return _reap()
+        return _reap(now or utcnow())
     except (DBAPIError, RedisError) as exc:
         try:
             db.session.rollback()
@@ -96,9 +97,8 @@ def reap_once() -> dict:
         return {"skipped": exc.__class__.__name__}
 
 
-def _reap() -> dict:
+def _reap(now: datetime) -> dict:
     cfg = current_app.extensions["genline.config"]
-    now = utcnow()
     done = {"deadline": 0, "lost_worker": 0, "lost_message": 0, "gave_up": 0}
 
     # A job held for replay admission has no running deadline yet (it starts when admitted).

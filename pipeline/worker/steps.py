@@ -60,7 +60,7 @@ def run_step(task, job_id: str, step: Step, work) -> None:
             return  # held queued until its tenant may start another (pipeline.service.admission)
         job = jobs.claim(job_id, step, owner, cfg.lease_s)
     except DB_ERRORS as exc:
-        raise _retry_later(task, job_id, step, exc)
+        raise _retry_later(task, job_id, step, exc) from exc
     if job is None:
         if step is Step.GENERATE and concurrency.park(job_id):
             return

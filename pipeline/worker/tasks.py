@@ -14,19 +14,18 @@ from celery import shared_task
 from flask import current_app
 from PIL import Image
 
-from pipeline.core import budget, media
-from pipeline.worker import cancelwatch, progress
-from pipeline.store import jobs, staging
-from pipeline.adapters import metrics
-from pipeline.core.errors import GenlineError, InternalError, ProviderError
+from pipeline.adapters import metrics, tracing
 from pipeline.adapters.inputs import load_inputs, provider_urls
-from pipeline.core.lifecycle import JobStatus, Step
-from pipeline.store.models import utcnow
 from pipeline.adapters.providers import AttemptContext, ProviderRequest, get_provider
+from pipeline.adapters.storage import open_storage, output_key
+from pipeline.core import budget, media
+from pipeline.core.errors import GenlineError, InternalError, ProviderError
+from pipeline.core.lifecycle import JobStatus, Step
+from pipeline.store import jobs, staging
+from pipeline.store.models import utcnow
+from pipeline.worker import cancelwatch, progress
 from pipeline.worker.steps import StepResult, config, run_step
 from pipeline.worker.taskstate import JobFailed
-from pipeline.adapters.storage import open_storage, output_key
-from pipeline.adapters import tracing
 
 log = logging.getLogger("genline.tasks")
 

@@ -56,8 +56,8 @@ def run(args) -> dict:
             due += rng.expovariate(1 / args.interval) if args.poisson else args.interval
         done = [stack.wait(tenant, job["id"], timeout=300) for job in submitted]
         with stack.app.app_context():
-            from pipeline.service import eta
             from pipeline.adapters import events
+            from pipeline.service import eta
             history = {k.decode(): round(float(v), 3) for k, v in events.client().hgetall(eta.KEY).items()
                        if not k.startswith(b"last_")}
     finally:

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from datetime import datetime
-import tempfile
 from pathlib import Path
 
 import psutil

@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests import services
 from pipeline.config import Config
+from tests import services
 from tests.conftest import TERMINAL, Stack, base_env
 from tests.sends import sends_refused
 from tests.test_recovery import children, generate_starts

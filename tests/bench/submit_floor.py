@@ -26,9 +26,9 @@ import os
 import statistics
 import uuid
 
+from pipeline.config import fix_database_url
 from pipeline.tooling.bench import load
 from pipeline.tooling.bench.stack import LocalStack
-from pipeline.config import fix_database_url
 
 FLOOR_QUEUE = "floor"
 

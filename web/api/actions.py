@@ -6,8 +6,8 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, jsonify
 
-from pipeline.service import admission, control, replay
 from pipeline.core.ids import is_id
+from pipeline.service import admission, control, replay
 from pipeline.store.models import utcnow
 from web import responses as out
 from web.api.errors import ApiError

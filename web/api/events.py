@@ -29,11 +29,11 @@ import time
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from pipeline.service import eta
-from pipeline.store import jobs
 from pipeline.core.lifecycle import TERMINAL_EVENTS, JobStatus, is_terminal
-from pipeline.store.models import utcnow
+from pipeline.service import eta
 from pipeline.service.representation import iso
+from pipeline.store import jobs
+from pipeline.store.models import utcnow
 from web import hub
 from web.api.errors import ApiError
 from web.api.jobs import get_job_or_404

@@ -7,9 +7,9 @@ from flask import Blueprint, jsonify
 from sqlalchemy import text
 
 from pipeline.adapters import events
-from pipeline.worker.brokerguard import probe_write
-from pipeline.store.models import db
 from pipeline.adapters.storage import open_storage
+from pipeline.store.models import db
+from pipeline.worker.brokerguard import probe_write
 from web.auth import config
 
 bp = Blueprint("health", __name__)

@@ -9,12 +9,12 @@ import json
 from flask import Blueprint, jsonify, request, url_for
 from sqlalchemy import select
 
-from pipeline.store import jobs
-from pipeline.worker import reaper
 from pipeline.core.ids import is_id
 from pipeline.core.lifecycle import STATUSES
-from pipeline.store.models import Job, db, utcnow
 from pipeline.service.representation import job_to_dict
+from pipeline.store import jobs
+from pipeline.store.models import Job, db, utcnow
+from pipeline.worker import reaper
 from web import limits, waiting
 from web.api.errors import ApiError
 from web.auth import config, reader_for_job, require_tenant

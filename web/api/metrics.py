@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 from pipeline.adapters import broker
 from pipeline.adapters import metrics as recorded
 from pipeline.core.lifecycle import STATUSES
-from pipeline.worker.celery_app import QUEUES
 from pipeline.store.models import Job, db
+from pipeline.worker.celery_app import QUEUES
 from web.api.errors import ApiError
 from web.api.openapi import describe
 from web.auth import bearer_key, config, tenant_for_key

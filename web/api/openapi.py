@@ -29,9 +29,11 @@ bp.register_blueprint(Blueprint("swagger_ui", __name__, static_folder=str(SWAGGE
 PUBLIC = "public"
 """``auth=PUBLIC``: the route needs no API key."""
 
-WAIT = {"name": "wait", "in": "query", "required": False, "description": "hold the answer up to N seconds (≤ 60) until the job ends",
+WAIT = {"name": "wait", "in": "query", "required": False,
+        "description": "hold the answer up to N seconds (≤ 60) until the job ends",
         "schema": {"type": "number", "minimum": 0, "maximum": 60}}
-TOKEN = {"name": "token", "in": "query", "required": False, "description": "job-scoped read token from the job's urls (instead of a key)",
+TOKEN = {"name": "token", "in": "query", "required": False,
+         "description": "job-scoped read token from the job's urls (instead of a key)",
          "schema": {"type": "string"}}
 IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False, "description": "same key + same body = the same job",
                "schema": {"type": "string", "maxLength": 255}}
@@ -122,7 +124,8 @@ OPERATIONS = {
                                  responses={200: IMAGE, 302: REDIRECT}, errors=READ),
     "outputs.read_file": _meta("Bytes behind a signed output URL", responses={200: IMAGE}, errors=(404,), auth=PUBLIC),
     "events.job_events": _meta("Server-Sent Events of a job, resumable with Last-Event-ID", params=[TOKEN, LAST_EVENT_ID],
-                               responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT, "x-event-schema": SSE_FRAME}}},
+                               responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT,
+                                                                                    "x-event-schema": SSE_FRAME}}},
                                           204: {"description": "the job ended and every event was sent"}},
                                errors=READ),
     "uploads.create_upload": _meta("Upload an input image for edit or inpaint", body=UPLOAD_BODY,
@@ -193,7 +196,8 @@ def _operation(rule, view, components: dict) -> dict:
     elif meta["body"]:
         op["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": _schema_of(meta["body"], components, "validation")}}}
-    error = {"description": "the one error shape", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    error = {"description": "the one error shape",
+             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     for code in meta["errors"]:
         op["responses"].setdefault(str(code), {**error, **({"headers": ERROR_HEADERS[code]} if code in ERROR_HEADERS else {})})
     op["responses"]["default"] = error

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask import Blueprint, redirect, send_file
 
+from pipeline.adapters.storage import open_storage
 from pipeline.core import media, tokens
 from pipeline.core.errors import StorageError
-from pipeline.adapters.storage import open_storage
 from web.api.errors import ApiError
 from web.api.jobs import get_job_or_404
 from web.auth import config, reader_for_job

@@ -11,12 +11,12 @@ import hashlib
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from pipeline.adapters.inputs import decode_image
+from pipeline.adapters.storage import open_storage, upload_key
 from pipeline.core import media
 from pipeline.core.errors import InvalidInput, StorageError
 from pipeline.core.ids import new_id
-from pipeline.adapters.inputs import decode_image
 from pipeline.store.models import Upload, db
-from pipeline.adapters.storage import open_storage, upload_key
 from web.api.errors import ApiError
 from web.auth import config, require_tenant
 

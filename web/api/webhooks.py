@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from pipeline.store import jobs
 from pipeline.adapters import webhooks
 from pipeline.adapters.publish import send_webhook as send
+from pipeline.store import jobs
 from web.api.errors import ApiError
 from web.api.jobs import get_job_or_404
 from web.auth import require_tenant

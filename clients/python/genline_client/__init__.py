@@ -7,10 +7,30 @@
 """
 from genline_client.aio import AsyncGenline
 from genline_client.client import Genline
-from genline_client.errors import (ApiError, ConnectionFailed, GenlineError, JobCanceled, JobEnded, JobFailed,
-                                   RateLimited, WaitTimeout, WebhookVerificationError)
-from genline_client.models import (Budget, CancelResult, Event, Job, JobError, Output, Page, Timing, Upload,
-                                   Urls, WebhookMessage)
+from genline_client.errors import (
+    ApiError,
+    ConnectionFailed,
+    GenlineError,
+    JobCanceled,
+    JobEnded,
+    JobFailed,
+    RateLimited,
+    WaitTimeout,
+    WebhookVerificationError,
+)
+from genline_client.models import (
+    Budget,
+    CancelResult,
+    Event,
+    Job,
+    JobError,
+    Output,
+    Page,
+    Timing,
+    Upload,
+    Urls,
+    WebhookMessage,
+)
 from genline_client.webhooks import verify as verify_webhook
 
 __version__ = "0.1.0"

@@ -6,7 +6,8 @@ import inspect
 import json
 import os
 import time
-from typing import AsyncIterator, Callable, Optional, Union
+from collections.abc import AsyncIterator, Callable
+from typing import Optional, Union
 
 import httpx
 
@@ -126,7 +127,7 @@ class AsyncJobs:
 
     def list(self, *, status: Union[str, list, None] = None, operation: Optional[str] = None,
              created_after: Optional[str] = None, created_before: Optional[str] = None,
-             limit: Optional[int] = None) -> "AsyncJobPages":
+             limit: Optional[int] = None) -> AsyncJobPages:
         """``async for job in client.jobs.list(...)``, or ``async for page in ....pages()``."""
         params = {"status": ",".join(status) if isinstance(status, (list, tuple)) else status,
                   "operation": operation, "created_after": created_after, "created_before": created_before,

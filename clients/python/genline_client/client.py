@@ -6,7 +6,8 @@ import os
 import queue
 import threading
 import time
-from typing import Callable, Iterator, Optional, Union
+from collections.abc import Callable, Iterator
+from typing import Optional, Union
 
 import httpx
 
@@ -142,7 +143,7 @@ class Jobs:
 
     def list(self, *, status: Union[str, list, None] = None, operation: Optional[str] = None,
              created_after: Optional[str] = None, created_before: Optional[str] = None,
-             limit: Optional[int] = None) -> "JobPages":
+             limit: Optional[int] = None) -> JobPages:
         """Jobs newest first: iterate for jobs (pages are fetched as needed), or ``.pages()`` for pages."""
         params = {"status": ",".join(status) if isinstance(status, (list, tuple)) else status,
                   "operation": operation, "created_after": created_after, "created_before": created_before,

@@ -6,7 +6,7 @@ Each model is built with ``from_dict``, which tolerates fields it does not know
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 TERMINAL_STATUSES = ("completed", "failed", "canceled")
 TERMINAL_EVENTS = TERMINAL_STATUSES
@@ -79,7 +79,7 @@ class Job:
     model: Optional[str] = None
     prompt: Optional[str] = None
     prompt_sha256: Optional[str] = None
-    params: Dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     inputs: Optional[dict] = None
     budget: Budget = field(default_factory=Budget)
     priority: Optional[str] = None
@@ -88,8 +88,8 @@ class Job:
     progress: Optional[float] = None
     queue_position: Optional[int] = None
     error: Optional[JobError] = None
-    outputs: List[Output] = field(default_factory=list)
-    metadata: Dict[str, Any] = field(default_factory=dict)
+    outputs: list[Output] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
     webhook: Optional[dict] = None
     created_at: Optional[str] = None
     started_at: Optional[str] = None
@@ -99,7 +99,7 @@ class Job:
     estimated_finish_at: Optional[str] = None
     timing: Timing = field(default_factory=Timing)
     urls: Urls = field(default_factory=Urls)
-    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def terminal(self) -> bool:
@@ -107,7 +107,7 @@ class Job:
         return self.status in TERMINAL_STATUSES
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Job":
+    def from_dict(cls, data: dict) -> Job:
         simple = {f.name for f in fields(cls)} - {"budget", "error", "outputs", "timing", "urls", "raw"}
         job = cls(**{k: v for k, v in data.items() if k in simple})
         job.budget = _pick(Budget, data.get("budget")) or Budget()
@@ -128,7 +128,7 @@ class Event:
     id: int
     type: str
     job_id: Optional[str] = None
-    data: Dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
     created_at: Optional[str] = None
 
     @property
@@ -141,7 +141,7 @@ class Event:
         return self.data.get("fraction") if self.type == "progress" else None
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Event":
+    def from_dict(cls, data: dict) -> Event:
         return cls(id=int(data["id"]), type=data["type"], job_id=data.get("job_id"),
                    data=data.get("data") or {}, created_at=data.get("created_at"))
 
@@ -157,7 +157,7 @@ class Upload:
     bytes: Optional[int] = None
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Upload":
+    def from_dict(cls, data: dict) -> Upload:
         return _pick(cls, data)
 
 
@@ -165,7 +165,7 @@ class Upload:
 class Page:
     """One page of ``jobs.list``; ``next_cursor`` is None on the last page."""
 
-    data: List[Job]
+    data: list[Job]
     next_cursor: Optional[str] = None
 
 
@@ -174,7 +174,7 @@ class CancelResult:
     """What ``jobs.cancel_many`` canceled."""
 
     canceled: int
-    data: List[Job]
+    data: list[Job]
 
 
 @dataclass
@@ -186,10 +186,10 @@ class WebhookMessage:
     timestamp: Optional[str]
     event: Optional[Event]
     job: Optional[Job]
-    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_dict(cls, msg_id: str, data: dict) -> "WebhookMessage":
+    def from_dict(cls, msg_id: str, data: dict) -> WebhookMessage:
         inner = data.get("data") or {}
         event = Event.from_dict(inner["event"]) if inner.get("event") else None
         job = Job.from_dict(inner["job"]) if inner.get("job") else None

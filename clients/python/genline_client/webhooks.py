@@ -7,7 +7,8 @@ import hashlib
 import hmac
 import json
 import time
-from typing import Mapping, Optional, Union
+from collections.abc import Mapping
+from typing import Optional, Union
 
 from genline_client.errors import WebhookVerificationError
 from genline_client.models import WebhookMessage

@@ -1,8 +1,8 @@
 """Providers by name. ``get_provider`` is the one place that maps a name to code."""
 from __future__ import annotations
 
-from pipeline.core.errors import InvalidInput
 from pipeline.adapters.providers.base import AttemptContext, GeneratedImage, Provider, ProviderRequest
+from pipeline.core.errors import InvalidInput
 
 PROVIDER_NAMES = ("local", "openai", "http", "diffusers")
 

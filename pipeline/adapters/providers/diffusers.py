@@ -25,12 +25,12 @@ import time
 
 from PIL import Image, ImageOps
 
-from pipeline.core import media
-from pipeline.core.errors import GenlineError, InvalidInput, ProviderError, UnsafeContent
 from pipeline.adapters.providers import diffusers_model
 from pipeline.adapters.providers.base import AttemptContext, GeneratedImage, ProviderRequest
 from pipeline.adapters.providers.diffusers_steps import StepWatch, deferred_soft_limit
 from pipeline.adapters.providers.local import mask_region, parse_size
+from pipeline.core import media
+from pipeline.core.errors import GenlineError, InvalidInput, ProviderError, UnsafeContent
 
 log = logging.getLogger("genline.diffusers")
 

@@ -50,7 +50,8 @@ class Loaded:
         """The pipeline for ``operation``, or InvalidInput saying why this model has none."""
         found = self.pipelines.get(operation)
         if found is None:
-            raise InvalidInput(f"the diffusers model {self.name} cannot {operation}: {self.unusable.get(operation, 'no pipeline')}")
+            why = self.unusable.get(operation, "no pipeline")
+            raise InvalidInput(f"the diffusers model {self.name} cannot {operation}: {why}")
         return found
 
 
@@ -92,8 +93,12 @@ def load(source: str, device: str = "auto", dtype: str = "auto") -> Loaded:
     started = time.monotonic()
     try:
         import torch  # noqa: F401 - the extra's presence is checked here, with a clear message
-        from diffusers import (AutoPipelineForImage2Image, AutoPipelineForInpainting,
-                               AutoPipelineForText2Image, DiffusionPipeline)
+        from diffusers import (
+            AutoPipelineForImage2Image,
+            AutoPipelineForInpainting,
+            AutoPipelineForText2Image,
+            DiffusionPipeline,
+        )
     except ImportError as exc:
         raise ModelLoadError(f"the diffusers provider needs its extra: pip install 'genline[diffusers]' ({exc})") from exc
     resolved = resolve_device(device)
@@ -126,9 +131,11 @@ def _load_hint(source: str, exc: Exception) -> str:
     if len(what) > 600:
         what = what[:600] + "…"
     if Path(source).is_dir():
-        hint = "the directory must hold a diffusers pipeline (model_index.json and its component folders, as save_pretrained writes)"
+        hint = ("the directory must hold a diffusers pipeline "
+                "(model_index.json and its component folders, as save_pretrained writes)")
     elif source.startswith((".", "/", "~")):
-        hint = "no such directory; set GENLINE_DIFFUSERS_MODEL to a hub id (like stabilityai/sd-turbo) or a directory made by save_pretrained"
+        hint = ("no such directory; set GENLINE_DIFFUSERS_MODEL to a hub id (like stabilityai/sd-turbo) "
+                "or a directory made by save_pretrained")
     else:
         hint = ("check the hub id, that it is downloaded (huggingface-cli download ID) when HF_HUB_OFFLINE=1 is set, "
                 "and HF_TOKEN for a gated model")

@@ -24,8 +24,8 @@ from contextlib import contextmanager
 
 from billiard.exceptions import SoftTimeLimitExceeded
 
-from pipeline.core.errors import Canceled, Timeout
 from pipeline.adapters.providers.base import AttemptContext
+from pipeline.core.errors import Canceled, Timeout
 
 
 class StepWatch:

@@ -18,9 +18,9 @@ is abandoned as soon as the job is canceled.
 """
 from __future__ import annotations
 
-from pipeline.core.errors import ProviderError
 from pipeline.adapters.providers.base import AttemptContext, GeneratedImage, ProviderRequest
 from pipeline.adapters.providers.httpcall import ProviderUnusable, b64_image, call, checked_image
+from pipeline.core.errors import ProviderError
 
 
 def _items(body) -> list:
@@ -40,7 +40,7 @@ class HTTPProvider:
         self.token = token
 
     @classmethod
-    def from_config(cls, cfg) -> "HTTPProvider":
+    def from_config(cls, cfg) -> HTTPProvider:
         return cls(cfg.http_provider_url, cfg.http_provider_token)
 
     def run(self, request: ProviderRequest, ctx: AttemptContext) -> list[GeneratedImage]:

@@ -27,11 +27,17 @@ import time
 import requests
 from PIL import Image
 
+from pipeline.adapters.providers.base import AttemptContext
 from pipeline.core import media
 from pipeline.core.errors import (
-    GenlineError, InvalidInput, NetworkError, ProviderError, RateLimited, Timeout, UnsafeContent,
+    GenlineError,
+    InvalidInput,
+    NetworkError,
+    ProviderError,
+    RateLimited,
+    Timeout,
+    UnsafeContent,
 )
-from pipeline.adapters.providers.base import AttemptContext
 
 CONNECT_TIMEOUT_S = 10.0
 POLL_S = 0.1

@@ -19,10 +19,9 @@ import time
 from billiard.exceptions import SoftTimeLimitExceeded
 from PIL import Image, ImageDraw, ImageOps
 
+from pipeline.adapters.providers.base import AttemptContext, GeneratedImage, ProviderRequest
 from pipeline.core import media
 from pipeline.core.errors import InvalidInput, error_for
-from pipeline.adapters.providers.base import AttemptContext, GeneratedImage, ProviderRequest
-
 
 
 def parse_size(size: str) -> tuple[int, int]:
@@ -115,7 +114,8 @@ class LocalProvider:
         if request.mask is None:
             raise InvalidInput("inpaint needs a mask")
         if request.mask.size != source.size:
-            raise InvalidInput(f"the mask is {request.mask.size[0]}x{request.mask.size[1]} but the image is {source.size[0]}x{source.size[1]}")
+            raise InvalidInput(f"the mask is {request.mask.size[0]}x{request.mask.size[1]} "
+                               f"but the image is {source.size[0]}x{source.size[1]}")
         painted = render(prompt, seed, source.size)
         return Image.composite(painted, source, mask_region(request.mask))
 

@@ -18,10 +18,10 @@ import io
 
 from PIL import Image
 
-from pipeline.core.errors import ProviderError
 from pipeline.adapters.providers.base import AttemptContext, GeneratedImage, ProviderRequest
 from pipeline.adapters.providers.httpcall import ProviderUnusable, b64_image, call, checked_image
 from pipeline.adapters.providers.local import mask_region
+from pipeline.core.errors import ProviderError
 
 DEFAULT_MODEL = "gpt-image-1"
 
@@ -50,7 +50,7 @@ class OpenAIProvider:
         self.base_url = base_url.rstrip("/")
 
     @classmethod
-    def from_config(cls, cfg) -> "OpenAIProvider":
+    def from_config(cls, cfg) -> OpenAIProvider:
         return cls(cfg.openai_api_key, cfg.openai_base_url)
 
     def run(self, request: ProviderRequest, ctx: AttemptContext) -> list[GeneratedImage]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pipeline.core.media import EXTENSIONS
 from pipeline.adapters.storage.base import Storage, StoredObject
+from pipeline.core.media import EXTENSIONS
 
 
 def output_key(job_id: str, n: int, media_type: str) -> str:

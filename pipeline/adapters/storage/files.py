@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from pipeline.core.errors import StorageError
 from pipeline.adapters.storage.base import StoredObject
+from pipeline.core.errors import StorageError
 
 
 class FileStorage:
@@ -23,7 +23,7 @@ class FileStorage:
         self._real_root = root.resolve()  # keys must resolve inside it (one instance per process)
 
     @classmethod
-    def from_url(cls, url: str) -> "FileStorage":
+    def from_url(cls, url: str) -> FileStorage:
         return cls(Path(unquote(urlparse(url).path)))
 
     def _path(self, key: str) -> Path:

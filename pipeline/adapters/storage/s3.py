@@ -17,8 +17,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.core.errors import StorageError
 from pipeline.adapters.storage.base import StoredObject
+from pipeline.core.errors import StorageError
 
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 """Objects at least this large are sent as a multipart upload, in parts of this size."""
@@ -50,7 +50,7 @@ class S3Storage:
                                        multipart_chunksize=max(5 * 1024 * 1024, multipart_threshold))
 
     @classmethod
-    def from_url(cls, storage_url: str, endpoint_url: str | None = None) -> "S3Storage":
+    def from_url(cls, storage_url: str, endpoint_url: str | None = None) -> S3Storage:
         """``s3://bucket/prefix``; credentials and region come from boto3's usual sources."""
         parts = urlparse(storage_url)
         if not parts.netloc:

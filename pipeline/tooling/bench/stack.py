@@ -18,8 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
-from pipeline.tooling import localproc
 from pipeline.adapters import routing
+from pipeline.tooling import localproc
 from pipeline.tooling.localproc import free_port, redis_server_binary, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -108,7 +108,7 @@ class LocalStack:
         wait_for(healthy, 60, name, 0.1)
         return f"http://127.0.0.1:{port}"
 
-    def start(self, genline: bool = True, baseline: bool = True) -> "LocalStack":
+    def start(self, genline: bool = True, baseline: bool = True) -> LocalStack:
         """Redis; then genline (migrations, web, workers) and the baseline's web and worker."""
         self._start("redis", [redis_binary(), "--port", str(self.redis_port), "--bind", "127.0.0.1",
                               "--save", "", "--appendonly", "no", "--dir", str(self.dir)])

@@ -1,15 +1,14 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23 13:53:59.149366
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from pipeline.store.models import UTCDateTime
-
 
 # revision identifiers, used by Alembic.
 revision = '0001'

@@ -5,11 +5,10 @@ Revises: 0001
 Create Date: 2026-12-02 04:00:00
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from pipeline.store.models import UTCDateTime
-
 
 revision = '0002_replay'
 down_revision = '0001'

@@ -6,10 +6,10 @@ import time
 from datetime import timedelta
 from types import SimpleNamespace
 
-from pipeline.core.errors import InvalidInput, ProviderError, RateLimited, Timeout, UnsafeContent
-from pipeline.worker.failover import current_index, next_provider
-from pipeline.store.models import utcnow
 from pipeline.adapters.providers.httpcall import ProviderUnusable, _retry_after
+from pipeline.core.errors import InvalidInput, ProviderError, RateLimited, Timeout, UnsafeContent
+from pipeline.store.models import utcnow
+from pipeline.worker.failover import current_index, next_provider
 
 
 def job(providers=("openai", "http", "local"), provider="openai", max_attempts=2, deadline_in_s=60, step_outputs=None):

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline.core import budget
 from pipeline.adapters.dispatch import ETA_MARGIN_S, marker_ttl_s
+from pipeline.core import budget
 from pipeline.worker.steps import generate_tries
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -70,8 +70,8 @@ def test_an_eta_message_marker_expires_soon_after_its_eta():
 
 def test_visibility_timeout_outlasts_the_longest_hard_limit():
     # Given the largest budget the config allows
-    from pipeline.worker.celery_app import celery_settings
     from pipeline.config import Config
+    from pipeline.worker.celery_app import celery_settings
     cfg = Config.from_env({"GENLINE_MAX_TIMEOUT_S": "3000", "GENLINE_MAX_DEADLINE_S": "3000"})
     _, hard = budget.attempt_limits(cfg.max_timeout_s, NOW + timedelta(seconds=cfg.max_deadline_s), NOW)
     # Then Redis would redeliver an unacknowledged message only after any attempt was killed
