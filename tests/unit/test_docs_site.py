@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 # Needs no service: a unit-tier test (mkdocs and PyYAML come with make install).
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README_MAX_BYTES = 12 * 1024
 
 
