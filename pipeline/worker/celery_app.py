@@ -125,6 +125,11 @@ def celery_init_app(app) -> Celery:
         # A forked pool child must not share the parent's database sockets.
         with app.app_context():
             app.extensions["sqlalchemy"].engine.dispose(close=False)
+        # Then it opens its own before its first task, and hands step follow-ups to a thread
+        # so that its slot takes the next message at once (pipeline.worker.slot).
+        from pipeline.worker import slot
+        slot.enable()
+        slot.warm_briefly(app)
 
     if cfg.diffusers_model:
         from pipeline.adapters.providers import diffusers_model  # imports no torch until a pool process loads

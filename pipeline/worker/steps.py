@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from pipeline.service import admission, concurrency, eta
 from pipeline.core import budget
 from pipeline.adapters import dispatch
-from pipeline.worker import failover, leases
+from pipeline.worker import failover, leases, slot
 from pipeline.store import jobs
 from pipeline.core.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, Timeout
 from pipeline.core.lifecycle import JobStatus, Step, next_step
@@ -87,7 +87,7 @@ def run_step(task, job_id: str, step: Step, work) -> None:
     else:
         finish(job, step, owner, output, time.monotonic() - started)
     if step is Step.GENERATE:
-        concurrency.wake(job.tenant_id)  # this job's slot may be free now
+        slot.after(concurrency.wake, job.tenant_id)  # this job's slot may be free now
 
 
 def _retry_later(task, job_id: str, step: Step, exc: Exception):
@@ -178,8 +178,14 @@ def finish(job, step: Step, owner: str, output, seconds: float) -> None:
         return
     log.info("step finished job_id=%s step=%s attempt=%s status=%s seconds=%.3f", job.id, step.value, job.attempt,
              JobStatus.COMPLETED.value if step is Step.UPLOAD else job.status, seconds)
-    _record_eta(job, step, seconds)
     job.step, job.step_outputs = following.value, step_outputs
+    # On a prefork slot these run behind the task, which returns now (pipeline.worker.slot).
+    slot.after(_follow_up, job, step, following, seconds)
+
+
+def _follow_up(job, step: Step, following: Step, seconds: float) -> None:
+    """What follows a recorded step end: its ETA sample, then the next step's message."""
+    _record_eta(job, step, seconds)
     dispatch.send_step(job, following)
 
 
