@@ -127,7 +127,8 @@ class LocalProvider:
             start = time.monotonic()
             while (elapsed := time.monotonic() - start) < latency:
                 ctx.progress(elapsed / latency * 0.9, "simulated work")
-                ctx.sleep(min(0.25, latency - elapsed))
+                # Until ``latency`` after the start, whatever reporting the progress took.
+                ctx.sleep(min(0.25, start + latency - time.monotonic()))
         if ctx.attempt <= int(simulate.get("fail_attempts") or 0):
             code = simulate.get("fail_code") or "provider_error"
             raise error_for(code, f"simulated {code} on attempt {ctx.attempt}")
