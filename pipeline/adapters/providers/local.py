@@ -100,7 +100,8 @@ class LocalProvider:
             ctx.check()
             image = self._one(request, seed if seed is None else seed + i, i)
             results.append(encode(image, fmt))
-            ctx.progress((i + 1) / n, f"image {i + 1} of {n}")
+            if i + 1 < n:  # after the last image the step's end follows at once: no write for it
+                ctx.progress((i + 1) / n, f"image {i + 1} of {n}")
         return results
 
     def _one(self, request: ProviderRequest, seed, index: int) -> Image.Image:
