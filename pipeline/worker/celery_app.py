@@ -140,6 +140,8 @@ def celery_init_app(app) -> Celery:
         # A pool without Celery's time limits must not run in-worker generate:
         # its budgets would silently not hold (pipeline.adapters.routing.refusal).
         queues = [q.name for q in instance.app.amqp.queues.consume_from.values()]
+        from pipeline.worker import slot
+        slot.consumes(queues)  # before the pool forks: its processes inherit it
         why = routing.refusal(instance.pool_cls, queues)
         if why:
             log.critical("%s", why)

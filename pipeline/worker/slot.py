@@ -13,10 +13,12 @@ So, in a prefork pool process only (``enable``, from ``worker_process_init``):
 - ``after(fn, *args)`` runs a step's follow-ups on the process's write-behind
   thread (``pipeline.worker.progress``) once the step's end is recorded, and the
   task returns at once: the slot's next message is acknowledged and fetched
-  while they run. The end itself (output, lease release, staged images) is
-  still written before the task returns; a process killed before its
-  follow-ups ran leaves a job with no lease and no in-flight marker, whose
-  step the reaper sends again (as after a send that failed).
+  while they run. The next step's message goes that way too (``send_after``)
+  only on a worker that does not consume ``io.finish`` (the compute kind). The
+  end itself (output, lease release, staged images) is still written before
+  the task returns; a process killed before its follow-ups ran leaves a job
+  with no lease and no in-flight marker, whose step the reaper sends again (as
+  after a send that failed).
 - ``warm(app)`` runs the hot path's statements once against a job id that
   matches no row (they change nothing), before the process takes its first task.
 
@@ -34,12 +36,32 @@ log = logging.getLogger("genline.slot")
 WARM_S = 2.0
 """The longest a pool process waits for its warm-up before it reports up."""
 
-_state = {"deferring": False}
+_state = {"deferring": False, "sends_own_queue": True}
+
+
+def consumes(queues) -> None:
+    """The worker's queues (set in its main process, before the pool forks).
+
+    A worker that consumes ``io.finish`` (one worker on every queue) must send a
+    generate's upload before its task returns: the slot's next fetch polls
+    ``io.finish`` first and must find it there, or it takes the next generate
+    and the upload waits behind it (a generated image lost to a backlog).
+    """
+    from pipeline.adapters import routing
+    _state["sends_own_queue"] = routing.FINISH in set(queues)
 
 
 def enable() -> None:
     """This process is a prefork pool child: defer step follow-ups from now on."""
     _state["deferring"] = True
+
+
+def send_after(fn, *args) -> None:
+    """``after`` for sending the next step's message: now when this worker consumes its queue."""
+    if _state["sends_own_queue"]:
+        fn(*args)
+    else:
+        after(fn, *args)
 
 
 def after(fn, *args) -> None:

@@ -179,14 +179,9 @@ def finish(job, step: Step, owner: str, output, seconds: float) -> None:
     log.info("step finished job_id=%s step=%s attempt=%s status=%s seconds=%.3f", job.id, step.value, job.attempt,
              JobStatus.COMPLETED.value if step is Step.UPLOAD else job.status, seconds)
     job.step, job.step_outputs = following.value, step_outputs
-    # On a prefork slot these run behind the task, which returns now (pipeline.worker.slot).
-    slot.after(_follow_up, job, step, following, seconds)
-
-
-def _follow_up(job, step: Step, following: Step, seconds: float) -> None:
-    """What follows a recorded step end: its ETA sample, then the next step's message."""
-    _record_eta(job, step, seconds)
-    dispatch.send_step(job, following)
+    # On a compute slot these run behind the task, which returns now (pipeline.worker.slot).
+    slot.after(_record_eta, job, step, seconds)
+    slot.send_after(dispatch.send_step, job, following)
 
 
 def _record_eta(job, step: Step, seconds: float) -> None:
