@@ -83,10 +83,13 @@ def warm(app) -> None:
     matches no row (and appends no event, stages nothing). A failure (the
     database or Redis not up yet) only leaves the first task to do it.
     """
+    from PIL import Image
+
     from pipeline.adapters import events
     from pipeline.core.lifecycle import Step
     from pipeline.service import admission
     from pipeline.store import jobs
+    from pipeline.worker import cancelwatch, leases, progress
 
     cfg = app.extensions["genline.config"]
     nobody = f"warm-{uuid.uuid4().hex}"
@@ -100,7 +103,15 @@ def warm(app) -> None:
             jobs.end_step(nobody, Step.GENERATE, nobody,
                           {"provider": "local", "model": None, "step": Step.UPLOAD.value, "step_outputs": {},
                            "timing": {}}, stages=[stage])
+            jobs.record_progress(nobody, nobody, 0.0, {})
             events.client().ping()
+            # The process's helper threads (lease renewal, cancel watch, write-behind), and PIL's image plugins.
+            renewer = leases.renewer(app)
+            renewer.release(renewer.hold(nobody, nobody, cfg.lease_s))
+            watch = cancelwatch.watcher(app)
+            watch.unwatch(watch.watch(nobody, nobody))
+            progress.writer(app).put(lambda: None)
+            Image.init()
             with app.extensions["celery"].producer_pool.acquire(block=True, timeout=WARM_S) as producer:
                 producer.connection.ensure_connection(max_retries=1)
     except Exception as exc:  # noqa: BLE001 - see the docstring
