@@ -101,7 +101,8 @@ def dev() -> int:
     return devserver.run()
 
 
-@cli.command(with_appcontext=False, help="measure submit, end-to-end, throughput and notify against raw Celery")
+@cli.command(with_appcontext=False, help="measure genline: speed (default; submit, end-to-end, throughput and "
+             "notify against raw Celery) or waiting (memory per job waiting on a slow provider)")
 @bench_options
 def bench(**options) -> int:
     from pipeline.tooling.bench.run import run

@@ -129,6 +129,11 @@ def celery_init_app(app) -> Celery:
         with app.app_context():
             for engine in app.extensions["sqlalchemy"].engines.values():
                 engine.dispose(close=False)
+        # Then it opens its own before its first task, and hands step follow-ups to a thread
+        # so that its slot takes the next message at once (pipeline.worker.slot).
+        from pipeline.worker import slot
+        slot.enable(app)
+        slot.warm_briefly(app)
 
     if cfg.diffusers_model:
         from pipeline.adapters.providers import diffusers_model  # imports no torch until a pool process loads
@@ -139,6 +144,8 @@ def celery_init_app(app) -> Celery:
         # A pool without Celery's time limits must not run in-worker generate:
         # its budgets would silently not hold (pipeline.adapters.routing.refusal).
         queues = [q.name for q in instance.app.amqp.queues.consume_from.values()]
+        from pipeline.worker import slot
+        slot.consumes(queues)  # before the pool forks: its processes inherit it
         why = routing.refusal(instance.pool_cls, queues)
         if why:
             log.critical("%s", why)

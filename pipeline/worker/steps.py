@@ -27,7 +27,7 @@ from pipeline.core.runstate import RunState
 from pipeline.service import admission, concurrency, eta
 from pipeline.store import jobs
 from pipeline.store.models import db, utcnow
-from pipeline.worker import failover, leases, taskstate
+from pipeline.worker import failover, leases, slot, taskstate
 from pipeline.worker.failing import fail
 
 __all__ = ["StepResult", "fail", "fail_attempt", "finish", "generate_tries", "hard_timeout", "run_step"]
@@ -112,7 +112,7 @@ def run_step(task, job_id: str, step: Step, work) -> None:
         finish(job, step, owner, output, time.monotonic() - started)
     if step is Step.GENERATE:
         with tracing.detached():  # the jobs it wakes are not this job's
-            concurrency.wake(job.tenant_id)  # this job's slot may be free now
+            slot.after(concurrency.wake, job.tenant_id)  # this job's slot may be free now
     taskstate.end(task, job, step, ending)
 
 
@@ -211,10 +211,11 @@ def finish(job, step: Step, owner: str, output, seconds: float) -> None:
         return
     log.info("step finished job_id=%s step=%s attempt=%s status=%s seconds=%.3f", job.id, step.value, job.attempt,
              JobStatus.COMPLETED.value if step is Step.UPLOAD else job.status, seconds)
-    _record_eta(job, step, seconds)
     if step is Step.UPLOAD:
         metrics.job_finished(JobStatus.COMPLETED.value, None, job.operation, timing["total_s"], job.tenant_id)
-    dispatch.send_step(replace(job, step=following.value, step_outputs=step_outputs), following)
+    # On a compute slot these run behind the task, which returns now (pipeline.worker.slot).
+    slot.after(_record_eta, job, step, seconds)
+    slot.send_after(dispatch.send_step, replace(job, step=following.value, step_outputs=step_outputs), following)
 
 
 def _record_eta(job, step: Step, seconds: float) -> None:

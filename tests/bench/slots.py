@@ -39,9 +39,9 @@ def watch_events(broker_url: str, seen: list) -> threading.Thread:
         kind = event["type"]
         if kind == "task-received":
             names[event["uuid"]] = event["name"]
-        elif kind in ("task-started", "task-succeeded", "task-failed"):
+        if kind in ("task-received", "task-started", "task-succeeded", "task-failed"):
             seen.append({"type": kind, "uuid": event["uuid"], "hostname": event["hostname"],
-                         "timestamp": event["timestamp"]})
+                         "timestamp": event["timestamp"], "pid": event.get("pid"), "runtime": event.get("runtime")})
 
     def run():
         # One capture for the whole run: between two captures the fanout (Redis
@@ -53,6 +53,50 @@ def watch_events(broker_url: str, seen: list) -> threading.Thread:
     thread.start()
     thread.names = names  # type: ignore[attr-defined]
     return thread
+
+
+def breakdown(compute: list[dict], latency_s: float, slots: int) -> dict:
+    """Where a compute slot's time goes besides the provider's L, from the worker's task events.
+
+    Per slot: ``gap`` is a task's start minus the previous task's end
+    (the ack, the next message's fetch and hand-off to the child), ``fetch`` the next
+    task's arrival at the worker minus that end (negative when it was already reserved);
+    ``in_task`` is the task's own runtime minus L (claim, recording, dispatching)."""
+    tasks: dict[str, dict] = {}
+    for e in compute:
+        t: dict[str, float] = tasks.setdefault(e["uuid"], {})
+        t[e["type"]] = e["timestamp"]
+        if e.get("runtime") is not None:
+            t["runtime"] = e["runtime"]
+    done = sorted((t for t in tasks.values() if "task-started" in t and "runtime" in t),
+                  key=lambda t: t["task-started"])
+    # The events name the worker, not its pool process: a task ran on the slot that freed
+    # last before it started (the one whose previous task ended closest before it).
+    slot_ends: list[float | None] = [None] * slots
+    gaps, fetches = [], []
+    for t in done:
+        end = t.get("task-succeeded") or t.get("task-failed")
+        free = [i for i, e in enumerate(slot_ends) if e is None]
+        if free:
+            slot_ends[free[0]] = end
+            continue
+        started: float = t["task-started"]
+        i = max(range(slots), key=lambda i: x if (x := slot_ends[i]) is not None and x <= started else float("-inf"))
+        last = slot_ends[i]
+        assert last is not None  # every slot has run a task by now
+        gaps.append(started - last)
+        if "task-received" in t:
+            fetches.append(t["task-received"] - last)
+        slot_ends[i] = end
+
+    def ms(values):
+        values = sorted(values)
+        if not values:
+            return None
+        return {"mean": round(sum(values) / len(values) * 1000, 1), "p50": round(values[len(values) // 2] * 1000, 1),
+                "max": round(values[-1] * 1000, 1)}
+    return {"in_task_beyond_L_ms": ms([t["runtime"] - latency_s for t in done]),
+            "between_tasks_ms": ms(gaps), "next_received_after_end_ms": ms(fetches)}
 
 
 def run(args) -> dict:
@@ -91,6 +135,7 @@ def run(args) -> dict:
             # the step's own time (claim to end, as the job row records it) beside the provider's L
             "generate_step_mean_s": round(sum(work) / len(work), 4),
             "per_task_overhead_ms": round((span * args.slots / args.jobs - args.latency_s) * 1000, 1),
+            "slot_time": breakdown(compute, args.latency_s, args.slots),
             "compute_task_names": sorted({names.get(e["uuid"], "?") for e in compute}),
         }
 

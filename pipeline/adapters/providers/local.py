@@ -99,7 +99,8 @@ class LocalProvider:
             ctx.check()
             image = self._one(request, seed if seed is None else seed + i, i)
             results.append(encode(image, fmt))
-            ctx.progress((i + 1) / n, f"image {i + 1} of {n}")
+            if i + 1 < n:  # after the last image the step's end follows at once: no write for it
+                ctx.progress((i + 1) / n, f"image {i + 1} of {n}")
         return results
 
     def _one(self, request: ProviderRequest, seed, index: int) -> Image.Image:
@@ -127,7 +128,8 @@ class LocalProvider:
             start = time.monotonic()
             while (elapsed := time.monotonic() - start) < latency:
                 ctx.progress(elapsed / latency * 0.9, "simulated work")
-                ctx.sleep(min(0.25, latency - elapsed))
+                # Until ``latency`` after the start, whatever reporting the progress took.
+                ctx.sleep(min(0.25, start + latency - time.monotonic()))
         if ctx.attempt <= int(simulate.get("fail_attempts") or 0):
             code = simulate.get("fail_code") or "provider_error"
             raise error_for(code, f"simulated {code} on attempt {ctx.attempt}")

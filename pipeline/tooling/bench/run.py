@@ -119,6 +119,9 @@ def _interrupt(*_):
 
 def run(a) -> int:
     """Run the bench with parsed arguments ``a``; print the report; 0 when every job completed."""
+    if getattr(a, "scenario", "speed") == "waiting":
+        from pipeline.tooling.bench.waiting import run as waiting
+        return waiting(a)
     notes: list[str] = []
     # SIGTERM (a CI timeout, `timeout`) stops the stack like Ctrl-C does, not leaving its processes behind.
     signal.signal(signal.SIGTERM, _interrupt)

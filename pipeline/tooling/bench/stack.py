@@ -40,9 +40,9 @@ class Process(localproc.Process):
         super().__init__(name, argv, env, log_dir, cwd=ROOT)
 
 
-def worker_argv(app: str, concurrency: int, queues: str, name: str, events: bool) -> list[str]:
-    """A prefork Celery worker as the Procfile runs it (INFO logs), without gossip and heartbeats."""
-    return [sys.executable, "-m", "celery", "-A", app, "worker", "-P", "prefork", "-c", str(concurrency),
+def worker_argv(app: str, concurrency: int, queues: str, name: str, events: bool, pool: str = "prefork") -> list[str]:
+    """A Celery worker as the Procfile runs it (INFO logs), without gossip and heartbeats."""
+    return [sys.executable, "-m", "celery", "-A", app, "worker", "-P", pool, "-c", str(concurrency),
             "-Q", queues, "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle",
             "--without-heartbeat", "-l", "INFO", *(["-E"] if events else [])]
 
@@ -133,12 +133,19 @@ class LocalStack:
             worker.wait_for_log("ready.", 90)
         return self
 
-    def start_worker(self, wait: bool = True) -> Process:
-        """One genline worker, ``-c workers``, with task events on as the Procfile runs it."""
-        proc = self._start("worker", worker_argv("pipeline.worker", self.workers, ",".join(routing.ALL_QUEUES), "bench", True))
+    def start_worker(self, wait: bool = True, pool: str = "prefork", queues: tuple = routing.ALL_QUEUES,
+                     concurrency: int | None = None) -> Process:
+        """One genline worker (default: prefork on every queue, ``-c workers``), task events on as in the Procfile."""
+        proc = self._start("worker", worker_argv("pipeline.worker", concurrency or self.workers, ",".join(queues),
+                                                 "bench", True, pool))
         if wait:
             proc.wait_for_log("ready.", 90)
         return proc
+
+    def stop_process(self, proc: Process) -> None:
+        """Stop one process of the stack before the others (a worker between two phases)."""
+        proc.stop()
+        self.processes.remove(proc)
 
     def wait_genline_idle(self, timeout: float = 300) -> float:
         """Block until genline's queues are empty and no message is unacknowledged; the time then.
