@@ -196,3 +196,11 @@ def test_the_dashboards_queries_and_the_rules_run_on_a_real_prometheus_scraping_
     loaded = [r for g in rules for r in g["rules"]]
     assert len(loaded) == sum(len(g["rules"]) for g in RULES["groups"])
     assert all(r["health"] == "ok" for r in loaded), [(r["name"], r.get("lastError")) for r in loaded]
+
+    # And deploy/observability/render_dashboard.py draws the same queries into a PNG (docs/img/dashboard.png's way)
+    from deploy.observability import render_dashboard
+    png = tmp_path / "dashboard.png"
+    drawn = render_dashboard.render(DASHBOARD, prom_url, time.time() - 60, time.time(), 2, "1m", png)
+    assert [t for t, n in drawn.items() if not n] == ["Provider failovers per second"], drawn
+    assert set(drawn) == {title for title, _ in _exprs()}
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 50_000
