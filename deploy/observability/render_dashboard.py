@@ -61,6 +61,16 @@ def fetch(panel: dict, url: str, start: float, end: float, step_s: int, rate_int
     return series
 
 
+def time_ticks(mdates, range_s: float, ticks: int):
+    """A tick every whole 15 s, 30 s or n minutes, about ``ticks`` across the range."""
+    every = range_s / ticks
+    if every <= 15:
+        return mdates.SecondLocator(bysecond=range(0, 60, 15))
+    if every <= 30:
+        return mdates.SecondLocator(bysecond=(0, 30))
+    return mdates.MinuteLocator(interval=max(1, round(every / 60)))
+
+
 def render(dashboard: dict, url: str, start: float, end: float, step_s: int, rate_interval: str, out: Path) -> dict:
     """Draw every panel into ``out``; returns {panel title: number of series drawn}."""
     import matplotlib
@@ -124,8 +134,10 @@ def render(dashboard: dict, url: str, start: float, end: float, step_s: int, rat
             ax.plot(times, values, linewidth=1.4, label=name)
         ax.set_xlim(first, last)
         ax.set_ylim(bottom=0)
-        ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=max(4, g["w"] // 2)))
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S", tz=timezone.utc))
+        ticks = time_ticks(mdates, end - start, max(3, g["w"] // 2))
+        ax.xaxis.set_major_locator(ticks)
+        seconds = isinstance(ticks, mdates.SecondLocator)
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S" if seconds else "%H:%M", tz=timezone.utc))
         ax.yaxis.set_major_formatter(lambda v, _pos: f"{v:.3g}{unit}")
         # The legend below the plot, as Grafana's "list, bottom".
         anchor = (left + 0.004, top - h + (0.1 + 0.2 * rows_of_legend) / height)

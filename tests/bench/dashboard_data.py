@@ -9,7 +9,7 @@ Then, every few seconds, over HTTP: jobs that complete (some with a webhook to a
 receiver), jobs retried once, jobs that fail (unsafe_content, provider_error after their
 attempts), jobs that fail over from ``local`` to ``openai`` (not configured here, so they
 fail there), jobs canceled while generating, and webhooks to a dead port. Halfway, one
-worker is SIGKILLed with jobs in hand (the reaper recovers them once their lease expires)
+worker is SIGKILLed with jobs in hand (the reaper sends them again: lease expired, message lost)
 and started again. At the end it draws deploy/observability/render_dashboard.py's PNG
 from that Prometheus and tears everything down.
 """
