@@ -138,7 +138,7 @@ def render(dashboard: dict, url: str, start: float, end: float, step_s: int, rat
         ax.xaxis.set_major_locator(ticks)
         seconds = isinstance(ticks, mdates.SecondLocator)
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S" if seconds else "%H:%M", tz=timezone.utc))
-        ax.yaxis.set_major_formatter(lambda v, _pos: f"{v:.3g}{unit}")
+        ax.yaxis.set_major_formatter(lambda v, _pos, unit=unit: f"{v:.3g}{unit}")
         # The legend below the plot, as Grafana's "list, bottom".
         anchor = (left + 0.004, top - h + (0.1 + 0.2 * rows_of_legend) / height)
         ax.legend(loc="upper left", bbox_transform=fig.transFigure, bbox_to_anchor=anchor, ncol=max(1, g["w"] // 3),
