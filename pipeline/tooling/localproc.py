@@ -11,6 +11,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import TypeVar
 
 
 def free_port() -> int:
@@ -48,6 +49,9 @@ def redis_server_binary() -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
+P = TypeVar("P", bound="Process")
+
+
 class Process:
     """A child process in its own session, logged to a file, stopped by its pid (and its group)."""
 
@@ -56,7 +60,7 @@ class Process:
         self.log_path = Path(log_dir) / f"{name}-{uuid.uuid4().hex[:6]}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> Process:
+    def start(self: P) -> P:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
