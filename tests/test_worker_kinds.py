@@ -100,9 +100,11 @@ def test_a_whole_io_worker_killed_with_a_hundred_jobs_in_flight_all_resume_elsew
     first = stack.start_worker(kind="io", concurrency=200, name="io-a")
     stack.start_beat()
     headers = stack.new_tenant()
-    body = {"prompt": "slow:8 fleet", "provider": "http", "budget": {"timeout_s": 20, "deadline_s": 120}}
+    # 30 s calls: all 100 submissions must land while the first call still waits, on a loaded machine too
+    # (with 8 s calls, 100 submits at load 9 outlasted the first call, which then completed).
+    body = {"prompt": "slow:30 fleet", "provider": "http", "budget": {"timeout_s": 45, "deadline_s": 180}}
     ids = [stack.submit(headers, body)["id"] for _ in range(100)]
-    services.wait_for(lambda: len(server.seen("slow:8 fleet")) >= 100, 60, "100 calls in flight")
+    services.wait_for(lambda: len(server.seen("slow:30 fleet")) >= 100, 60, "100 calls in flight")
     assert not any(stack.job(headers, i)["status"] == "completed" for i in ids)
 
     # When the whole worker is SIGKILLed (a machine loss) and another I/O worker starts
@@ -112,7 +114,7 @@ def test_a_whole_io_worker_killed_with_a_hundred_jobs_in_flight_all_resume_elsew
     # Then every job resumes there and completes
     done = [stack.wait(headers, i, timeout=120) for i in ids]
     assert all(d["status"] == "completed" for d in done), {d["status"] for d in done}
-    assert len(server.seen("slow:8 fleet")) >= 200  # each was called again after the loss
+    assert len(server.seen("slow:30 fleet")) >= 200  # each was called again after the loss
 
 
 def test_jobs_waiting_on_the_io_worker_hold_no_database_connection(make_stack, server):
