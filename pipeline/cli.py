@@ -194,23 +194,24 @@ def jobs() -> None:
     pass
 
 
-@jobs.command("list")
+@jobs.command("list", help="the newest jobs of every tenant, one line each (--status to filter)")
 @click.option("--status")
 @click.option("--limit", type=int, default=20, show_default=True)
 def jobs_list(status: str | None, limit: int) -> int:
     from sqlalchemy import select
 
+    from pipeline.core.lifecycle import JobStatus
     from pipeline.store.models import Job, db
     stmt = select(Job).order_by(Job.id.desc()).limit(limit)
     if status:
         stmt = stmt.where(Job.status == status)
     for job in db.session.execute(stmt).scalars():
-        held = f" held={job.held}" if job.held and job.status == "queued" else ""
+        held = f" held={job.held}" if job.held and job.status == JobStatus.QUEUED.value else ""
         print(f"{job.id}  {job.status:<10} {job.step or '-':<9} tenant={job.tenant_id} attempt={job.attempt}{held}")
     return 0
 
 
-@jobs.command("show")
+@jobs.command("show", help="one job as JSON, as the API shows it")
 @click.argument("job_id")
 def jobs_show(job_id: str) -> int:
     from pipeline.service.representation import job_to_dict
