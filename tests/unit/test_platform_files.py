@@ -23,6 +23,8 @@ def test_the_procfile_runs_release_web_both_worker_kinds_beat_and_flower_with_no
     # Beat keeps its schedule and lock in Redis (celery-redbeat): no --schedule file
     # in a directory a fresh checkout lacks, and two beats may run.
     assert "--schedule" not in PROCFILE["beat"] and " -s " not in PROCFILE["beat"]
+    # And the Procfile says so where an operator sizes the formation (issue 13)
+    assert "# beat: one or more" in (ROOT / "Procfile").read_text()
     assert "--basic-auth=" in PROCFILE["flower"]
 
 
