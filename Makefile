@@ -19,7 +19,7 @@ TORCH ?= torch==2.13.0
 # Two pytest-xdist workers, a file each at a time: most tests wait on real services,
 # so two stacks side by side (own Redis, own database each) halve the wall time.
 PYTEST_ARGS ?= -n 2 --dist loadfile
-# What ruff and mypy check (their settings: .ruff.toml, setup.cfg's [mypy]).
+# What ruff and mypy check (their settings: .ruff.toml, .mypy.ini).
 LINT_PATHS ?= pipeline web tests clients/python
 
 .PHONY: install dev test test-unit test-integration lint bench docs clean
