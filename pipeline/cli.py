@@ -95,7 +95,7 @@ def cli(ctx: click.Context) -> None:
         os.environ.update(dev_env_defaults(os.environ))
 
 
-@cli.command(with_appcontext=False, help="run web, worker, beat and Flower here with embedded defaults")
+@cli.command(with_appcontext=False, help="run web, both worker kinds, beat and Flower here with embedded defaults")
 def dev() -> int:
     from pipeline.tooling import devserver
     return devserver.run()
