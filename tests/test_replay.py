@@ -331,3 +331,47 @@ def test_the_new_endpoints_are_documented_and_refuse_bad_requests_clearly(stack,
         assert answer.status_code == status and "error" in answer.get_json(), (body, answer.get_data(as_text=True))
     assert stack.client.get("/v1/jobs/failures?created_after=never", headers=tenant).status_code == 422
     assert stack.client.get("/v1/jobs/failures").status_code == 401
+
+
+def test_every_filter_narrows_the_replay_for_the_api_and_the_cli(stack, tenant):
+    # Given a tenant's ended jobs that differ by status, provider and operation
+    from pipeline.core.lifecycle import JobStatus
+    from pipeline.store import jobs
+    error = {"code": "provider_error", "message": "down", "retryable": True, "step": "generate"}
+
+    def ended(operation: str, provider: str, status: JobStatus) -> str:
+        spec = jobs.NewJob(tenant_id=tenant["X-Tenant"], operation=operation, providers=[provider], prompt="filters",
+                           params=SMALL, inputs=None, timeout_s=30, deadline_s=60, max_attempts=1)
+        with stack.app.app_context():
+            job_id = jobs.create(spec).id
+            assert jobs.transition(job_id, status, **({"error": error} if status == JobStatus.FAILED else {}))
+        return job_id
+
+    made = {"failed-generate-local": ended("generate", "local", JobStatus.FAILED),
+            "failed-edit-local": ended("edit", "local", JobStatus.FAILED),
+            "failed-generate-openai": ended("generate", "openai", JobStatus.FAILED),
+            "canceled-generate-local": ended("generate", "local", JobStatus.CANCELED)}
+
+    def matched(**flt) -> list[str]:
+        answer = stack.client.post("/v1/jobs/retry", json={**flt, "ids": list(made.values()), "dry_run": True},
+                                   headers=tenant)
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        return sorted(name for name, job_id in made.items() if job_id in {j["id"] for j in answer.get_json()["jobs"]})
+
+    # When the replay is dry-run with each filter, Then exactly the jobs matching all of them are selected
+    assert matched() == sorted(made)
+    assert matched(provider="openai") == ["failed-generate-openai"]
+    assert matched(operation="edit") == ["failed-edit-local"]
+    assert matched(status=["canceled"]) == ["canceled-generate-local"]
+    assert matched(status=["failed"], provider="local") == ["failed-edit-local", "failed-generate-local"]
+    assert matched(status=["failed"], provider="local", operation="generate", error_code="provider_error") == [
+        "failed-generate-local"]
+    assert matched(error_code="unsafe_content") == []
+
+    # And the operator CLI's options select the same, for one tenant
+    cli = genline(stack, "jobs", "retry", "--tenant", tenant["X-Tenant"], "--status", "failed", "--provider", "local",
+                  "--operation", "edit", "--dry-run")
+    assert cli.returncode == 0 and "matched 1, would replay 1" in cli.stdout, cli.stdout + cli.stderr
+    assert made["failed-edit-local"] in cli.stdout
+    # And nothing moved
+    assert all(stack.job(tenant, job_id)["status"] in ("failed", "canceled") for job_id in made.values())
