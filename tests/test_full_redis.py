@@ -1,10 +1,11 @@
-"""A Redis at maxmemory with noeviction (every write refused, reads and pings
-still answered): submissions answer 503 and leave nothing behind, /readyz is
-503, and the worker waits and resumes instead of exiting."""
+"""A Redis at maxmemory with noeviction, or a read-only replica (every write refused,
+reads and pings still answered): submissions answer 503 and leave nothing behind,
+/readyz is 503, and the worker waits and resumes instead of exiting."""
 from __future__ import annotations
 
 import time
 
+import pytest
 import redis
 
 BODY = {"prompt": "full redis", "params": {"size": "16x16"}}
@@ -20,11 +21,25 @@ def free(client: redis.Redis) -> None:
     client.config_set("maxmemory", 0)
 
 
+def make_read_only(client: redis.Redis) -> None:
+    """Our own test Redis, made a replica of a master that never answers: it keeps its data and refuses writes."""
+    client.config_set("replica-read-only", "yes")
+    client.replicaof("127.0.0.1", "1")
+
+
+def make_writable(client: redis.Redis) -> None:
+    client.replicaof("NO", "ONE")
+
+
+REFUSALS = {"full": (fill, free), "read-only": (make_read_only, make_writable)}
+
+
 def job_count(stack, headers) -> int:
     return len(stack.client.get("/v1/jobs?limit=100", headers=headers).get_json()["data"])
 
 
-def test_a_full_redis_refuses_submissions_and_the_worker_waits_then_resumes(make_stack):
+@pytest.mark.parametrize("refusal", sorted(REFUSALS))
+def test_a_full_redis_refuses_submissions_and_the_worker_waits_then_resumes(make_stack, refusal):
     # Given a stack with a worker and beat, a job generating and one waiting behind it
     stack = make_stack(worker={"concurrency": 1, "name": "full"})
     stack.start_beat()
@@ -35,8 +50,9 @@ def test_a_full_redis_refuses_submissions_and_the_worker_waits_then_resumes(make
     stack.wait(headers, running["id"], statuses=("processing",))
     worker = stack.processes[0]
 
-    # When Redis reaches maxmemory
-    fill(client)
+    # When Redis reaches maxmemory, or becomes a read-only replica
+    refuse, accept = REFUSALS[refusal]
+    refuse(client)
     try:
         # Then a submission is 503 with Retry-After, and leaves no job row behind
         before = job_count(stack, headers)
@@ -54,7 +70,7 @@ def test_a_full_redis_refuses_submissions_and_the_worker_waits_then_resumes(make
         assert worker.proc.poll() is None, worker.log()[-3000:]
         assert "Unrecoverable error" not in worker.log()
     finally:
-        free(client)
+        accept(client)
 
     # When Redis accepts writes again
     # Then the same worker finishes both jobs, and the retried submission (same key) is taken and runs
