@@ -27,6 +27,7 @@ from genline_client import (  # noqa: E402
     ApiError,
     AsyncGenline,
     Budget,
+    ConnectionFailed,
     Genline,
     JobCanceled,
     JobFailed,
@@ -192,6 +193,32 @@ def test_a_429_is_retried_after_retry_after_with_the_same_idempotency_key(api_ur
             assert [j.id for j in direct.jobs.list()] == [job.id]
     finally:
         proxy.stop()
+
+
+def test_5xx_is_retried_with_the_same_idempotency_key_and_one_job_is_made(api_url, key):
+    # Given a proxy whose first POST reaches genline but is answered 503, and whose second is answered 502
+    script = [{"status": 503, "headers": {"Retry-After": "0"}, "forward": True}, {"status": 502}]
+    proxy = ScriptedProxy(api_url, script).start()
+    try:
+        with Genline(api_key=key, base_url=proxy.url) as client:
+            job = client.jobs.create("after a server error", **SMALL)
+        # Then the client tried three times with one key, and genline made one job, the one returned
+        posts = [r for r in proxy.seen if r["method"] == "POST"]
+        assert len(posts) == 3 and len({r["headers"]["Idempotency-Key"] for r in posts}) == 1
+        assert json.loads(posts[0]["upstream"][1])["id"] == job.id
+        with Genline(api_key=key, base_url=api_url) as direct:
+            assert [j.id for j in direct.jobs.list()] == [job.id]
+    finally:
+        proxy.stop()
+
+
+def test_a_server_that_never_answers_the_connection_is_a_typed_error():
+    # Given a port nothing listens on
+    url = f"http://127.0.0.1:{services.free_port()}"
+    # When a call is made there, Then after its retries it raises ConnectionFailed naming the URL
+    with Genline(api_key="gl_nobody", base_url=url, max_retries=1) as client, pytest.raises(ConnectionFailed) as caught:
+        client.jobs.get("job_01m84b0000000000000000000")
+    assert url in str(caught.value)
 
 
 def test_4xx_is_never_retried_and_keeps_code_and_fields(api_url, key):
