@@ -96,13 +96,17 @@ def test_the_attempts_time_running_out_interrupts_at_a_step_end(provider):
     logger = logging.getLogger("genline.diffusers")
     logger.addHandler(lines)
     # Another test's in-process migration (alembic's fileConfig) disables loggers made before it.
-    level, disabled, logger.level, logger.disabled = logger.level, logger.disabled, logging.INFO, False
+    # setLevel, not an assignment to .level: it also clears the loggers' isEnabledFor cache, which
+    # an earlier test's run (at the default WARNING) filled with "INFO is off".
+    level, disabled, logger.disabled = logger.level, logger.disabled, False
+    logger.setLevel(logging.INFO)
     try:
         with pytest.raises(Timeout):
             provider.run(request, ctx)
     finally:
         logger.removeHandler(lines)
-        logger.level, logger.disabled = level, disabled
+        logger.setLevel(level)
+        logger.disabled = disabled
     assert steps == [(1, 150), (2, 150), (3, 150)]
     assert any("reason=timeout signalled_at_step=None stopped_at_step=4 steps=150" in line
                for line in lines.lines), lines.lines
