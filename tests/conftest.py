@@ -220,3 +220,30 @@ def make_stack(pg_database, tmp_path, log_dir, worker_layout):
             extra.setdefault("layout", worker_layout)
             return stacks.enter_context(private_stack(tmp_path / f"out{next(made)}", log_dir, **extra))
         yield build
+
+
+SLOWEST_FIRST = (
+    "test_platform_rehearsal.py", "test_recovery.py", "multihost/", "test_worker_kinds.py",
+    "test_cancel_retry.py", "test_concurrency.py", "test_replay.py", "test_bench_waiting.py",
+    "test_metrics.py", "test_dev_stack.py", "test_recovery_times.py", "test_providers_e2e.py",
+    "test_lost_messages.py", "test_events_concurrency.py", "test_bench_smoke.py", "test_fuzz_hostile.py",
+    "test_diffusers_e2e.py", "test_demo_browser.py", "test_client_js.py",
+)
+"""Test files that take a minute or more, longest first (from `--durations`/junit timings).
+
+pytest-xdist's ``--dist loadfile`` hands out whole files in collection order; starting
+with the longest keeps one long file from starting last and running alone at the end
+(longest-processing-time-first scheduling). A file not listed keeps its place after these.
+"""
+
+
+def _slowness_rank(item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    for rank, name in enumerate(SLOWEST_FIRST):
+        if path.removeprefix("tests/").startswith(name):
+            return rank
+    return len(SLOWEST_FIRST)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    items.sort(key=_slowness_rank)  # stable: within a file and among the rest, the order is kept
