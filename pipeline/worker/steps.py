@@ -18,6 +18,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from greenlet import GreenletExit
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pipeline.adapters import dispatch, logs, metrics, tracing
 from pipeline.core import budget
@@ -37,7 +38,7 @@ log = logging.getLogger("genline.steps")
 MAX_UPLOAD_ATTEMPTS = 3
 """Attempts of the upload step for storage errors (generate uses the job's max_attempts)."""
 
-DB_ERRORS = (OperationalError, DBAPIError)
+DB_ERRORS = (OperationalError, DBAPIError, PoolTimeout)
 DB_RETRY_S = 2.0
 DB_RETRIES = 60
 """A step message that cannot reach the database is sent again every 2 s for about 2 minutes."""
