@@ -121,14 +121,17 @@ def start_web(host: Host, env: dict) -> str:
     return url
 
 
-def start_worker(host: Host, kind: str, env: dict, concurrency: int | None = None) -> Process:
+def start_worker(host: Host, kind: str, env: dict, concurrency: int | None = None, queues: str | None = None,
+                 ready: bool = True) -> Process:
     """A worker of ``kind`` ("io": gevent on the I/O queues, "compute": prefork on the compute
-    queues, "all") on ``host``, named ``<kind>@<host>``; returns once it is ready."""
+    queues, "all") on ``host``, named ``<kind>@<host>``; ``queues`` instead of its kind's.
+    ``ready``: return once it is ready (else at once: ``proc.wait_for_log("ready.")``)."""
     concurrency = concurrency or (50 if kind == "io" else 2)
-    argv = services.worker_argv(concurrency=concurrency, name=f"{kind}-{host.name}", kind=kind)
+    argv = services.worker_argv(concurrency=concurrency, name=f"{kind}-{host.name}", kind=kind, queues=queues)
     argv[argv.index("-n") + 1] = f"{kind}@{host.name}"
     proc = host.spawn(argv, env=env, log=f"worker-{kind}")
-    proc.wait_for_log("ready.", 90)
+    if ready:
+        proc.wait_for_log("ready.", 90)
     return proc
 
 

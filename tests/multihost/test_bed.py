@@ -1,60 +1,53 @@
-"""The bed itself: hosts that reach each other only over their links, and a whole
-genline across them (data, web, worker hosts) running a job end to end."""
+"""The bed itself: hosts reach each other over their links only, and a link that is
+down carries nothing until it is back up."""
 from __future__ import annotations
 
 import subprocess
 import sys
 
-import boto3
 import pytest
 
-from tests.multihost import bed as mh
-from tests.multihost.api import Api
+from tests.multihost.bed import Host
 
 
-@pytest.fixture(scope="module")
-def stack(bed):
-    data, web, worker = bed.host("data"), bed.host("web"), bed.host("worker")
-    provider, _recorder = mh.start_recorder(data)
-    env = mh.stack_env(mh.start_postgres(data), mh.start_redis(data), *mh.start_s3(data),
-                       GENLINE_HTTP_PROVIDER_URL=f"{provider}/infer",
-                       GENLINE_HTTP_PROVIDER_TOKEN=mh.PROVIDER_TOKEN)
-    mh.migrate(web, env)
-    api = Api(mh.start_web(web, env))
-    mh.start_worker(worker, "io", env)
-    mh.start_worker(worker, "compute", env)
-    return {"api": api, "data": data, "worker": worker, "env": env}
-
-
-def _reach(host, address: str, port: int) -> bool:
+def _reach(host: Host, address: str, port: int) -> bool:
     code = f"import socket; socket.create_connection(({address!r}, {port}), timeout=2)"
     return subprocess.run(["ip", "netns", "exec", host.ns, sys.executable, "-c", code],
                           capture_output=True).returncode == 0
 
 
-def test_a_job_runs_across_hosts_on_both_worker_kinds(stack):
-    # Given data, web and worker hosts; when a compute job and a remote (I/O) job are submitted
-    api = stack["api"]
-    local = api.submit({"prompt": "across hosts", "params": {"size": "32x32"}})
-    remote = api.submit({"prompt": "across hosts remote", "provider": "http"})
-    # Then both complete, and their outputs sit in the data host's bucket
-    for job in (api.wait(local["id"]), api.wait(remote["id"])):
-        assert job["status"] == "completed", job["error"]
-    keys = [o["Key"] for o in boto3.client("s3", endpoint_url=stack["env"]["S3_ENDPOINT_URL"],
-                                           **mh.AWS_CLIENT).list_objects_v2(Bucket="genline")["Contents"]]
-    assert any(local["id"] in k for k in keys) and any(remote["id"] in k for k in keys)
+@pytest.fixture(scope="module")
+def hosts(bed):
+    server, client = bed.host("server"), bed.host("client")
+    listener = server.spawn([sys.executable, "-c", "import socket,time; s=socket.create_server(('0.0.0.0', 7000)); "
+                             "print('listening', flush=True); [s.accept() for _ in iter(int, 1)]"], log="listener")
+    listener.wait_for_log("listening", 20)
+    return server, client
 
 
-def test_hosts_reach_each_other_only_over_their_links(stack):
-    data, worker = stack["data"], stack["worker"]
-    # A worker host reaches the data host's Postgres over its link...
-    assert _reach(worker, data.address, 5432)
-    # ...but nothing on its own loopback: the machine's services are not on this host
-    assert not _reach(worker, "127.0.0.1", 5432)
-    # And with its link down it reaches nothing; with it back, the data host again
-    worker.link_down()
+def test_hosts_reach_each_other_over_their_links_and_nothing_else(hosts, bed):
+    server, client = hosts
+    assert _reach(client, server.address, 7000)
+    # the test process reaches every host too, through its own link to the bridge
+    assert subprocess.run([sys.executable, "-c", f"import socket; socket.create_connection(({server.address!r}, 7000), "
+                           "timeout=2)"]).returncode == 0
+    # but a host's loopback is its own: the server's port is not on the client's 127.0.0.1
+    assert not _reach(client, "127.0.0.1", 7000)
+
+
+def test_a_link_down_carries_nothing_until_it_is_back(hosts):
+    server, client = hosts
+    client.link_down()
     try:
-        assert not _reach(worker, data.address, 5432)
+        assert not _reach(client, server.address, 7000)
     finally:
-        worker.link_up()
-    assert _reach(worker, data.address, 5432)
+        client.link_up()
+    assert _reach(client, server.address, 7000)
+
+
+def test_kill_all_leaves_no_process_of_the_host(bed):
+    host = bed.host("doomed")
+    procs = [host.spawn([sys.executable, "-c", "import time; time.sleep(600)"], log="sleeper") for _ in range(3)]
+    host.kill_all()
+    assert all(p.proc.poll() is not None for p in procs)
+    assert subprocess.run(["ip", "netns", "pids", host.ns], capture_output=True, text=True).stdout.strip() == ""
