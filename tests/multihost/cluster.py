@@ -12,6 +12,7 @@ import json
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
+import boto3
 import psycopg2
 import psycopg2.extras
 
@@ -28,11 +29,13 @@ KINDS = {"io": routing.IO_QUEUES, "compute": routing.COMPUTE_QUEUES}
 class Cluster:
     """One genline on a bed; ``workers``: the worker hosts' names, started by ``add_workers``."""
 
-    def __init__(self, bed: mh.Bed, **env):
+    def __init__(self, bed: mh.Bed, s3_host: bool = False, **env):
         self.bed = bed
         self.data, self.web = bed.host("data"), bed.host("web")
+        # ``s3_host``: the bucket on a host of its own, so a test can cut a worker off storage alone
+        self.s3 = bed.host("s3") if s3_host else self.data
         provider, self.recorder = mh.start_recorder(self.data)
-        self.env = mh.stack_env(mh.start_postgres(self.data), mh.start_redis(self.data), *mh.start_s3(self.data),
+        self.env = mh.stack_env(mh.start_postgres(self.data), mh.start_redis(self.data), *mh.start_s3(self.s3),
                                 GENLINE_HTTP_PROVIDER_URL=f"{provider}/infer",
                                 GENLINE_HTTP_PROVIDER_TOKEN=mh.PROVIDER_TOKEN, GENLINE_TENANT_CONCURRENCY=1000,
                                 **env)
@@ -114,6 +117,15 @@ class Cluster:
         logs = "".join(proc.log() for proc in self.workers[host.name].values())
         return {i for i, r in self.rows(ids).items()
                 if r["lease_owner"] and f"[{r['lease_owner']}] received" in logs}
+
+    def bucket(self):
+        """A boto3 S3 client of the bed's bucket (``genline``)."""
+        return boto3.client("s3", endpoint_url=self.env["S3_ENDPOINT_URL"], **mh.AWS_CLIENT)
+
+    def hooks(self, job_id: str) -> list[dict]:
+        """The webhook deliveries the recorder received for ``job_id`` (their JSON bodies)."""
+        bodies = [json.loads(h["body"]) for h in self.recorded("hook")]
+        return [b for b in bodies if b["data"]["job"]["id"] == job_id]
 
     def worker_logs(self, host: mh.Host) -> str:
         return "".join(proc.log() for proc in self.workers[host.name].values())
