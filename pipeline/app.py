@@ -11,7 +11,7 @@ from pathlib import Path
 from flask import Flask
 from flask_migrate import Migrate
 from sqlalchemy import event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 
 from pipeline.adapters import events, logs, metrics, publish, tracing
 from pipeline.config import Config, from_env_or_exit
@@ -24,6 +24,9 @@ migrate = Migrate()
 
 PING_AFTER_IDLE_S = 1.0
 """A pooled connection unused for longer than this is pinged before use."""
+
+SILENT_PING_S = 1.0
+"""A ping that failed after this long met a silent link, not a closed connection (a restarted server)."""
 
 
 def engine_options(cfg: Config) -> dict:
@@ -51,6 +54,7 @@ def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
     last = record.info.get("checked_in_at")
     if last is None or time.monotonic() - last < PING_AFTER_IDLE_S:
         return
+    started = time.monotonic()
     try:
         cursor = dbapi_connection.cursor()
         cursor.execute("SELECT 1")
@@ -58,6 +62,11 @@ def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
         if not dbapi_connection.autocommit:
             dbapi_connection.rollback()
     except Exception as exc:  # noqa: BLE001 - any failure means: not usable
+        if time.monotonic() - started >= SILENT_PING_S:
+            # The ping waited out the link timeout: the link is silent, and a new
+            # connection would wait as long again. Fail this checkout now (the
+            # pool drops the connection): a 503, or a step retried in a moment.
+            raise OperationalError("SELECT 1", None, exc) from exc
         raise DisconnectionError(f"stale pooled connection: {exc}") from exc
 
 
