@@ -73,7 +73,7 @@ class Client:
 
     def submit(self, key: str, body: dict) -> Answer:
         answer = self._call("submit", "POST", "/v1/jobs", json=body, headers={"Idempotency-Key": key})
-        if answer.status in (200, 202):
+        if answer.status in (200, 202) and answer.job_id:
             with self._lock:
                 self.accepted[key] = answer.job_id
         return answer
