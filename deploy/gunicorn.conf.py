@@ -6,7 +6,14 @@ without a thread or process per stream.
 """
 import os
 
-from pipeline.config import from_env_or_exit
+if os.environ.get("GUNICORN_WORKER_CLASS", "gevent") == "gevent":
+    # Patch before anything below imports ssl (pipeline.config pulls in urllib3):
+    # gevent patching ssl after its import makes every new TLS context recurse
+    # forever (gevent/gevent#1016), so each S3 output URL the web signed was a 500.
+    from gevent import monkey
+    monkey.patch_all()
+
+from pipeline.config import from_env_or_exit  # noqa: E402 - after gevent's patching, see above
 
 # Check the environment before any worker forks: a refused configuration
 # (GENLINE_PRODUCTION=1 with a placeholder SECRET_KEY, …) stops gunicorn with

@@ -11,11 +11,11 @@ from pathlib import Path
 from flask import Flask
 from flask_migrate import Migrate
 from sqlalchemy import event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 
 from pipeline.adapters import events, logs, metrics, publish, tracing
 from pipeline.config import Config, from_env_or_exit
-from pipeline.store import autocommit, jobs
+from pipeline.store import autocommit, dblink, jobs
 from pipeline.store.models import db
 from pipeline.worker.celery_app import celery_init_app
 
@@ -25,15 +25,23 @@ migrate = Migrate()
 PING_AFTER_IDLE_S = 1.0
 """A pooled connection unused for longer than this is pinged before use."""
 
+SILENT_PING_S = 1.0
+"""A ping that failed after this long met a silent link, not a closed connection (a restarted server)."""
 
-def engine_options(url: str) -> dict:
+
+def engine_options(cfg: Config) -> dict:
+    url = cfg.database_url
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
     # No pool_pre_ping: it pings at every checkout, which here is after every
     # commit (about a dozen times per job). _ping_if_idle pings only connections
     # that sat idle; one that dies while in use fails its statement, the pool is
     # invalidated, and the caller's database-error handling retries.
-    return {"pool_recycle": 1800, "pool_size": 5, "max_overflow": 10}
+    # Every wait on the link is bounded (pipeline.store.dblink): a dead link is a
+    # 503 or a retried step within seconds, and so is a pool with no free connection.
+    args = dblink.connect_args(url, cfg.db_connect_timeout_s, cfg.db_link_timeout_s, cfg.db_server_timeouts)
+    return {"pool_recycle": 1800, "pool_size": 5, "max_overflow": 10, "pool_timeout": cfg.db_connect_timeout_s,
+            "connect_args": args}
 
 
 def _note_checkin(_dbapi_connection, record) -> None:
@@ -46,6 +54,7 @@ def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
     last = record.info.get("checked_in_at")
     if last is None or time.monotonic() - last < PING_AFTER_IDLE_S:
         return
+    started = time.monotonic()
     try:
         cursor = dbapi_connection.cursor()
         cursor.execute("SELECT 1")
@@ -53,6 +62,11 @@ def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
         if not dbapi_connection.autocommit:
             dbapi_connection.rollback()
     except Exception as exc:  # noqa: BLE001 - any failure means: not usable
+        if time.monotonic() - started >= SILENT_PING_S:
+            # The ping waited out the link timeout: the link is silent, and a new
+            # connection would wait as long again. Fail this checkout now (the
+            # pool drops the connection): a 503, or a step retried in a moment.
+            raise OperationalError("SELECT 1", None, exc) from exc
         raise DisconnectionError(f"stale pooled connection: {exc}") from exc
 
 
@@ -73,7 +87,7 @@ def create_app(config: Config | None = None, app: Flask | None = None) -> Flask:
     metrics.configure(tenant_labels=cfg.metrics_tenant_labels)
     app = app or Flask("genline")
     app.extensions["genline.config"] = cfg
-    options = engine_options(cfg.database_url)
+    options = engine_options(cfg)
     app.config.update(
         SECRET_KEY=cfg.secret_key,
         SQLALCHEMY_DATABASE_URI=cfg.database_url,

@@ -100,6 +100,18 @@ class Config(BaseSettings):
                               "never the request's `Host`; required with `GENLINE_PRODUCTION=1`.",
                               shown="the request's host (`http://127.0.0.1:8000` outside requests)", kind="URL",
                               validate_default=True)
+    # -- the database link (docs/recovery.md#a-database-outage) --
+    db_connect_timeout_s: int = setting("GENLINE_DB_CONNECT_TIMEOUT_S", 3, "How long opening a database connection, "
+                                        "or waiting for a free one in the pool, may take before the request answers "
+                                        "503 (libpq `connect_timeout`, at least 2).", ge=2)
+    db_link_timeout_s: int = setting("GENLINE_DB_LINK_TIMEOUT_S", 5, "How long a database connection may go "
+                                     "unanswered before it is dropped (TCP keepalives and `tcp_user_timeout`): a "
+                                     "request on a dead link answers 503 within about this; 0 leaves the OS's "
+                                     "defaults (minutes to hours).", ge=0)
+    db_server_timeouts: bool = setting("GENLINE_DB_SERVER_TIMEOUTS", True, "Ask Postgres, at each connection's "
+                                       "start (`options`), to drop it after the same silence, so a backend whose "
+                                       "client vanished releases its locks and slot (off for a pooler that refuses "
+                                       "startup options, such as PgBouncer).")
     # -- jobs and their budgets --
     default_providers: CommaList = setting("GENLINE_DEFAULT_PROVIDER", (), "Provider (or comma list, to fail over) "
                                            f"of jobs that name none: {', '.join(PROVIDER_NAMES)}. Required in "

@@ -4,8 +4,10 @@ from __future__ import annotations
 import hmac
 
 from flask import current_app, g, request
+from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.core import tokens
+from pipeline.store.models import db
 from web import keys
 from web.api.errors import ApiError
 
@@ -31,8 +33,17 @@ def made_key(key: str):
     """
     seen = g.setdefault("genline_made_keys", {})
     if key not in seen:
-        seen[key] = keys.live_key(keys.hash_key(key))
-    return seen[key]
+        try:
+            seen[key] = keys.live_key(keys.hash_key(key))
+        except SQLAlchemyError as exc:
+            # Kept, like the key: the rate limiter's read comes first and Flask-Limiter
+            # swallows its error; reading again would wait out a dead link twice.
+            db.session.rollback()
+            seen[key] = exc
+    found = seen[key]
+    if isinstance(found, Exception):
+        raise found
+    return found
 
 
 def bearer_key() -> str | None:

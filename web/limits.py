@@ -129,10 +129,12 @@ def _is_replay() -> bool:
     from web.requests import bad_text
     if not idem or not key or len(idem) > 255 or bad_text(idem):
         return False  # not a key the store can hold: the submission answers 422 itself
-    from pipeline.store import jobs
     from web.auth import tenant_for_key
+    from web.submit import idempotent_job
+    # Flask-Limiter swallows what this raises (swallow_errors); both reads keep a
+    # database error for the submission's own reads to raise again (a 503 at once).
     tenant = tenant_for_key(key)
-    return tenant is not None and jobs.find_idempotent(tenant, idem) is not None
+    return tenant is not None and idempotent_job(tenant, idem) is not None
 
 
 limiter = Limiter(key_func=caller_key, headers_enabled=True, key_prefix="genline", storage_uri="genline-app://",

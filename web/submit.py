@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy.exc import IntegrityError
+from flask import g
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from pipeline.adapters import dispatch, metrics, ssrf, tracing
 from pipeline.adapters.inputs import check_ref
@@ -99,6 +100,27 @@ def build(body: JobCreate, tenant_id: str, cfg, idempotency_key=None, digest=Non
     )
 
 
+def idempotent_job(tenant_id: str, key: str):
+    """The tenant's job of Idempotency-Key ``key``, if any: read once per request.
+
+    The rate limiter's replay exemption (``web.limits``) reads it before the
+    submission does. A database error met there is kept and raised again here:
+    Flask-Limiter swallows the first, and reading again would make a request
+    on a dead link wait out a second link timeout before its 503.
+    """
+    seen = g.setdefault("genline_idempotent", {})
+    if (tenant_id, key) not in seen:
+        try:
+            seen[tenant_id, key] = jobs.find_idempotent(tenant_id, key)
+        except SQLAlchemyError as exc:
+            db.session.rollback()  # no broken transaction left for the next read (a 500, not a 503)
+            seen[tenant_id, key] = exc
+    found = seen[tenant_id, key]
+    if isinstance(found, Exception):
+        raise found
+    return found
+
+
 def submit(body: JobCreate, raw: dict, tenant_id: str, cfg, idempotency_key: str | None):
     """Store and dispatch a job. Returns (job, created, positions); an idempotent replay returns the first job.
 
@@ -111,7 +133,7 @@ def submit(body: JobCreate, raw: dict, tenant_id: str, cfg, idempotency_key: str
         if len(idempotency_key) > 255:
             raise ApiError(422, "invalid_input", "Idempotency-Key: must be at most 255 characters")
         check_text(idempotency_key, "Idempotency-Key")
-        earlier = jobs.find_idempotent(tenant_id, idempotency_key)
+        earlier = idempotent_job(tenant_id, idempotency_key)
         if earlier is not None:
             return _replay(earlier, digest), False, {}
     spec = build(body, tenant_id, cfg, idempotency_key, digest)

@@ -19,6 +19,7 @@ from flask import current_app
 from redis import RedisError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pipeline.adapters import dispatch, events, metrics
 from pipeline.core.errors import DeadlineExceeded, InternalError
@@ -88,7 +89,7 @@ def reap_once(now: datetime | None = None) -> dict:
     """
     try:
         return _reap(now or utcnow())
-    except (DBAPIError, RedisError) as exc:
+    except (DBAPIError, PoolTimeout, RedisError) as exc:
         try:
             db.session.rollback()
         except DBAPIError:

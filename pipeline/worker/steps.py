@@ -18,10 +18,12 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from greenlet import GreenletExit
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pipeline.adapters import dispatch, logs, metrics, tracing
+from pipeline.adapters.storage import attempt_dir, open_storage
 from pipeline.core import budget
-from pipeline.core.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, Timeout
+from pipeline.core.errors import Canceled, DeadlineExceeded, GenlineError, InternalError, StorageError, Timeout
 from pipeline.core.lifecycle import JobStatus, Step, next_step
 from pipeline.core.runstate import RunState
 from pipeline.service import admission, concurrency, eta
@@ -37,7 +39,7 @@ log = logging.getLogger("genline.steps")
 MAX_UPLOAD_ATTEMPTS = 3
 """Attempts of the upload step for storage errors (generate uses the job's max_attempts)."""
 
-DB_ERRORS = (OperationalError, DBAPIError)
+DB_ERRORS = (OperationalError, DBAPIError, PoolTimeout)
 DB_RETRY_S = 2.0
 DB_RETRIES = 60
 """A step message that cannot reach the database is sent again every 2 s for about 2 minutes."""
@@ -208,6 +210,8 @@ def finish(job, step: Step, owner: str, output, seconds: float) -> None:
     metrics.step_ended(step.value, "ok" if done else "discarded", seconds)
     if not done:
         log.info("step result discarded job_id=%s step=%s reason=lease-lost", job.id, step.value)
+        if step is Step.UPLOAD:
+            _remove_attempt_outputs(job.id, owner)
         return
     log.info("step finished job_id=%s step=%s attempt=%s status=%s seconds=%.3f", job.id, step.value, job.attempt,
              JobStatus.COMPLETED.value if step is Step.UPLOAD else job.status, seconds)
@@ -216,6 +220,15 @@ def finish(job, step: Step, owner: str, output, seconds: float) -> None:
     # On a compute slot these run behind the task, which returns now (pipeline.worker.slot).
     slot.after(_record_eta, job, step, seconds)
     slot.send_after(dispatch.send_step, replace(job, step=following.value, step_outputs=step_outputs), following)
+
+
+def _remove_attempt_outputs(job_id: str, owner: str) -> None:
+    """Delete what a fenced upload attempt stored: its own folder, which no job row points to
+    (``storage.attempt_dir``). Best effort: retention deletes the job's whole folder later."""
+    try:
+        open_storage(config()).delete_prefix(f"outputs/{job_id}/{attempt_dir(owner)}/")
+    except StorageError as exc:
+        log.warning("fenced outputs kept job_id=%s error=%s", job_id, exc)
 
 
 def _record_eta(job, step: Step, seconds: float) -> None:

@@ -17,7 +17,7 @@ from PIL import Image
 from pipeline.adapters import metrics, tracing
 from pipeline.adapters.inputs import load_inputs, provider_urls
 from pipeline.adapters.providers import AttemptContext, ProviderRequest, get_provider
-from pipeline.adapters.storage import open_storage, output_key
+from pipeline.adapters.storage import attempt_dir, open_storage, output_key
 from pipeline.core import budget, media
 from pipeline.core.errors import GenlineError, InternalError, ProviderError
 from pipeline.core.lifecycle import JobStatus, Step
@@ -148,7 +148,7 @@ def upload_work(job, owner, lease):
             buf = io.BytesIO()
             image.convert("RGB" if pil_format == "JPEG" else image.mode).save(buf, pil_format)
             data = buf.getvalue()
-        key = output_key(job.id, staged.n, media_type)
+        key = output_key(job.id, staged.n, media_type, attempt_dir(owner))  # fenced: see attempt_dir
         with tracing.span("storage.put", job_id=job.id, key=key, bytes=len(data), media_type=media_type):
             stored = storage.put(key, data, media_type)
         outputs.append({

@@ -6,6 +6,7 @@ import logging
 from flask import jsonify
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("genline.web")
@@ -86,6 +87,7 @@ def register(app) -> None:
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(DBAPIError)
+    @app.errorhandler(PoolTimeout)  # every pooled connection busy past GENLINE_DB_CONNECT_TIMEOUT_S
     def _database_down(exc):
         log.warning("database unavailable error=%s", exc.__class__.__name__)
         _rollback()
