@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import services
+from tests import pgcluster, services
 
 TERMINAL = ("completed", "failed", "canceled")
 
@@ -112,6 +112,34 @@ class Stack:
         from pipeline.store import jobs
         with self.app.app_context():
             return jobs.events_after(job_id)
+
+
+_private_pg: pgcluster.PrivateCluster | None = None
+
+
+def pytest_configure(config) -> None:
+    """Start the run's private Postgres (tests/pgcluster.py) once, in the controller.
+
+    xdist workers start after this and inherit ``GENLINE_TEST_PG`` from our
+    environment; with ``-n 0`` the tests run here and read ``services.PG_ADMIN_URL``.
+    ``GENLINE_TEST_PG`` set by the caller wins, and so does ``GENLINE_TEST_PG=system``
+    (the machine's Postgres on 127.0.0.1:5432, as before).
+    """
+    global _private_pg
+    if hasattr(config, "workerinput") or os.environ.get("GENLINE_TEST_PG"):
+        if os.environ.get("GENLINE_TEST_PG") == "system":
+            os.environ.pop("GENLINE_TEST_PG")
+            services.PG_ADMIN_URL = services.SYSTEM_PG_URL
+        return
+    if not pgcluster.PrivateCluster.possible():
+        return
+    _private_pg = pgcluster.PrivateCluster().start()
+    os.environ["GENLINE_TEST_PG"] = services.PG_ADMIN_URL = _private_pg.admin_url
+
+
+def pytest_unconfigure(config) -> None:
+    if _private_pg is not None:
+        _private_pg.stop()
 
 
 def _postgres_or_skip() -> None:

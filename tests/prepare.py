@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 
-from tests import services
+from tests import pgcluster, services
 
 TOOLS = {"chromium": "chromium", "jq": "jq", "openssl": "openssl", "setpriv": "util-linux",
          "promtool": "prometheus", "prometheus": "prometheus"}
@@ -37,10 +37,11 @@ def ensure_tools() -> list[str]:
 
 def main() -> int:
     problems = []
-    try:
-        services.ensure_postgres()
-    except services.ServiceMissing as exc:
-        problems.append(str(exc))
+    if not pgcluster.PrivateCluster.possible():  # else the suite starts its own cluster (tests/conftest.py)
+        try:
+            services.ensure_postgres()
+        except services.ServiceMissing as exc:
+            problems.append(str(exc))
     try:
         services.redis_server_binary()
     except services.ServiceMissing as exc:

@@ -22,7 +22,10 @@ from pipeline.tooling.localproc import free_port, wait_for  # noqa: F401 - tests
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = bool(os.environ.get("CI"))
-PG_ADMIN_URL = os.environ.get("GENLINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+SYSTEM_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_ADMIN_URL = os.environ.get("GENLINE_TEST_PG", SYSTEM_PG_URL)
+"""Where test databases are made: the run's private cluster (tests/pgcluster.py, set by
+tests/conftest.py), else ``GENLINE_TEST_PG``, else the machine's Postgres."""
 
 
 class ServiceMissing(RuntimeError):
