@@ -249,12 +249,12 @@ def fail_attempt(job, step: Step, owner: str, error: GenlineError, started: floa
     """
     metrics.step_ended(step.value, "canceled" if isinstance(error, Canceled) else "error", time.monotonic() - started)
     if isinstance(error, Canceled):
-        log.info("step stopped job_id=%s step=%s reason=canceled", job.id, step.value)
-        # Also how an attempt stops whose lease the reaper gave away: that one was not canceled.
+        # Also how an attempt stops whose lease the reaper gave away (its worker was cut
+        # off past its lease): that one was not canceled, and its log says so.
         current = jobs.get(job.id)
-        if current is not None and current.status == JobStatus.CANCELED.value:
-            return taskstate.canceled(announced=announced)
-        return None
+        canceled = current is not None and current.status == JobStatus.CANCELED.value
+        log.info("step stopped job_id=%s step=%s reason=%s", job.id, step.value, "canceled" if canceled else "lease-lost")
+        return taskstate.canceled(announced=announced) if canceled else None
     now = utcnow()
     elapsed_ms = round((time.monotonic() - started) * 1000)
     tries = generate_tries(job) if step is Step.GENERATE else _upload_tries(job)

@@ -90,15 +90,16 @@ class Host:
 
     def kill_all(self) -> None:
         """SIGKILL every process of this host at once, as when the machine is lost."""
-        for proc in self.processes:
-            if proc.proc.poll() is None:
+        started = [(proc, proc.proc) for proc in self.processes if proc.proc is not None]
+        for _proc, popen in started:
+            if popen.poll() is None:
                 try:
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    os.killpg(popen.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
         netns.kill_netns(self.ns)  # anything that left its process group
-        for proc in self.processes:
-            proc.proc.wait(10)
+        for proc, popen in started:
+            popen.wait(10)
             proc._log.close()
 
 

@@ -9,6 +9,7 @@ control), so a test knows which host took which job without racing worker start-
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
@@ -29,25 +30,35 @@ KINDS = {"io": routing.IO_QUEUES, "compute": routing.COMPUTE_QUEUES}
 class Cluster:
     """One genline on a bed; ``workers``: the worker hosts' names, started by ``add_workers``."""
 
-    def __init__(self, bed: mh.Bed, s3_host: bool = False, **env):
+    def __init__(self, bed: mh.Bed, workers: tuple[str, ...] = (), standby: bool = False, s3_host: bool = False,
+                 **env):
+        """``workers``: worker hosts to start with (``add_workers``); ``s3_host``: the bucket on a
+        host of its own, so a test can cut a worker off storage alone. Independent services
+        start side by side: on a busy machine each one's start is mostly waiting."""
         self.bed = bed
         self.data, self.web = bed.host("data"), bed.host("web")
-        # ``s3_host``: the bucket on a host of its own, so a test can cut a worker off storage alone
         self.s3 = bed.host("s3") if s3_host else self.data
-        provider, self.recorder = mh.start_recorder(self.data)
-        self.env = mh.stack_env(mh.start_postgres(self.data), mh.start_redis(self.data), *mh.start_s3(self.s3),
-                                GENLINE_HTTP_PROVIDER_URL=f"{provider}/infer",
-                                GENLINE_HTTP_PROVIDER_TOKEN=mh.PROVIDER_TOKEN, GENLINE_TENANT_CONCURRENCY=1000,
-                                **env)
-        self.hook_url = f"{provider}/hook"
-        mh.migrate(self.web, self.env)
-        self.api = Api(mh.start_web(self.web, self.env))
-        self.beat = mh.start_beat(self.web, self.env)
         self.workers: dict[str, dict[str, mh.Process]] = {}
         self._app = None
+        with ThreadPoolExecutor(4) as pool:
+            db, redis = pool.submit(mh.start_postgres, self.data), pool.submit(mh.start_redis, self.data)
+            s3, recorder = pool.submit(mh.start_s3, self.s3), pool.submit(mh.start_recorder, self.data)
+            provider, self.recorder = recorder.result()
+            self.env = mh.stack_env(db.result(), redis.result(), *s3.result(),
+                                    GENLINE_HTTP_PROVIDER_URL=f"{provider}/infer",
+                                    GENLINE_HTTP_PROVIDER_TOKEN=mh.PROVIDER_TOKEN, GENLINE_TENANT_CONCURRENCY=1000,
+                                    **env)
+        self.hook_url = f"{provider}/hook"
+        mh.migrate(self.web, self.env)
+        with ThreadPoolExecutor(3) as pool:
+            web, beat = pool.submit(mh.start_web, self.web, self.env), pool.submit(mh.start_beat, self.web, self.env)
+            if workers:
+                self.add_workers(*workers, standby=standby)
+            self.api, self.beat = Api(web.result()), beat.result()
 
     def add_workers(self, *names: str, standby: bool = False, io_concurrency: int = 50) -> list[mh.Host]:
-        """Worker hosts ``names``, an I/O and a compute worker on each (started side by side)."""
+        """Worker hosts ``names``, an I/O and a compute worker on each (started side by side);
+        ``standby``: consuming only a queue of their own until ``activate``."""
         hosts = [self.bed.host(name) for name in names]
         for host in hosts:
             queue = f"standby.{host.name}" if standby else None
@@ -112,11 +123,11 @@ class Cluster:
                 return at
         return None
 
-    def held_by(self, host: mh.Host, ids: list[str]) -> set[str]:
-        """The jobs whose lease is held by a task ``host``'s workers received."""
-        logs = "".join(proc.log() for proc in self.workers[host.name].values())
+    def held_by(self, host: mh.Host, ids: list[str], step: str) -> set[str]:
+        """The jobs in ``step`` whose lease is held by a task ``host``'s workers received."""
+        logs = self.worker_logs(host)
         return {i for i, r in self.rows(ids).items()
-                if r["lease_owner"] and f"[{r['lease_owner']}] received" in logs}
+                if r["step"] == step and r["lease_owner"] and f"[{r['lease_owner']}] received" in logs}
 
     def bucket(self):
         """A boto3 S3 client of the bed's bucket (``genline``)."""
@@ -136,5 +147,6 @@ class Cluster:
 
     def close(self) -> None:
         if self._app is not None:
+            self._app.extensions["celery"].close()  # its broker connections, to hosts about to vanish
             with self._app.app_context():
                 db.engine.dispose()

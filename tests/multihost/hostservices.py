@@ -29,10 +29,11 @@ AWS_CLIENT = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"
 
 
 def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name)]
-    if not found[-1]:
+    versioned = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    found = versioned[-1] if versioned else shutil.which(name)
+    if not found:
         services.missing(f"no {name}: apt-get install -y postgresql")
-    return found[-1]
+    return str(found)
 
 
 def start_postgres(host: Host) -> str:
@@ -73,7 +74,9 @@ def start_redis(host: Host) -> str:
 def start_s3(host: Host, bucket: str = "genline") -> tuple[str, str]:
     """moto's S3 server on ``host`` with ``bucket`` made; returns (STORAGE_URL, S3_ENDPOINT_URL)."""
     moto = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
-    host.spawn([moto, "-H", host.address, "-p", "5000"], env=dict(os.environ, **AWS_ENV), log="s3")
+    if not moto:
+        services.missing("no moto_server: pip install 'moto[server]' (make install does)")
+    host.spawn([str(moto), "-H", host.address, "-p", "5000"], env=dict(os.environ, **AWS_ENV), log="s3")
     endpoint = f"http://{host.address}:5000"
     services.wait_for(lambda: requests.get(endpoint, timeout=2).status_code < 500, 30, "bed S3")
     boto3.client("s3", endpoint_url=endpoint, **AWS_CLIENT).create_bucket(Bucket=bucket)
@@ -107,7 +110,7 @@ def stack_env(database_url: str, redis_url: str, storage_url: str, s3_endpoint: 
 def migrate(host: Host, env: dict) -> None:
     """The Procfile's release step, run on ``host``."""
     proc = host.spawn([sys.executable, "-m", "flask", "--app", "web", "db", "upgrade"], env=env, log="release")
-    if proc.proc.wait(120) != 0:
+    if proc.proc is None or proc.proc.wait(120) != 0:
         raise RuntimeError(f"migrations failed:\n{proc.log_tail()}")
 
 

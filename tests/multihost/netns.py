@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import ipaddress
+import itertools
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 CLAIMS = Path("/run/genline-beds")
+_made = itertools.count()
 SLOTS = 8192  # /24s under 10.100.0.0/13: 10.100.0.0 .. 10.131.255.0
 
 
@@ -129,7 +131,9 @@ def claim_slot() -> int:
                 remove_bed(int(claim.name))
         routes = _routes_in_use()
         names = netns_names()
-        start = (os.getpid() * 17) % SLOTS
+        # A new slot for each bed of this process: a bed reusing the last one's addresses would
+        # meet connections its process still holds to the old hosts (reset by the new ones).
+        start = (os.getpid() * 17 + next(_made) * 7919) % SLOTS
         for i in range(SLOTS):
             slot = (start + i) % SLOTS
             net = subnet_of(slot)

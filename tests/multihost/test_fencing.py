@@ -22,8 +22,7 @@ LATENCY_S = 20  # A's provider call: still running when its link comes back, wha
 
 @pytest.fixture(scope="module")
 def cluster(bed):
-    made = Cluster(bed, s3_host=True, GENLINE_LEASE_S=3, GENLINE_REAPER_INTERVAL_S=1)
-    made.add_workers("a", "b", standby=True)
+    made = Cluster(bed, workers=("a", "b"), standby=True, s3_host=True, GENLINE_LEASE_S=3, GENLINE_REAPER_INTERVAL_S=1)
     # Every write of an object is kept as a version: a late overwrite shows
     made.bucket().put_bucket_versioning(Bucket="genline", VersioningConfiguration={"Status": "Enabled"})
     yield made
@@ -78,7 +77,7 @@ def test_a_worker_cut_off_in_its_provider_call_cannot_finish_the_job_when_its_li
     ids = [cluster.api.submit({"prompt": "fenced compute", "webhook": hook,
                                "params": {"size": "32x32", "simulate": {"latency_s": LATENCY_S}}})["id"],
            cluster.api.submit({"prompt": f"slow:{LATENCY_S} fenced io", "provider": "http", "webhook": hook})["id"]]
-    services.wait_for(lambda: cluster.held_by(a, ids) == set(ids), 60, "both jobs running on A")
+    services.wait_for(lambda: cluster.held_by(a, ids, "generate") == set(ids), 60, "both jobs running on A")
     a_owners = {i: r["lease_owner"] for i, r in cluster.rows(ids).items()}
 
     # When A is cut off, its leases expire and both jobs move on to B
@@ -107,8 +106,7 @@ def test_a_worker_cut_off_in_its_upload_never_replaces_the_outputs_of_the_attemp
     # Given A inside the upload of a job, its write to the bucket not through yet (storage is unreachable)
     cluster.s3.link_down()
     job_id = cluster.api.submit({"prompt": "fenced upload", "webhook": hook, "params": {"size": "32x32"}})["id"]
-    services.wait_for(lambda: cluster.rows([job_id])[job_id]["step"] == "upload" and cluster.held_by(a, [job_id]),
-                      60, "A to hold the job's upload")
+    services.wait_for(lambda: cluster.held_by(a, [job_id], "upload"), 60, "A to hold the job's upload")
     a_owner = cluster.rows([job_id])[job_id]["lease_owner"]
 
     # When A is cut off, storage comes back, and B takes the upload over and completes the job
