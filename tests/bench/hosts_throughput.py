@@ -276,7 +276,7 @@ def run(args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--hosts", type=lambda s: sorted({int(k) for k in s.split(",")}), default=[1, 2, 3],
                         help="numbers of worker hosts to measure, comma-separated (1 is the baseline)")
     parser.add_argument("--latency-s", type=float, default=3.0, help="seconds the provider takes to answer")
