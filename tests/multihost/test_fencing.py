@@ -51,7 +51,8 @@ def _fenced_outcome(cluster: Cluster, job_id: str, hook_url: str) -> dict:
     job = cluster.api.job(job_id)
     assert job["status"] == "completed", job["error"]
     assert [e["type"] for e in cluster.events(job_id)].count("completed") == 1
-    hooks = cluster.hooks(job_id)
+    # (delivery is a task of its own, sent once the job is terminal: wait for it to arrive)
+    hooks = services.wait_for(lambda: cluster.hooks(job_id), 60, f"the webhook of {job_id}")
     assert [h["type"] for h in hooks] == ["job.completed"], hooks
     sent = hooks[0]["data"]["job"]
     assert (sent["attempt"], [o["sha256"] for o in sent["outputs"]]) == (job["attempt"], [o["sha256"] for o in job["outputs"]])
