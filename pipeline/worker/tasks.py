@@ -69,12 +69,26 @@ def _record_step(job_id: str, owner: str, done: int, total: int) -> None:
                                                    "step": done, "steps": total})
 
 
-def _step_reporter(job_id: str, owner: str, writer):
+class _StepEvents:
     """Every step a provider reports (``AttemptContext.step``) becomes its own progress event,
-    written behind the attempt by ``writer`` (``pipeline.worker.progress``)."""
-    def report(done: int, total: int) -> None:
-        writer.put(_record_step, job_id, owner, done, total)
-    return report
+    written behind the attempt by ``writer`` (``pipeline.worker.progress``).
+
+    ``flush`` waits for this attempt's events only if it queued any: the
+    hand-off to the writer thread and back cost a compute slot 1-8 ms a task
+    (py-spy, ``tests/bench/slots.py``) for providers that report no steps.
+    """
+
+    def __init__(self, job_id: str, owner: str, writer):
+        self.job_id, self.owner, self.writer = job_id, owner, writer
+        self.queued = False
+
+    def report(self, done: int, total: int) -> None:
+        self.queued = True
+        self.writer.put(_record_step, self.job_id, self.owner, done, total)
+
+    def flush(self) -> None:
+        if self.queued:
+            self.writer.flush()
 
 
 def _is_canceled(job_id: str, lease, owner: str | None = None, watched=None):
@@ -94,7 +108,7 @@ def generate_work(job, owner, lease):
     """Call the provider within the attempt's time; stage its images for upload."""
     cfg = config()
     images, mask = load_inputs(job, cfg)
-    steps = progress.writer(current_app._get_current_object())
+    steps = _StepEvents(job.id, owner, progress.writer(current_app._get_current_object()))
     soft, _hard = budget.attempt_limits(job.timeout_s, job.deadline_at, utcnow())
     watch = cancelwatch.watcher(current_app._get_current_object())
     watched = watch.watch(job.id, owner)
@@ -103,7 +117,7 @@ def generate_work(job, owner, lease):
                              deadline=time.monotonic() + soft,
                              is_canceled=_is_canceled(job.id, lease, owner, watched),
                              on_progress=_progress_reporter(job.id, owner),
-                             on_step=_step_reporter(job.id, owner, steps), check_every_s=0.1)
+                             on_step=steps.report, check_every_s=0.1)
         return _generate(job, cfg, images, mask, ctx, steps)
     finally:
         watch.unwatch(watched)

@@ -11,13 +11,15 @@ Flower reads) records every task each worker ran. Reported:
 - throughput: jobs / (last generate's end - first generate's start) on the compute
   worker, and its ratio to the ideal N / L (target >= 0.98); the generate step's
   mean recorded time and the per-task overhead beyond L;
-- which task names the compute worker ran (target: only ``genline.generate``).
+- which task names the compute worker ran (target: only ``genline.generate``);
+- the machine's 1-minute load average at the start and the end of the run.
 Prints one JSON object.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import threading
 import time
@@ -102,6 +104,7 @@ def breakdown(compute: list[dict], latency_s: float, slots: int) -> dict:
 def run(args) -> dict:
     out = Path(tempfile.mkdtemp(prefix="genline-slots-bench-"))
     env = {"GENLINE_TENANT_CONCURRENCY": str(args.jobs + 10)}
+    load_at_start = os.getloadavg()[0]
     with private_stack(out / "outputs", out, **env) as stack:
         seen: list = []
         watcher = watch_events(stack.env["REDIS_URL"], seen)
@@ -137,6 +140,9 @@ def run(args) -> dict:
             "per_task_overhead_ms": round((span * args.slots / args.jobs - args.latency_s) * 1000, 1),
             "slot_time": breakdown(compute, args.latency_s, args.slots),
             "compute_task_names": sorted({names.get(e["uuid"], "?") for e in compute}),
+            # The machine's load (1-minute average) when the run began and ended: on the shared
+            # 2-core machine the per-task overhead grows with it (22-33 ms at 1-2, 120-400 ms at 13-23).
+            "loadavg_1m": [round(load_at_start, 2), round(os.getloadavg()[0], 2)],
         }
 
 
