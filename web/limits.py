@@ -23,6 +23,11 @@ from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits.storage import MovingWindowSupport, RedisStorage, Storage
 
+from pipeline.store import jobs
+from web.api.errors import error_response
+from web.auth import bearer_key, made_key, tenant_for_key
+from web.requests import bad_text
+
 STORAGE = "genline.rate_limit_storage"
 """``app.extensions`` key of the app's own Redis storage for the counters."""
 
@@ -75,7 +80,6 @@ def _config():
 
 
 def _bearer() -> str | None:
-    from web.auth import bearer_key
     return bearer_key()
 
 
@@ -96,7 +100,6 @@ def submission_rate() -> str:
     rate = cfg.rate_limit
     key = _bearer()
     if key and key not in cfg.api_keys:
-        from web.auth import made_key
         # The same read authenticates the request afterwards (one query).
         row = made_key(key)
         if row is not None:
@@ -126,11 +129,8 @@ def _is_replay() -> bool:
     """True when this submission names an Idempotency-Key of an existing job of the caller's tenant."""
     idem = request.headers.get("Idempotency-Key")
     key = _bearer()
-    from web.requests import bad_text
     if not idem or not key or len(idem) > 255 or bad_text(idem):
         return False  # not a key the store can hold: the submission answers 422 itself
-    from pipeline.store import jobs
-    from web.auth import tenant_for_key
     tenant = tenant_for_key(key)
     return tenant is not None and jobs.find_idempotent(tenant, idem) is not None
 
@@ -169,5 +169,4 @@ def init_app(app) -> None:
     @app.errorhandler(RateLimitExceeded)
     def _too_many(exc: RateLimitExceeded):
         # Flask-Limiter's after_request adds Retry-After and X-RateLimit-* to this response.
-        from web.api.errors import error_response
         return error_response(429, "rate_limited", exc.description)
