@@ -30,7 +30,7 @@ keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 # The path without its query string (%(U)s, not the request line %(r)s) and no
 # Referer: job URLs carry read tokens in ``?token=``, which must not reach logs.
-# /files/<token> paths are credentials too: web.accesslog redacts them (post_fork).
+# /files/<token> paths are credentials too: pipeline.adapters.accesslog redacts them (post_fork).
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss "%(a)s"'
 limit_request_field_size = 8190
 limit_request_fields = 100
@@ -44,12 +44,12 @@ if _cfg.log_format == "json":
 
 
 def on_starting(server):
-    from web import accesslog
+    from pipeline.adapters import accesslog
     accesslog.install()
 
 
 def post_fork(server, worker):
-    from web import accesslog
+    from pipeline.adapters import accesslog
     accesslog.install()  # the access lines are written by the workers
     # psycopg2 blocks the whole process under gevent unless made cooperative.
     if worker_class == "gevent":

@@ -5,6 +5,11 @@ Commands that use the database get the app from ``FlaskGroup``'s ``create_app``
 it. Flask's own commands come along: ``genline db upgrade`` (Flask-Migrate, the
 same as the release step's ``flask --app web db upgrade``), ``genline routes``,
 ``genline shell``.
+
+The service stack (the web app, the job store, Celery, SQLAlchemy: about three
+times what the CLI itself imports) is imported inside the commands that use it,
+each such import marked ``# lazy: startup``, so that ``genline --help`` and the
+app-less commands start at once.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from flask import current_app
 from flask.cli import FlaskGroup
 
 from pipeline.config import Config, ConfigError, dev_env_defaults
+from pipeline.tooling import configdocs, devserver
 from pipeline.tooling.bench import options as bench_options
 
 
@@ -35,6 +41,7 @@ OWN_STACK = ("dev", "bench")
 
 def _create_app():
     """The Flask app for commands that use the database; a missing SQLite file is an error, never created."""
+    # lazy: startup
     from sqlalchemy.engine import make_url
 
     from web import create_app
@@ -48,7 +55,7 @@ def _create_app():
 
 def _database_error(exc) -> str:
     """One line for a database that cannot be reached or has no tables yet."""
-    from sqlalchemy.exc import OperationalError, ProgrammingError
+    from sqlalchemy.exc import OperationalError, ProgrammingError  # lazy: startup
     reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
     missing_table = "no such table" in reason or ("relation" in reason and "does not exist" in reason)
     if isinstance(exc, (OperationalError, ProgrammingError)) and missing_table:
@@ -79,7 +86,7 @@ class GenlineGroup(FlaskGroup):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name == "db":
             # Flask-Migrate's commands (the app would add them), imported with Alembic only when asked for.
-            from flask_migrate.cli import db
+            from flask_migrate.cli import db  # lazy: startup (Alembic)
             return db
         # An unknown name is a usage error at once, not a reason to build the app.
         return super().get_command(ctx, name) if name in self.list_commands(ctx) else None
@@ -97,7 +104,6 @@ def cli(ctx: click.Context) -> None:
 
 @cli.command(with_appcontext=False, help="run web, both worker kinds, beat and Flower here with embedded defaults")
 def dev() -> int:
-    from pipeline.tooling import devserver
     return devserver.run()
 
 
@@ -105,7 +111,7 @@ def dev() -> int:
              "notify against raw Celery) or waiting (memory per job waiting on a slow provider)")
 @bench_options
 def bench(**options) -> int:
-    from pipeline.tooling.bench.run import run
+    from pipeline.tooling.bench.run import run  # lazy: tooling (the bench's stack, rich, a raw Celery app)
     return run(SimpleNamespace(**options))
 
 
@@ -125,7 +131,7 @@ def keys() -> None:
               "(overrides GENLINE_TENANT_THROTTLE; excess jobs wait queued)")
 def keys_create(tenant: str, name: str | None, rate_limit: str | None, concurrency: int | None,
                 throttle: str | None) -> int:
-    from web import keys as store
+    from web import keys as store  # lazy: startup
     try:
         row, secret = store.create_key(tenant, name or "", rate_limit, concurrency, throttle)
     except ValueError as exc:
@@ -138,7 +144,7 @@ def keys_create(tenant: str, name: str | None, rate_limit: str | None, concurren
 @keys.command("list")
 @click.option("--tenant")
 def keys_list(tenant: str | None) -> int:
-    from web import keys as store
+    from web import keys as store  # lazy: startup
     for row in store.list_keys(tenant):
         state = "revoked" if row.revoked_at else "active"
         print(f"{row.id}  tenant={row.tenant_id}  prefix={row.prefix}…  {state}  name={row.name!r}")
@@ -148,7 +154,7 @@ def keys_list(tenant: str | None) -> int:
 @keys.command("revoke")
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> int:
-    from web import keys as store
+    from web import keys as store  # lazy: startup
     if not store.revoke_key(key_id):
         print(f"no active key {key_id}", file=sys.stderr)
         return 1
@@ -168,7 +174,7 @@ def keys_revoke(key_id: str) -> int:
 def submit(prompt: str, wait: bool, size: str, provider: str, url: str | None, key: str | None) -> int:
     """Submit through the API with the Python client (retries, idempotency key, typed errors)."""
     try:
-        from genline_client import Genline, GenlineError
+        from genline_client import Genline, GenlineError  # lazy: optional (clients/python, its own package)
     except ImportError:
         print("genline submit needs the Python client: pip install -e ./clients/python", file=sys.stderr)
         return 2
@@ -198,6 +204,7 @@ def jobs() -> None:
 @click.option("--status")
 @click.option("--limit", type=int, default=20, show_default=True)
 def jobs_list(status: str | None, limit: int) -> int:
+    # lazy: startup
     from sqlalchemy import select
 
     from pipeline.core.lifecycle import JobStatus
@@ -214,6 +221,7 @@ def jobs_list(status: str | None, limit: int) -> int:
 @jobs.command("show", help="one job as JSON, as the API shows it")
 @click.argument("job_id")
 def jobs_show(job_id: str) -> int:
+    # lazy: startup
     from pipeline.service.representation import job_to_dict
     from pipeline.store import jobs as store
     job = store.get(job_id)
@@ -230,7 +238,7 @@ def jobs_show(job_id: str) -> int:
 @click.option("--status", help="queued, processing or both (comma-separated)")
 @click.option("--created-before", help="ISO 8601 time")
 def jobs_cancel(job_ids: tuple[str, ...], status: str | None, created_before: str | None) -> int:
-    from pipeline.cli_jobs import cancel_or_retry
+    from pipeline.cli_jobs import cancel_or_retry  # lazy: startup
     return cancel_or_retry(SimpleNamespace(action="cancel", job_ids=list(job_ids), status=status,
                                            created_before=created_before))
 
@@ -251,7 +259,7 @@ def jobs_cancel(job_ids: tuple[str, ...], status: str | None, created_before: st
 @click.option("--all", "all_", is_flag=True, help="go on page after page until nothing matches")
 @click.option("--dry-run", is_flag=True, help="only list what would be replayed")
 def jobs_retry(job_ids: tuple[str, ...], all_: bool, **filters) -> int:
-    from pipeline.cli_jobs import cancel_or_retry, replay, replay_filter_given
+    from pipeline.cli_jobs import cancel_or_retry, replay, replay_filter_given  # lazy: startup
     args = SimpleNamespace(action="retry", job_ids=list(job_ids), all=all_, **filters)
     if replay_filter_given(args) or not args.job_ids:
         return replay(args, _config().replay_rate)
@@ -265,7 +273,7 @@ def jobs_retry(job_ids: tuple[str, ...], all_: bool, **filters) -> int:
 @click.option("--tenant", help="only this tenant's jobs (default: every tenant)")
 @click.option("--json", "as_json", is_flag=True, help="print the groups as JSON")
 def jobs_failures(as_json: bool, **window) -> int:
-    from pipeline.cli_jobs import failures
+    from pipeline.cli_jobs import failures  # lazy: startup
     return failures(SimpleNamespace(json=as_json, **window))
 
 
@@ -273,7 +281,7 @@ def jobs_failures(as_json: bool, **window) -> int:
 
 @cli.command(help="run the reaper once")
 def reap() -> int:
-    from pipeline.worker.reaper import reap_once
+    from pipeline.worker.reaper import reap_once  # lazy: startup
     print(json.dumps(reap_once()))
     return 0
 
@@ -287,7 +295,7 @@ def webhooks() -> None:
 @click.option("--tenant", help="a tenant with its own secret (default: the deployment's)")
 def webhooks_secret(tenant: str | None) -> int:
     """Print the secret webhooks of a tenant (or of the deployment) are signed with."""
-    from pipeline.adapters import webhooks as hooks
+    from pipeline.adapters import webhooks as hooks  # lazy: startup
     print(hooks.secret_for(tenant or "", _config()))
     return 0
 
@@ -302,8 +310,7 @@ def config() -> None:
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="write here instead of stdout")
 @click.option("--check", is_flag=True, help="exit 1 if --output differs from what would be written")
 def config_docs(output: str | None, check: bool) -> int:
-    from pipeline.tooling.configdocs import render
-    text = render()
+    text = configdocs.render()
     if output is None:
         sys.stdout.write(text)
         return 0
@@ -344,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _service_error(exc: Exception) -> str | None:
     """One line for a database or broker that failed, or None for anything else (a bug: its traceback shows)."""
+    # lazy: startup: any failure of any command comes here, the app-less ones' too
     from kombu.exceptions import KombuError
     from redis.exceptions import RedisError
     from sqlalchemy.exc import DBAPIError

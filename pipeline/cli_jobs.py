@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+
+from pipeline.service import control
+from pipeline.service import replay as replays
+from pipeline.store.models import utcnow
 
 REPLAY_FILTERS = ("status", "error_code", "provider", "operation", "step", "created_after", "created_before", "tenant")
 
 
 def cancel_or_retry(args) -> int:
     """``genline jobs cancel|retry``: by ids, or (cancel) every active job matching --status/--created-before."""
-    from pipeline.service import control
     if args.action == "cancel" and not args.job_ids:
         if not (args.status or args.created_before):
             print("give job ids, or --status and/or --created-before", file=sys.stderr)
@@ -57,7 +60,6 @@ def when(value: str | None, option: str) -> datetime | None:
 
 def replay(args, replay_rate: str) -> int:
     """``genline jobs retry`` with filters: bulk replay, every tenant unless --tenant (a page per --limit)."""
-    from pipeline.service import replay as replays
     try:
         flt = replays.Filter(
             tenant=args.tenant, ids=args.job_ids or None, status=args.status.split(",") if args.status else None,
@@ -94,10 +96,6 @@ def replay(args, replay_rate: str) -> int:
 
 def failures(args) -> int:
     """``genline jobs failures``: failed jobs of every tenant (or --tenant) grouped by error code, provider, step."""
-    from datetime import timedelta
-
-    from pipeline.service import replay as replays
-    from pipeline.store.models import utcnow
     try:
         after = (when(args.created_after, "--created-after")
                  or (utcnow() - timedelta(hours=args.hours)).replace(microsecond=0))

@@ -21,7 +21,6 @@ from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, fi
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from pipeline.adapters import redisurl
-from pipeline.adapters.providers import PROVIDER_NAMES
 from pipeline.adapters.redis_tls import ssl_options
 from pipeline.config_values import (  # noqa: F401 - part of this module's public surface
     MIN_SECRET_KEY_CHARS,
@@ -34,6 +33,7 @@ from pipeline.config_values import (  # noqa: F401 - part of this module's publi
     secret_key_problem,
     split_list,
 )
+from pipeline.core.providers import PROVIDER_NAMES
 
 DIFFUSERS_DEVICES = ("auto", "cuda", "mps", "cpu")
 DIFFUSERS_DTYPES = ("auto", "float32", "float16", "bfloat16")

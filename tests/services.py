@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -26,6 +27,23 @@ SYSTEM_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_ADMIN_URL = os.environ.get("GENLINE_TEST_PG", SYSTEM_PG_URL)
 """Where test databases are made: the run's private cluster (tests/pgcluster.py, set by
 tests/conftest.py), else ``GENLINE_TEST_PG``, else the machine's Postgres."""
+
+
+def assert_stays(condition, for_s: float, what: str, interval: float = 0.05):
+    """A negative check: ``condition`` holds at every look for ``for_s`` seconds; its last value.
+
+    The one fixed wait the tests allow, for something that must *not* happen (a
+    canceled job that never completes, a standby beat that never sends). Waiting
+    for something that does happen is ``wait_for``; time a product clock can be
+    moved past is moved (docs/development.md, "Time in tests").
+    """
+    start = time.monotonic()
+    while True:
+        value = condition()
+        assert value, f"{what}: no longer true after {time.monotonic() - start:.1f} of {for_s} s"
+        if time.monotonic() - start >= for_s:
+            return value
+        time.sleep(interval)
 
 
 class ServiceMissing(RuntimeError):

@@ -9,7 +9,6 @@ import datetime
 import shutil
 import ssl
 import subprocess
-import time
 
 import redis
 from cryptography import x509
@@ -67,8 +66,7 @@ def test_beat_needs_no_local_file_and_runs_over_tls_with_a_self_signed_certifica
             # Then it holds the lock in that Redis and queues the reaper there
             assert client.exists("genline:beat::lock")
             wait_for(lambda: sum(client.llen(k) for k in client.keys("io.high*")) >= 1, 15, "a reaper message")
-            time.sleep(0.5)
-            assert "Message Error" not in beat.log(), beat.log_tail()
+            services.assert_stays(lambda: "Message Error" not in beat.log(), 0.5, "no message error in the beat's log")
         finally:
             beat.stop()
         assert not (tmp_path / "absent").exists() and not list(services.ROOT.glob("celerybeat-schedule*"))

@@ -48,8 +48,7 @@ def test_cancel_while_generating_stops_the_attempt_and_never_completes(stack, te
     assert body["status"] == "canceled" and body["error"]["code"] == "canceled"
     # And the running attempt stops within a couple of seconds
     worker.wait_for_log(f"step stopped job_id={job['id']}", timeout=5)
-    time.sleep(1)
-    assert stack.job(tenant, job["id"])["status"] == "canceled"
+    services.assert_stays(lambda: stack.job(tenant, job["id"])["status"] == "canceled", 1, "the job canceled")
     types = [e["type"] for e in stack.events(job["id"])]
     assert types.count("canceled") == 1 and "completed" not in types and types[-1] == "canceled"
 
@@ -144,9 +143,8 @@ def test_queued_jobs_canceled_or_past_their_deadline_never_run(make_stack):
     done = stack.wait(headers, late["id"], timeout=30)
     assert done["status"] == "failed" and done["error"]["code"] == "deadline_exceeded"
     assert not events_of(stack, late["id"], "started")
-    time.sleep(1)
-    assert stack.job(headers, canceled["id"])["status"] == "canceled"
-    assert not events_of(stack, canceled["id"], "started")
+    services.assert_stays(lambda: stack.job(headers, canceled["id"])["status"] == "canceled"
+                          and not events_of(stack, canceled["id"], "started"), 1, "the canceled job never started")
 
 
 def test_upload_failure_is_retried_without_generating_again_and_cancel_while_uploading(make_stack, tmp_path):
@@ -168,10 +166,9 @@ def test_upload_failure_is_retried_without_generating_again_and_cancel_while_upl
     # When the storage works again
     root.unlink()
     Path(root).mkdir()
-    time.sleep(2)
-    # Then the canceled job never completed behind our back
-    assert stack.job(headers, uploading["id"])["status"] == "canceled"
-    assert not events_of(stack, uploading["id"], "completed")
+    # Then the canceled job never completes behind our back
+    services.assert_stays(lambda: stack.job(headers, uploading["id"])["status"] == "canceled"
+                          and not events_of(stack, uploading["id"], "completed"), 2, "the canceled upload stays canceled")
     # When both are retried
     for job in (failing, uploading):
         response = post(stack, headers, f"/v1/jobs/{job['id']}/retry")

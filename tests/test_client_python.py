@@ -251,9 +251,7 @@ def test_webhook_of_a_real_delivery_verifies_and_a_tampered_one_does_not(client,
     receiver = Receiver().start()
     try:
         job = client.run("hooked", timeout=60, webhook={"url": receiver.url, "events": ["completed"]}, **SMALL)
-        deadline = time.monotonic() + 30
-        while not receiver.requests and time.monotonic() < deadline:
-            time.sleep(0.05)
+        services.wait_for(lambda: receiver.requests, 30, "the webhook delivery")
         delivery = receiver.requests[0]
     finally:
         receiver.stop()

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from pipeline.store.models import Job, db
+from tests import services
 
 
 @pytest.fixture(params=["all", "kinds"])
@@ -56,7 +57,7 @@ def test_a_tenant_never_has_more_than_its_limit_in_generate(make_stack):
                     Job.tenant_id == tenant_id, Job.status == "processing", Job.step == "generate")).scalar_one()
                 db.session.rollback()
                 peak[0] = max(peak[0], n)
-                time.sleep(0.05)
+                stop.wait(0.05)  # a sample every 50 ms until the test stops the sampler
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -65,13 +66,11 @@ def test_a_tenant_never_has_more_than_its_limit_in_generate(make_stack):
         ids = [stack.submit(busy, SLOW)["id"] for _ in range(6)]
 
         # Then, once two are generating, the others wait queued with a queue position
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        def two_generating_others_waiting():
             jobs = [stack.job(busy, i) for i in ids]
             waiting = any(j["step"] == "generate" and j["status"] == "queued" for j in jobs)
-            if sum(j["status"] == "processing" for j in jobs) == 2 and waiting:
-                break
-            time.sleep(0.05)
+            return jobs if sum(j["status"] == "processing" for j in jobs) == 2 and waiting else None
+        jobs = services.wait_for(two_generating_others_waiting, 30, "two jobs generating, the others waiting")
         waiting = [j for j in jobs if j["status"] == "queued"]
         assert waiting, [(j["status"], j["step"]) for j in jobs]
         assert all(isinstance(j["queue_position"], int) and j["queue_position"] >= 1 for j in waiting)
@@ -124,12 +123,10 @@ def test_a_waiting_job_starts_even_when_no_worker_wakes_it(make_stack):
                                   "budget": {"timeout_s": 40, "deadline_s": 60, "max_attempts": 1}})
     stack.wait(headers, hung["id"], statuses=("processing",), timeout=30)
     waiting = stack.submit(headers, {"prompt": "next", "params": {"size": "16x16"}})
-    end = time.monotonic() + 30
-    while time.monotonic() < end and not any(
-            e["type"] == "started" and e["data"].get("step") == "validate" for e in stack.events(waiting["id"])):
-        time.sleep(0.1)
-    time.sleep(1.5)
-    assert stack.job(headers, waiting["id"])["status"] == "queued"
+    services.wait_for(lambda: any(e["type"] == "started" and e["data"].get("step") == "validate"
+                                  for e in stack.events(waiting["id"])), 30, "the second job validated", 0.1)
+    services.assert_stays(lambda: stack.job(headers, waiting["id"])["status"] == "queued", 1.5,
+                          "the second job waiting behind the hung one")
 
     # When the hung job leaves generate without its worker noticing (as a reaper deadline failure does)
     from pipeline.core.lifecycle import JobStatus

@@ -6,8 +6,10 @@ import time
 
 import pytest
 
+from tests import services
 from tests.sse import Reader
 from tests.test_events_sse import path_of
+from web import hub
 
 
 @pytest.mark.slow
@@ -52,7 +54,8 @@ def test_a_long_poll_answers_when_the_job_ends_even_without_pub_sub(make_stack):
 
     poller = threading.Thread(target=poll)
     poller.start()
-    time.sleep(0.5)
+    waiting_on = hub.hub_for(stack.app.extensions["genline.config"].redis_url)
+    services.wait_for(lambda: waiting_on.waiting() >= 1 and waiting_on.connected.is_set(), 10, "the long-poll waiting")
     stack.redis.kill()
 
     # When the job's row becomes terminal (written straight to the store: the broker is gone)

@@ -3,10 +3,10 @@ reads and pings still answered): submissions answer 503 and leave nothing behind
 /readyz is 503, and the worker waits and resumes instead of exiting."""
 from __future__ import annotations
 
-import time
-
 import pytest
 import redis
+
+from tests import services
 
 BODY = {"prompt": "full redis", "params": {"size": "16x16"}}
 
@@ -66,9 +66,9 @@ def test_a_full_redis_refuses_submissions_and_the_worker_waits_then_resumes(make
         assert ready.status_code == 503 and ready.get_json()["checks"]["broker"].startswith("error")
 
         # And the worker outlives the running job's refused sends and acks
-        time.sleep(6)
+        services.assert_stays(lambda: worker.proc.poll() is None and "Unrecoverable error" not in worker.log(), 6,
+                              "the worker running:\n" + worker.log()[-3000:])
         assert worker.proc.poll() is None, worker.log()[-3000:]
-        assert "Unrecoverable error" not in worker.log()
     finally:
         accept(client)
 

@@ -185,7 +185,9 @@ def test_the_dashboards_queries_and_the_rules_run_on_a_real_prometheus_scraping_
                  == status, 60, f"job {job_id} {status}")
     wait_for(lambda: query('sum(genline_jobs_finished_total{status="completed"}) >= 2')
              and query('sum(flower_events_total{type="task-succeeded"}) > 0'), 60, "the scrapes to show the jobs")
-    time.sleep(3)  # a few more scrapes, so rate() over the last minute has the jobs in it
+    # and a few more scrapes, so that rate() over the last minute has the jobs in it
+    wait_for(lambda: [title for title, expr in _exprs() if not query(expr)] == ["Provider failovers per second"],
+             60, "every dashboard query but the failovers' to have data")
 
     # Then every query of the dashboard is valid and has data, and Prometheus loaded the rules healthy
     empty = [(title, expr) for title, expr in _exprs() if not query(expr)]

@@ -231,7 +231,7 @@ def test_the_deployment_pages_honcho_command_keeps_the_stack_up_after_release(tm
         honcho.wait_for_log("beat: Starting", 30)
         honcho.wait_for_log("ready.", 60)
         # Then, well after release exited, everything still runs
-        time.sleep(10)
+        services.assert_stays(lambda: honcho.proc.poll() is None, 10, "honcho running")
         assert honcho.proc.poll() is None, honcho.log_tail()
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
         assert requests.get(f"http://127.0.0.1:{flower_port}/healthcheck", timeout=5).ok

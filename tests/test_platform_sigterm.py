@@ -51,7 +51,7 @@ class Submitter(threading.Thread):
                     self.refused += 1
             except requests.RequestException:
                 self.refused += 1  # the web is stopping or gone: the platform's router would answer 503
-            time.sleep(0.1)
+            self.stopped.wait(0.1)  # a submission every ~100 ms until stopped
 
 
 def start_formation(stack) -> str:
@@ -111,7 +111,7 @@ def test_sigterm_to_every_process_mid_load_then_restart_loses_nothing_and_double
         "params": {"size": "32x32", "simulate": {"latency_s": GRACE_S + 10}}}).json()["id"]
     submitter = Submitter(url, headers)
     submitter.start()
-    time.sleep(LOAD_BEFORE_TERM_S)
+    time.sleep(LOAD_BEFORE_TERM_S)  # the load phase: a duration of the scenario, not a wait for something
     # When every process gets SIGTERM mid-load, and what is left after the grace is SIGKILLed
     running = list(stack.processes)
     outcome = terminate_like_a_platform(running, GRACE_S)

@@ -6,8 +6,9 @@ process takes the next high-priority message before any low one.
 """
 from __future__ import annotations
 
-import time
 from datetime import datetime
+
+from tests.services import wait_for
 
 RUN_S = 1.0
 
@@ -26,10 +27,7 @@ def test_a_high_priority_job_starts_within_one_jobs_run_time_behind_50_low_ones(
     tenant = stack.new_tenant("batch")
     slow = {"prompt": "batch", "params": {"size": "16x16", "simulate": {"latency_s": RUN_S}}, "priority": "low"}
     low = [stack.submit(tenant, slow)["id"] for _ in range(50)]
-    end = time.monotonic() + 30
-    while generate_started(stack, low[0]) is None and time.monotonic() < end:
-        time.sleep(0.05)
-    assert generate_started(stack, low[0]) is not None
+    wait_for(lambda: generate_started(stack, low[0]), 30, "the first low-priority job generating")
 
     # When a high-priority job of another tenant is submitted
     user = stack.new_tenant("interactive")

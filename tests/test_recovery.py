@@ -6,6 +6,7 @@ or restarts only processes it started.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 
@@ -45,8 +46,12 @@ def generate_starts(stack, job_id) -> int:
 
 
 def wait_generating(stack, job_id, count=1):
-    wait_for(lambda: generate_starts(stack, job_id) >= count, 60, f"generate start #{count}")
-    time.sleep(0.3)
+    """Until generate attempt #count has started and reported progress: its provider is running."""
+    def progressing():
+        events = stack.events(job_id)
+        starts = [i for i, e in enumerate(events) if e["type"] == "started" and e["data"]["step"] == "generate"]
+        return len(starts) >= count and any(e["type"] == "progress" for e in events[starts[count - 1]:])
+    wait_for(progressing, 60, f"generate attempt #{count} to report progress")
 
 
 def test_pool_child_killed_mid_generate_the_job_still_completes(make_stack):
@@ -112,7 +117,9 @@ def test_countdown_retry_held_by_a_worker_that_dies_is_sent_again_by_the_reaper(
                                  "budget": {"max_attempts": 4, "deadline_s": 120}})
     retries = lambda: [e for e in stack.events(job["id"]) if e["type"] == "retry"]  # noqa: E731
     wait_for(lambda: len(retries()) == 3, 60, "the third retry event", 0.01)
-    time.sleep(0.3)  # A reserves the ETA message at once
+    # A reserves the ETA message at once: Celery logs it received (attempts 1-3, then the fourth's)
+    wait_for(lambda: len(re.findall(r"Task genline\.generate\[[^\]]+\] received", first.log())) >= 4, 30,
+             "worker A to receive the retry's message")
     # When worker A dies with it (Redis would hand it out again only after the visibility timeout)
     first.kill_group()
     stack.start_worker(concurrency=1, name="eta-b")
@@ -236,7 +243,7 @@ def test_worker_rides_out_a_database_outage_mid_job(make_stack):
     url = stack.env["DATABASE_URL"]
     _database_connections(url, allow=False)
     try:
-        time.sleep(4)
+        time.sleep(4)  # the outage lasts this long: a duration of the scenario, not a wait for something
     finally:
         _database_connections(url, allow=True)
     # Then the worker retries once the database is back and the job ends completed, not in a wrong state

@@ -100,8 +100,9 @@ def test_an_outage_is_replayed_by_error_code_and_window_at_a_bounded_rate_behind
     assert sum(a.get_json()["requeued"] for a in answers) == 16
     assert (datetime.now(timezone.utc) - replayed_at).total_seconds() < 10
 
-    # And live jobs submitted during the replay are not starved behind it
-    time.sleep(0.5)
+    # And live jobs submitted during the replay (once its first job runs again) are not starved behind it
+    services.wait_for(lambda: any(stack.job(tenant, i)["status"] in ("processing", "completed") for i in failed),
+                      30, "the replay to be running")
     live = [stack.submit(tenant, {"prompt": "live", "params": SMALL})["id"] for _ in range(3)]
 
     # Then every replayed job completes, once, from generate, with a fresh deadline
@@ -186,17 +187,12 @@ def test_a_throttled_tenant_runs_at_its_rate_while_another_is_not_slowed(make_st
     fast_ids = [stack.submit(fast, body)["id"] for _ in range(5)]
 
     # Then the throttled tenant's waiting jobs stay queued, with a queue position, holding no worker
-    seen_held = False
-    end = time.monotonic() + 20
-    while time.monotonic() < end and not seen_held:
-        jobs = [stack.job(slow, i) for i in slow_ids]
-        held = [j for j in jobs if j["status"] == "queued" and j["step"] == "generate"]
-        if len(held) >= 2:
-            seen_held = True
-            positions = [j["queue_position"] for j in held]
-            assert all(isinstance(p, int) and p >= 1 for p in positions) and len(set(positions)) == len(positions)
-        time.sleep(0.05)
-    assert seen_held, "the throttled tenant's jobs were never seen waiting"
+    def held_jobs():
+        held = [j for j in (stack.job(slow, i) for i in slow_ids) if j["status"] == "queued" and j["step"] == "generate"]
+        return held if len(held) >= 2 else None
+    held = services.wait_for(held_jobs, 20, "the throttled tenant's jobs waiting")
+    positions = [j["queue_position"] for j in held]
+    assert all(isinstance(p, int) and p >= 1 for p in positions) and len(set(positions)) == len(positions)
 
     # And every job completes, and none was refused
     slow_done = [stack.wait(slow, i, timeout=60) for i in slow_ids]

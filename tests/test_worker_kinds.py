@@ -4,7 +4,6 @@ and a whole I/O worker SIGKILLed with a hundred remote jobs in flight."""
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 
@@ -128,12 +127,21 @@ def test_jobs_waiting_on_the_io_worker_hold_no_database_connection(make_stack, s
     # When 60 jobs wait on a slow provider at once
     ids = [stack.submit(headers, {"prompt": "slow:15 conns", "provider": "http"})["id"] for _ in range(60)]
     services.wait_for(lambda: len(server.seen("slow:15 conns")) >= 60, 60, "60 calls in flight")
-    time.sleep(2)  # past a lease renewal and several cancel-watch passes
+    # and every one of them has had its lease renewed (the cancel watch passes several times meanwhile)
+    from sqlalchemy import select, text
+
+    from pipeline.store.models import Job, db
+
+    def leases() -> dict:
+        with stack.app.app_context():
+            found: dict = dict(db.session.execute(select(Job.id, Job.lease_until).where(Job.id.in_(ids))).all())
+            db.session.rollback()
+        return found
+    claimed = leases()
+    services.wait_for(lambda: all(until and claimed[i] and until > claimed[i] for i, until in leases().items()), 30,
+                      "a lease renewal of every waiting job")
 
     # Then the worker holds no more connections than its pool's size, far fewer than its waiting jobs
-    from sqlalchemy import text
-
-    from pipeline.store.models import db
     with stack.app.app_context():
         held = db.session.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
                                   {"name": "genline-io-under-test"}).scalar()

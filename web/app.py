@@ -5,6 +5,9 @@ from flask import Flask
 
 from pipeline import app as pipeline_app
 from pipeline.config import Config
+from web import cors, demo, limits
+from web.api import actions, errors, health, jobs, metrics, openapi, outputs, uploads, webhooks
+from web.api import events as events_api
 
 MIGRATIONS = pipeline_app.MIGRATIONS
 migrate = pipeline_app.migrate
@@ -19,18 +22,12 @@ def create_app(config: Config | None = None) -> Flask:
 
 
 def _register_routes(app: Flask) -> None:
-    from web import limits
-    from web.api import actions, errors, health, jobs, outputs, uploads
     limits.init_app(app)
     errors.register(app)
     for module in (jobs, actions, outputs, uploads, health):
         app.register_blueprint(module.bp)
-    from web import cors, demo
-    from web.api import events as events_api
-    from web.api import webhooks
     for module in (events_api, webhooks, demo):
         app.register_blueprint(module.bp)
-    from web.api import metrics, openapi
     for module in (metrics, openapi):
         app.register_blueprint(module.bp)
     cors.init_app(app)

@@ -20,6 +20,7 @@ import threading
 import time
 
 import redis
+from flask import current_app
 
 from pipeline.adapters import redisurl
 from pipeline.adapters.events import CHANNEL
@@ -199,5 +200,4 @@ def hub_for(redis_url: str) -> Hub:
 
 def current() -> Hub:
     """The hub of the current Flask app's Redis."""
-    from flask import current_app
     return hub_for(current_app.extensions["genline.config"].redis_url)

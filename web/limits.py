@@ -24,6 +24,10 @@ from flask_limiter.util import get_remote_address
 from limits.storage import MovingWindowSupport, RedisStorage, Storage
 
 from pipeline.adapters import redisurl
+from web.api.errors import error_response
+from web.auth import bearer_key, made_key, tenant_for_key
+from web.requests import bad_text
+from web.submit import idempotent_job
 
 STORAGE = "genline.rate_limit_storage"
 """``app.extensions`` key of the app's own Redis storage for the counters."""
@@ -77,7 +81,6 @@ def _config():
 
 
 def _bearer() -> str | None:
-    from web.auth import bearer_key
     return bearer_key()
 
 
@@ -98,7 +101,6 @@ def submission_rate() -> str:
     rate = cfg.rate_limit
     key = _bearer()
     if key and key not in cfg.api_keys:
-        from web.auth import made_key
         # The same read authenticates the request afterwards (one query).
         row = made_key(key)
         if row is not None:
@@ -128,11 +130,8 @@ def _is_replay() -> bool:
     """True when this submission names an Idempotency-Key of an existing job of the caller's tenant."""
     idem = request.headers.get("Idempotency-Key")
     key = _bearer()
-    from web.requests import bad_text
     if not idem or not key or len(idem) > 255 or bad_text(idem):
         return False  # not a key the store can hold: the submission answers 422 itself
-    from web.auth import tenant_for_key
-    from web.submit import idempotent_job
     # Flask-Limiter swallows what this raises (swallow_errors); both reads keep a
     # database error for the submission's own reads to raise again (a 503 at once).
     tenant = tenant_for_key(key)
@@ -174,5 +173,4 @@ def init_app(app) -> None:
     @app.errorhandler(RateLimitExceeded)
     def _too_many(exc: RateLimitExceeded):
         # Flask-Limiter's after_request adds Retry-After and X-RateLimit-* to this response.
-        from web.api.errors import error_response
         return error_response(429, "rate_limited", exc.description)

@@ -25,6 +25,7 @@ from pydantic_core import InitErrorDetails
 from pipeline.core.lifecycle import TERMINAL_EVENT_TYPES, ActiveStatus, EndedStatus, EventType
 from pipeline.core.media import OutputFormat
 from pipeline.core.priorities import Priority
+from pipeline.core.providers import PROVIDER_NAMES
 
 MAX_PROMPT_CHARS = 4000
 MAX_N = 4
@@ -163,7 +164,6 @@ class JobCreate(Strict):
         names = [v] if isinstance(v, str) else v
         if not names:
             raise ValueError("name at least one provider")
-        from pipeline.adapters.providers import PROVIDER_NAMES
         unknown = [n for n in names if n not in PROVIDER_NAMES]
         if unknown:
             raise ValueError(f"unknown provider {unknown[0]!r}; known: {', '.join(PROVIDER_NAMES)}")

@@ -4,14 +4,16 @@ from __future__ import annotations
 import logging
 
 from flask import g
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from pipeline.adapters import dispatch, metrics, ssrf, tracing
+from pipeline.adapters import dispatch, events, metrics, ssrf, tracing
 from pipeline.adapters.inputs import check_ref
 from pipeline.core.errors import InvalidInput
 from pipeline.core.lifecycle import Step
 from pipeline.store import jobs
-from pipeline.store.models import db
+from pipeline.store.models import Job, db
+from pipeline.worker.brokerguard import REFUSALS, probe_write
 from web import queueing
 from web.api.errors import ApiError
 from web.requests import check_text
@@ -161,8 +163,6 @@ def submit(body: JobCreate, raw: dict, tenant_id: str, cfg, idempotency_key: str
 
 def broker_refuses_writes() -> bool:
     """True when Redis answers but refuses writes (maxmemory with noeviction, or a read-only replica)."""
-    from pipeline.adapters import events
-    from pipeline.worker.brokerguard import REFUSALS, probe_write
     try:
         probe_write(events.client())
     except REFUSALS:
@@ -174,9 +174,6 @@ def broker_refuses_writes() -> bool:
 
 def withdraw(job_id: str) -> None:
     """Delete a job that was never sent (its events go with it)."""
-    from sqlalchemy import delete
-
-    from pipeline.store.models import Job
     db.session.execute(delete(Job).where(Job.id == job_id).execution_options(synchronize_session=False))
     db.session.commit()
 

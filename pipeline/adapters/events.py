@@ -9,6 +9,7 @@ import json
 import logging
 
 import redis
+from flask import current_app
 
 from pipeline.adapters import redisurl
 
@@ -38,7 +39,6 @@ def _current_url() -> str | None:
     # The Redis of the Flask app in context: a process may hold several apps
     # (the tests run stacks side by side); otherwise the one last configured.
     try:
-        from flask import current_app
         return current_app.extensions["genline.config"].redis_url
     except (RuntimeError, KeyError):
         return _url

@@ -21,9 +21,12 @@ from PIL import Image, UnidentifiedImageError
 
 from pipeline.adapters import ssrf
 from pipeline.adapters.providers.httpcall import read_capped
+from pipeline.adapters.storage import open_storage
 from pipeline.core import media
-from pipeline.core.errors import InvalidInput
+from pipeline.core.errors import InvalidInput, StorageError
 from pipeline.core.ids import is_id
+from pipeline.service.representation import output_url
+from pipeline.store.models import Upload, db
 
 FETCH_TIMEOUT_S = 15.0
 MAX_REDIRECTS = 3
@@ -60,7 +63,6 @@ def decode_data_uri(uri: str, what: str) -> bytes:
 
 def find_upload(upload_id: str, tenant_id: str):
     """The ``Upload`` row of this tenant, or ``InvalidInput`` (another tenant's id is unknown too)."""
-    from pipeline.store.models import Upload, db
     row = db.session.get(Upload, upload_id) if is_id(upload_id, "upl") else None
     if row is not None:
         db.session.expunge(row)  # keep its loaded values; release the connection before slow work
@@ -118,8 +120,6 @@ def resolve(ref: str, what: str, cfg, tenant_id: str) -> bytes:
     if isinstance(ref, str) and ref.startswith("data:"):
         return decode_data_uri(ref, what)
     if isinstance(ref, str) and ref.startswith("upl_"):
-        from pipeline.adapters.storage import open_storage
-        from pipeline.core.errors import StorageError
         row = find_upload(ref, tenant_id)
         try:
             return open_storage(cfg).get(row.storage_key)
@@ -134,7 +134,6 @@ def url_for_provider(ref: str, cfg, tenant_id: str) -> str:
     """A URL a remote provider can fetch: signed and expiring for uploads, the reference otherwise."""
     if not ref.startswith("upl_"):
         return ref
-    from pipeline.service.representation import output_url
     return output_url(cfg, cfg.public_url, "", 0, find_upload(ref, tenant_id).storage_key)
 
 

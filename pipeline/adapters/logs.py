@@ -80,7 +80,7 @@ def trace_id() -> str | None:
     global _otel_trace
     if _otel_trace is None:
         try:
-            from opentelemetry import trace
+            from opentelemetry import trace  # lazy: optional genline[otel]
             _otel_trace = trace
         except ImportError:
             _otel_trace = False

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
 
 log = logging.getLogger("genline.metrics")
 
@@ -156,7 +156,6 @@ def task_started(queue: str | None) -> None:
 def process_dead(pid: int) -> None:
     """A process of the multiprocess group exited (gunicorn's child_exit, a prefork child's shutdown)."""
     if MULTIPROCESS_DIR:
-        from prometheus_client import multiprocess
         multiprocess.mark_process_dead(pid, MULTIPROCESS_DIR)
 
 
@@ -176,7 +175,6 @@ class _Shared:
     """
 
     def __init__(self, path: str):
-        from prometheus_client import multiprocess
         self.files = multiprocess.MultiProcessCollector(None, path=path)
 
     def collect(self):

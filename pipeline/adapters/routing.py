@@ -24,8 +24,9 @@ I/O queue, so a compute backlog never delays an upload either.
 """
 from __future__ import annotations
 
-import importlib
+from celery.concurrency.prefork import TaskPool as PreforkPool
 
+from pipeline.adapters.providers import PROVIDER_CLASSES
 from pipeline.core import priorities
 from pipeline.core.lifecycle import Step
 from pipeline.core.priorities import PRIORITIES
@@ -37,14 +38,6 @@ ALL_QUEUES = (FINISH,) + tuple(q for p in PRIORITIES for q in (f"io.{p}", f"comp
 """Every queue, in the order one all-in-one worker consumes them (``-Q`` order is priority order)."""
 DEFAULT_QUEUE = "io.normal"
 
-PROVIDER_CLASSES = {
-    "local": "pipeline.adapters.providers.local:LocalProvider",
-    "openai": "pipeline.adapters.providers.openai:OpenAIProvider",
-    "http": "pipeline.adapters.providers.http:HTTPProvider",
-    "diffusers": "pipeline.adapters.providers.diffusers:DiffusersProvider",
-}
-"""Where each provider's class lives, to read its ``runs_in_worker`` without building it."""
-
 
 def _priority(priority: str | None) -> str:
     return priorities.known(priority)
@@ -53,19 +46,11 @@ def _priority(priority: str | None) -> str:
 def runs_in_worker(provider: str | None) -> bool:
     """True when ``provider`` computes inside the worker process (its class says ``runs_in_worker``).
 
-    Unknown providers, and any whose class cannot be imported here, count as
-    in-worker: the compute kind enforces every budget, the I/O kind only those
-    of providers that wait on the network.
+    Unknown providers count as in-worker: the compute kind enforces every
+    budget, the I/O kind only those of providers that wait on the network.
     """
-    where = PROVIDER_CLASSES.get(provider or "local")
-    if where is None:
-        return True
-    module, _, name = where.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return True
-    return bool(getattr(cls, "runs_in_worker", True))
+    cls = PROVIDER_CLASSES.get(provider or "local")
+    return cls is None or bool(getattr(cls, "runs_in_worker", True))
 
 
 def kind_of(step: Step, provider: str | None = None) -> str:
@@ -100,7 +85,6 @@ def refusal(pool_cls: type, queues) -> str | None:
     a kill of the child process); on any other pool an in-worker provider that
     never yields would run past its budget unseen.
     """
-    from celery.concurrency.prefork import TaskPool as PreforkPool
     if isinstance(pool_cls, type) and issubclass(pool_cls, PreforkPool):
         return None
     compute = sorted(q for q in queues if q in COMPUTE_QUEUES)

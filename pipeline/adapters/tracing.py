@@ -17,7 +17,10 @@ import json
 import logging
 import os
 import threading
+from importlib.metadata import entry_points
 from pathlib import Path
+
+from celery import signals
 
 log = logging.getLogger("genline.tracing")
 
@@ -62,7 +65,7 @@ def setup(app=None) -> bool:
                 return False
             _state["on"] = True
     if app is not None and not app.extensions.get("genline.tracing"):
-        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor  # lazy: optional genline[otel]
         FlaskInstrumentor().instrument_app(app, excluded_urls="healthz,readyz,metrics")
         app.extensions["genline.tracing"] = True
         celery = app.extensions.get("celery")
@@ -74,7 +77,7 @@ def setup(app=None) -> bool:
 
 
 def _install() -> None:
-    from celery import signals
+    # lazy: optional genline[otel] (an ImportError here: tracing configured, extra missing)
     from opentelemetry import trace
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
@@ -100,6 +103,7 @@ def _install() -> None:
 
 
 def _processor(name: str):
+    # lazy: optional genline[otel]
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
     if name == JSONL:
         return SimpleSpanProcessor(_jsonl_exporter(Path(os.environ.get(JSONL_DIR) or "var/traces")))
@@ -110,7 +114,6 @@ def _processor(name: str):
 
 def _exporter(name: str):
     """The span exporter registered under ``name`` (the SDK's entry point group), e.g. ``otlp``."""
-    from importlib.metadata import entry_points
     if name == "otlp":
         protocol = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
                     or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf")
@@ -122,7 +125,7 @@ def _exporter(name: str):
 
 
 def _jsonl_exporter(directory: Path):
-    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult  # lazy: optional genline[otel]
 
     class JsonLinesSpanExporter(SpanExporter):
         """Each finished span as one JSON line in ``<directory>/spans-<pid>.jsonl``."""
@@ -141,7 +144,7 @@ def span(name: str, **attributes):
     """A span around a block (a no-op while tracing is off); ``attributes`` with None values are left out."""
     if not _state["on"]:
         return contextlib.nullcontext()
-    from opentelemetry import trace
+    from opentelemetry import trace  # lazy: optional genline[otel]
     return trace.get_tracer("genline").start_as_current_span(name, attributes=_clean(attributes))
 
 
@@ -151,7 +154,7 @@ def detached():
     if not _state["on"]:
         yield
         return
-    from opentelemetry import context
+    from opentelemetry import context  # lazy: optional genline[otel]
     token = context.attach(context.Context())
     try:
         yield
@@ -163,7 +166,7 @@ def annotate(**attributes) -> None:
     """Set attributes on the current span (the step's, the request's), as ``genline.<name>``."""
     if not _state["on"]:
         return
-    from opentelemetry import trace
+    from opentelemetry import trace  # lazy: optional genline[otel]
     trace.get_current_span().set_attributes(_clean(attributes))
 
 
@@ -171,6 +174,7 @@ def failed(code: str, message: str) -> None:
     """Mark the current span as failed with a job error code."""
     if not _state["on"]:
         return
+    # lazy: optional genline[otel]
     from opentelemetry import trace
     from opentelemetry.trace import Status, StatusCode
     current = trace.get_current_span()

@@ -29,6 +29,7 @@ from sqlalchemy import func, select, update
 from pipeline.adapters import events, metrics, ssrf
 from pipeline.core import budget
 from pipeline.core.errors import InvalidInput
+from pipeline.service.representation import iso, job_to_dict
 from pipeline.store import jobs
 from pipeline.store.models import Tenant, WebhookDelivery, db, utcnow
 
@@ -104,7 +105,6 @@ class Outcome:
 
 def payload(job, event: dict, cfg) -> bytes:
     """The body: ``{"type": "job.<event>", "timestamp", "data": {"event", "job"}}``."""
-    from pipeline.service.representation import job_to_dict
     body = {"type": f"job.{event['type']}", "timestamp": event["created_at"],
             "data": {"event": event, "job": job_to_dict(job, cfg, cfg.public_url)}}
     return json.dumps(body, separators=(",", ":")).encode()
@@ -246,7 +246,6 @@ def _attempt(job_id: str, seq: int, cfg, previous_id: int | None, done: int):
 
 def as_dict(row: WebhookDelivery) -> dict:
     """A delivery attempt as the API shows it."""
-    from pipeline.service.representation import iso
     return {
         "id": row.id, "message_id": row.message_id, "event_type": row.event_type, "event_seq": row.event_seq,
         "attempt": row.attempt, "url": row.url, "status_code": row.status_code, "error": row.error,

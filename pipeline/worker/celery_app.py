@@ -10,6 +10,10 @@ from celery import Celery, Task
 from celery.signals import celeryd_after_setup, worker_process_init
 
 from pipeline.adapters import broker, redisurl, routing
+from pipeline.adapters.providers import diffusers_model
+from pipeline.adapters.redis_tls import ssl_options
+from pipeline.worker import observe, slot
+from pipeline.worker.brokerguard import BrokerGuard
 
 QUEUES = routing.ALL_QUEUES
 log = logging.getLogger("genline.worker")
@@ -97,7 +101,6 @@ def celery_settings(cfg) -> dict:
             "webhook-retries": {"task": "genline.webhook_sweep", "schedule": 30.0},
         },
     }
-    from pipeline.adapters.redis_tls import ssl_options
     tls = ssl_options(cfg.redis_url)
     if tls:
         # rediss://…?ssl_cert_reqs=none: Flower's broker client reads broker_use_ssl,
@@ -118,11 +121,9 @@ def celery_init_app(app) -> Celery:
     celery = Celery(app.name, task_cls=FlaskTask, include=["pipeline.worker.tasks", "pipeline.worker.hardlimit",
                                                             "pipeline.worker.maintenance", "pipeline.worker.webhook_tasks"])
     celery.conf.update(celery_settings(cfg))
-    from pipeline.worker.brokerguard import BrokerGuard
     celery.steps["consumer"].add(BrokerGuard)  # wait out a full or read-only Redis
     celery.set_default()
     app.extensions["celery"] = celery
-    from pipeline.worker import observe
     observe.install(cfg)  # JSON logs, task counts, worker metrics (docs/observability.md)
 
     @worker_process_init.connect(weak=False)
@@ -133,12 +134,11 @@ def celery_init_app(app) -> Celery:
                 engine.dispose(close=False)
         # Then it opens its own before its first task, and hands step follow-ups to a thread
         # so that its slot takes the next message at once (pipeline.worker.slot).
-        from pipeline.worker import slot
         slot.enable(app)
         slot.warm_briefly(app)
 
     if cfg.diffusers_model:
-        from pipeline.adapters.providers import diffusers_model  # imports no torch until a pool process loads
+        # No torch here: each pool process loads it with the model as it starts.
         diffusers_model.install(celery, cfg)
 
     @celeryd_after_setup.connect(weak=False)
@@ -146,7 +146,6 @@ def celery_init_app(app) -> Celery:
         # A pool without Celery's time limits must not run in-worker generate:
         # its budgets would silently not hold (pipeline.adapters.routing.refusal).
         queues = [q.name for q in instance.app.amqp.queues.consume_from.values()]
-        from pipeline.worker import slot
         slot.consumes(queues)  # before the pool forks: its processes inherit it
         why = routing.refusal(instance.pool_cls, queues)
         if why:

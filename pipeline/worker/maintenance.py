@@ -7,7 +7,10 @@ import logging
 from celery import shared_task
 from flask import current_app
 
+from pipeline.service.admission import admit_once
+from pipeline.service.retention import purge_once
 from pipeline.worker.periodic import alone
+from pipeline.worker.reaper import reap_once
 
 log = logging.getLogger("genline.maintenance")
 
@@ -27,7 +30,6 @@ def reap_lock_s() -> float:
 @shared_task(name="genline.reap")
 def reap() -> dict:
     """Drive stuck jobs on: re-dispatch lost messages, fail jobs past their deadline."""
-    from pipeline.worker.reaper import reap_once
     with alone("reap", reap_lock_s()) as mine:
         return reap_once() if mine else {"skipped": "another pass is running"}
 
@@ -35,13 +37,11 @@ def reap() -> dict:
 @shared_task(name="genline.admit")
 def admit() -> dict:
     """Send held jobs whose time came: replays at GENLINE_REPLAY_RATE, throttled jobs when their tenant may start."""
-    from pipeline.service.admission import admit_once
     return admit_once()
 
 
 @shared_task(name="genline.retention")
 def retention() -> dict:
     """Delete jobs, prompts, events and outputs older than GENLINE_RETENTION_DAYS."""
-    from pipeline.service.retention import purge_once
     with alone("retention", RETENTION_LOCK_S) as mine:
         return purge_once() if mine else {"skipped": "another pass is running"}

@@ -24,6 +24,7 @@ from celery.signals import (
     worker_process_shutdown,
 )
 from celery.utils.log import get_multiprocessing_logger
+from prometheus_client import start_http_server
 
 from pipeline.adapters import logs, metrics
 
@@ -73,7 +74,6 @@ def serve_metrics(port: int, addr: str = "0.0.0.0") -> bool:
     Workers on one host share the multiprocess directory, so one server shows
     them all: a second worker finding the port taken logs it and goes on.
     """
-    from prometheus_client import start_http_server
     if not metrics.MULTIPROCESS_DIR:
         log.warning("worker metrics without PROMETHEUS_MULTIPROC_DIR show this process only, not its "
                     "prefork children port=%s", port)

@@ -29,8 +29,17 @@ jobs would only queue them.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from typing import Any
+
+from PIL import Image
+
+from pipeline.adapters import events, routing
+from pipeline.core.lifecycle import Step
+from pipeline.service import admission
+from pipeline.store import jobs
+from pipeline.worker import cancelwatch, leases, progress
 
 log = logging.getLogger("genline.slot")
 
@@ -48,7 +57,6 @@ def consumes(queues) -> None:
     ``io.finish`` first and must find it there, or it takes the next generate
     and the upload waits behind it (a generated image lost to a backlog).
     """
-    from pipeline.adapters import routing
     _state["sends_own_queue"] = routing.FINISH in set(queues)
 
 
@@ -70,7 +78,6 @@ def after(fn, *args) -> None:
     if not _state["deferring"]:
         fn(*args)
         return
-    from pipeline.worker import progress
     # A follow-up that raises is logged there; the reaper sends a step whose message never went.
     progress.writer(_state["app"]).put(fn, *args)
 
@@ -82,14 +89,6 @@ def warm(app) -> None:
     matches no row (and appends no event, stages nothing). A failure (the
     database or Redis not up yet) only leaves the first task to do it.
     """
-    from PIL import Image
-
-    from pipeline.adapters import events
-    from pipeline.core.lifecycle import Step
-    from pipeline.service import admission
-    from pipeline.store import jobs
-    from pipeline.worker import cancelwatch, leases, progress
-
     cfg = app.extensions["genline.config"]
     nobody = f"warm-{uuid.uuid4().hex}"
     try:
@@ -120,7 +119,6 @@ def warm(app) -> None:
 def warm_briefly(app) -> None:
     """``warm``, waiting for it at most WARM_S: a pool process must report up within
     Celery's ``worker_proc_alive_timeout`` (4 s) even when the database is slow to answer."""
-    import threading
     thread = threading.Thread(target=warm, args=(app,), name="genline-warm", daemon=True)
     thread.start()
     thread.join(WARM_S)

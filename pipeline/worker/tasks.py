@@ -24,6 +24,7 @@ from pipeline.core.lifecycle import JobStatus, Step
 from pipeline.store import jobs, staging
 from pipeline.store.models import utcnow
 from pipeline.worker import cancelwatch, progress
+from pipeline.worker import notify as notifier
 from pipeline.worker.steps import StepResult, config, run_step
 from pipeline.worker.taskstate import JobFailed
 
@@ -198,6 +199,5 @@ def upload(self, job_id: str) -> None:
 @shared_task(name="genline.notify", bind=True)
 def notify(self, job_id: str) -> None:
     """Tell the outside world a job ended (webhooks)."""
-    from pipeline.worker import notify as notifier
     tracing.annotate(job_id=job_id, step=Step.NOTIFY.value)
     notifier.notify_terminal(job_id)

@@ -18,9 +18,11 @@ import statistics
 import subprocess
 import time
 
+import redis as redis_lib
 from celery import Celery
 
 from pipeline.adapters import broker
+from pipeline.tooling.localproc import wait_for
 
 
 class _ReusingChannel(broker.Channel):
@@ -67,8 +69,8 @@ def main() -> None:
     redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
                              stdout=subprocess.DEVNULL)
     try:
-        time.sleep(0.5)
         url = f"redis://127.0.0.1:{port}/0"
+        wait_for(redis_lib.Redis.from_url(url).ping, 10, "redis-server")
         apps = {"genline (public APIs)": _app(url, "pipeline.adapters.broker:Transport"),
                 "client reused (private override)": _app(url, f"{__name__}:ReusingTransport")}
         times: dict[str, list[float]] = {name: [] for name in apps}

@@ -57,12 +57,9 @@ def teardown(stack, redis, db_url):
 
 
 def until(predicate, timeout=180, interval=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return time.monotonic()
-        time.sleep(interval)
-    raise TimeoutError("not reached in time")
+    """``services.wait_for`` that returns when the predicate came true (a monotonic time)."""
+    services.wait_for(predicate, timeout, "the recovery step", interval)
+    return time.monotonic()
 
 
 def submit(stack, headers, latency_s: float = LATENCY_S):

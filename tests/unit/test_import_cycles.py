@@ -1,4 +1,5 @@
-"""No import cycle between the modules of pipeline/ and web/ (no services needed).
+"""No import cycle between the modules of pipeline/ and web/, and no import inside a
+function without a reason (no services needed).
 
 Every module is parsed (not imported), and every import counts, including
 those inside functions: an import moved into a function still makes the two
@@ -7,6 +8,7 @@ modules depend on each other, it only hides it from the interpreter.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,3 +143,81 @@ def test_the_worker_entry_does_not_reach_the_web_app():
                  and not name.startswith(("pipeline.cli", "pipeline.tooling"))
                  and any(m.split(".")[0] == "web" for m in imported)}
     assert not importers, importers
+
+
+LAZY_REASONS = {
+    "optional": "a heavy optional dependency (an extra: torch, diffusers, opentelemetry, matplotlib, ...)",
+    "tooling": "tooling the CLI pulls that the service never needs (the bench)",
+    "startup": "the service stack, kept out of the CLI's start (pipeline/cli.py only)",
+    "cycle": "an import cycle that moving code cannot break",
+}
+"""Why an import may sit inside a function: ``# lazy: <reason> ...`` on its line or above its block."""
+LAZY_MARKER = re.compile(r"#\s*lazy:\s*(\w+)")
+STARTUP_ONLY_IN = {"pipeline.cli"}
+
+
+def function_level_imports(path: Path) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement inside a function (or a class or block within one) of ``path``."""
+    found: list[ast.Import | ast.ImportFrom] = []
+
+    def walk(node: ast.AST, inside: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if inside and isinstance(child, (ast.Import, ast.ImportFrom)):
+                found.append(child)
+            walk(child, inside or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    walk(ast.parse(path.read_text(), str(path)), False)
+    return found
+
+
+def lazy_reason(lines: list[str], node: ast.stmt, import_lines: set[int]) -> str | None:
+    """The reason word of the marker on ``node``'s lines, or on the comment line above its block of imports."""
+    for number in range(node.lineno, (node.end_lineno or node.lineno) + 1):
+        marker = LAZY_MARKER.search(lines[number - 1])
+        if marker:
+            return marker.group(1)
+    above = node.lineno - 1
+    while above >= 1 and (above in import_lines or not lines[above - 1].strip()):  # a block under one comment
+        above -= 1
+    if above >= 1 and lines[above - 1].strip().startswith("#"):
+        marker = LAZY_MARKER.search(lines[above - 1])
+        if marker:
+            return marker.group(1)
+    return None
+
+
+def unexplained_lazy_imports(name: str, path: Path) -> list[str]:
+    """``module:line: statement`` of each function-level import without an accepted reason."""
+    lines = path.read_text().splitlines()
+    nodes = function_level_imports(path)
+    import_lines = {n for node in nodes for n in range(node.lineno, (node.end_lineno or node.lineno) + 1)}
+    bad = []
+    for node in nodes:
+        reason = lazy_reason(lines, node, import_lines)
+        if reason not in LAZY_REASONS or (reason == "startup" and name not in STARTUP_ONLY_IN):
+            bad.append(f"{name}:{node.lineno}: {lines[node.lineno - 1].strip()} (reason: {reason})")
+    return bad
+
+
+def test_a_function_level_import_without_a_reason_is_found(tmp_path):
+    # Given a module with one import at the top, three inside functions of which two say why
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import os\n\n"
+        "def f():\n    import torch  # lazy: optional genline[diffusers]\n\n"
+        "def g():\n    # lazy: optional genline[otel]\n    from opentelemetry import trace\n    import opentelemetry.sdk\n\n"
+        "def h():\n    import json\n\n"
+        "def k():\n    import flask  # lazy: because\n")
+    # Then the top-level import is not counted, and only the two without an accepted reason are reported
+    assert len(function_level_imports(module)) == 5
+    found = [line.split(": ", 1)[1] for line in unexplained_lazy_imports("m", module)]
+    assert found == ["import json (reason: None)", "import flask  # lazy: because (reason: because)"]
+
+
+def test_every_function_level_import_says_why():
+    # Given every module of pipeline/ and web/
+    # Then an import inside a function is there for a heavy optional dependency, the CLI's start,
+    # tooling or a cycle, and says so; anything else belongs at the top of its module
+    bad = [line for name, path in sorted(modules().items()) for line in unexplained_lazy_imports(name, path)]
+    assert not bad, "imports inside functions without a `# lazy: <reason>` marker (" + ", ".join(
+        LAZY_REASONS) + "); move them to the top of the module:\n" + "\n".join(bad)

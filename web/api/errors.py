@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import logging
 
-from flask import jsonify
+from flask import g, jsonify
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
+
+from pipeline.store.models import db
 
 log = logging.getLogger("genline.web")
 
@@ -30,7 +32,6 @@ class ApiError(Exception):
 
 def error_response(status: int, code: str, message: str, fields: dict | None = None, headers: dict | None = None):
     """The error shape; a 401 names the scheme (RFC 6750), a Retry-After given here is kept over Flask-Limiter's."""
-    from flask import g
     response = jsonify({"error": {"code": code, "message": message, "fields": fields or {}}})
     response.status_code = status
     for name, value in (headers or {}).items():
@@ -102,7 +103,6 @@ def register(app) -> None:
 
 
 def _rollback():
-    from pipeline.store.models import db
     try:
         db.session.rollback()
     except Exception:  # noqa: BLE001 - the connection may be gone; the next request gets a new one

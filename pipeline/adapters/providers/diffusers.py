@@ -67,7 +67,7 @@ class DiffusersProvider:
 
 def call_arguments(pipe, request: ProviderRequest) -> dict:
     """The pipeline's call arguments for ``request``; InvalidInput naming a param the pipeline lacks."""
-    import torch
+    import torch  # lazy: optional genline[diffusers]
     params = request.params
     accepted = inspect.signature(pipe.__call__).parameters
     kwargs = {"prompt": request.prompt, "num_images_per_prompt": params.get("n", 1)}
@@ -101,7 +101,7 @@ def call_arguments(pipe, request: ProviderRequest) -> dict:
 
 def checked_images(output, loaded) -> list[Image.Image]:
     """PIL images of the pipeline's float output; a NaN image or a safety-checker hit is an error."""
-    import numpy as np
+    import numpy as np  # lazy: optional genline[diffusers] (numpy comes with torch)
     flagged = getattr(output, "nsfw_content_detected", None)
     if flagged and any(flagged):
         raise UnsafeContent("the model's safety checker flagged the image; change the prompt")
@@ -125,7 +125,7 @@ def encode(image: Image.Image, fmt: str, model: str, size: tuple[int, int] | Non
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    import torch
+    import torch  # lazy: optional genline[diffusers]
     oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
     if isinstance(exc, oom):
         return True
@@ -156,7 +156,7 @@ def map_error(exc: Exception, request: ProviderRequest, loaded) -> GenlineError:
 
 def _free_device_memory(device: str) -> None:
     """Give the allocator's cached blocks back after an OOM, so the next job starts clean."""
-    import torch
+    import torch  # lazy: optional genline[diffusers]
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     elif device == "mps":

@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from celery.signals import worker_process_init
+
 from pipeline.core.errors import InvalidInput, ProviderError
 
 log = logging.getLogger("genline.diffusers")
@@ -66,7 +68,7 @@ def model_name(source: str) -> str:
 
 def resolve_device(wanted: str) -> str:
     """``auto`` picks cuda, then mps, then cpu; an explicit device must be available."""
-    import torch
+    import torch  # lazy: optional genline[diffusers]
     if wanted == "auto":
         if torch.cuda.is_available():
             return "cuda"
@@ -82,7 +84,7 @@ def resolve_device(wanted: str) -> str:
 
 def resolve_dtype(wanted: str, device: str):
     """``auto`` is float16 on a GPU and float32 on the CPU (half precision is slow or missing there)."""
-    import torch
+    import torch  # lazy: optional genline[diffusers]
     if wanted == "auto":
         wanted = "float32" if device == "cpu" else "float16"
     return getattr(torch, wanted)
@@ -92,7 +94,8 @@ def load(source: str, device: str = "auto", dtype: str = "auto") -> Loaded:
     """Load ``source`` (a hub id or a local directory) and derive the three pipelines from it."""
     started = time.monotonic()
     try:
-        import torch  # noqa: F401 - the extra's presence is checked here, with a clear message
+        # lazy: optional genline[diffusers]: its presence is checked here, with a clear message
+        import torch  # noqa: F401
         from diffusers import (
             AutoPipelineForImage2Image,
             AutoPipelineForInpainting,
@@ -179,7 +182,6 @@ def _stop_worker(message: str) -> None:
 
 def install(celery_app, cfg) -> None:
     """Load the model in every pool process this worker starts (only when a model is configured)."""
-    from celery.signals import worker_process_init
 
     @worker_process_init.connect(weak=False)
     def _load_model(**_):

@@ -24,7 +24,9 @@ import io
 import threading
 import time
 
+import gevent
 import requests
+from gevent import monkey
 from PIL import Image
 
 from pipeline.adapters.providers.base import AttemptContext
@@ -151,7 +153,6 @@ def _mapped(name: str, exc: BaseException) -> BaseException:
 
 def _gevent() -> bool:
     """True in a process monkey-patched by gevent (the I/O worker, gunicorn's gevent workers)."""
-    from gevent import monkey
     return monkey.is_module_patched("socket")
 
 
@@ -169,7 +170,6 @@ def call(name: str, method: str, url: str, ctx: AttemptContext, **kwargs) -> req
     args = (_send, session, method, url, max(0.1, ctx.remaining_s()), kwargs, out)
     run = contextvars.copy_context().run
     if _gevent():
-        import gevent
         helper = gevent.spawn(run, *args)
         try:
             while not helper.ready():

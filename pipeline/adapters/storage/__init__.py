@@ -11,6 +11,8 @@ import hashlib
 from functools import lru_cache
 
 from pipeline.adapters.storage.base import Storage, StoredObject
+from pipeline.adapters.storage.files import FileStorage
+from pipeline.adapters.storage.s3 import S3Storage
 from pipeline.core.media import EXTENSIONS
 
 
@@ -39,9 +41,7 @@ def upload_key(upload_id: str, media_type: str) -> str:
 @lru_cache(maxsize=8)
 def _open(storage_url: str, endpoint_url: str | None) -> Storage:
     if storage_url.startswith("s3://"):
-        from pipeline.adapters.storage.s3 import S3Storage
         return S3Storage.from_url(storage_url, endpoint_url)
-    from pipeline.adapters.storage.files import FileStorage
     return FileStorage.from_url(storage_url)
 
 

@@ -19,6 +19,7 @@ import uuid
 
 import redis
 from celery import Celery, chain
+from flask import Flask, jsonify, request
 
 QUEUE = "bench"
 
@@ -109,7 +110,6 @@ def chain_throughput(n: int, advance=lambda done: None, timeout: float = 300) ->
 
 def create_flask_app():
     """The bare Flask JSON endpoint: parse the body, answer 202 with a small JSON object."""
-    from flask import Flask, jsonify, request
     flask_app = Flask("genline-bench-baseline")
 
     @flask_app.post("/v1/jobs")

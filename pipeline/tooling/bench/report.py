@@ -140,9 +140,10 @@ def table(result: dict) -> str:
 
 def plot(samples: dict[str, list[float]], path: str) -> None:
     """A PNG of the latency distributions (needs matplotlib: pip install 'genline[bench]')."""
+    # lazy: optional genline[bench] (matplotlib, heavy, and only for --plot); Agg before pyplot
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: optional genline[bench]
     series = {name: [v * 1000 for v in values] for name, values in samples.items() if values}
     fig, ax = plt.subplots(figsize=(9, 5))
     ax.boxplot(list(series.values()), vert=False, showfliers=True)

@@ -15,16 +15,18 @@ import signal
 import sys
 from contextlib import contextmanager
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from pipeline.tooling.bench import baseline, load, report
 from pipeline.tooling.bench.stack import LocalStack
+from pipeline.tooling.bench.waiting import run as waiting
 
 TINY = "16x16"
 
 
 @contextmanager
 def _progress(enabled: bool):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     progress = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=Console(stderr=True), disable=not enabled, transient=False)
     with progress:
@@ -120,7 +122,6 @@ def _interrupt(*_):
 def run(a) -> int:
     """Run the bench with parsed arguments ``a``; print the report; 0 when every job completed."""
     if getattr(a, "scenario", "speed") == "waiting":
-        from pipeline.tooling.bench.waiting import run as waiting
         return waiting(a)
     notes: list[str] = []
     # SIGTERM (a CI timeout, `timeout`) stops the stack like Ctrl-C does, not leaving its processes behind.

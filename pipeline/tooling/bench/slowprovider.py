@@ -21,11 +21,12 @@ import json
 import threading
 import time
 
+from PIL import Image
+
 TOKEN = "bench-provider-token"
 
 
 def _png() -> bytes:
-    from PIL import Image
     buf = io.BytesIO()
     Image.new("RGB", (16, 16), (30, 120, 220)).save(buf, "PNG")
     return buf.getvalue()

@@ -15,8 +15,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
+
+import redis
 
 from pipeline.adapters import routing
 from pipeline.tooling import localproc
@@ -99,7 +102,6 @@ class LocalStack:
     def _web(self, name: str, app: str) -> str:
         port = free_port()
         proc = self._start(name, gunicorn_argv(port, self.web_workers, app))
-        import urllib.request
 
         def healthy():
             if proc.proc.poll() is not None:
@@ -112,7 +114,6 @@ class LocalStack:
         """Redis; then genline (migrations, web, workers) and the baseline's web and worker."""
         self._start("redis", [redis_binary(), "--port", str(self.redis_port), "--bind", "127.0.0.1",
                               "--save", "", "--appendonly", "no", "--dir", str(self.dir)])
-        import redis
         wait_for(lambda: redis.Redis(port=self.redis_port).ping(), 15, "redis")
         workers = []
         if genline:
@@ -155,7 +156,6 @@ class LocalStack:
         still queued when the last job completes. Their work is part of a job's
         cost, and it must not run while the baselines are measured.
         """
-        import redis
         client = redis.Redis.from_url(self.redis_url)
         end = time.monotonic() + timeout
         try:

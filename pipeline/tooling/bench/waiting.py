@@ -27,7 +27,10 @@ import sys
 import time
 import uuid
 
+from sqlalchemy import bindparam, create_engine, text
+
 from pipeline.adapters import routing
+from pipeline.config import fix_database_url
 from pipeline.tooling.bench import load
 from pipeline.tooling.bench.slowprovider import SlowProvider
 from pipeline.tooling.bench.stack import LocalStack
@@ -60,19 +63,14 @@ class Rows:
     """The job rows this bench reads directly: whether an attempt has ended, terminal counts."""
 
     def __init__(self, database_url: str):
-        from sqlalchemy import create_engine
-
-        from pipeline.config import fix_database_url
         self.engine = create_engine(fix_database_url(database_url), pool_size=2)
 
     def lease_released(self, job_id: str) -> bool:
-        from sqlalchemy import text
         with self.engine.connect() as conn:
             return bool(conn.execute(text("SELECT lease_owner IS NULL FROM jobs WHERE id = :id"),
                                      {"id": job_id}).scalar())
 
     def statuses(self, ids: list[str]) -> dict[str, int]:
-        from sqlalchemy import bindparam, text
         query = text("SELECT status, count(*) FROM jobs WHERE id IN :ids GROUP BY status").bindparams(
             bindparam("ids", expanding=True))
         with self.engine.connect() as conn:
