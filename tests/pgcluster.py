@@ -28,10 +28,17 @@ from pipeline.tooling.localproc import free_port, wait_for
 MAX_CONNECTIONS = 600
 
 
-def binary(name: str) -> str | None:
+def find(name: str) -> str | None:
     """The newest installed PostgreSQL's ``name`` (Debian keeps them under /usr/lib/postgresql)."""
     versioned = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     return versioned[-1] if versioned else shutil.which(name)
+
+
+def binary(name: str) -> str:
+    found = find(name)
+    if found is None:
+        raise FileNotFoundError(f"no {name}: apt-get install postgresql")
+    return found
 
 
 def _as_postgres() -> list[str]:
@@ -53,7 +60,7 @@ class PrivateCluster:
 
     @staticmethod
     def possible() -> bool:
-        if not (binary("initdb") and binary("postgres")):
+        if not (find("initdb") and find("postgres")):
             return False
         return os.geteuid() != 0 or bool(shutil.which("setpriv"))
 
