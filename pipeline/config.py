@@ -20,6 +20,7 @@ import limits
 from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from pipeline.adapters import redisurl
 from pipeline.adapters.providers import PROVIDER_NAMES
 from pipeline.adapters.redis_tls import ssl_options
 from pipeline.config_values import (  # noqa: F401 - part of this module's public surface
@@ -87,8 +88,10 @@ class Config(BaseSettings):
     redis_ssl_cert_reqs: str = setting("GENLINE_REDIS_SSL_CERT_REQS", "", "`none` (or `optional`) for a `rediss://` "
                                        "`REDIS_URL` without `ssl_cert_reqs` that a platform owns (Heroku Redis's "
                                        "self-signed certificate).")
-    redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Broker, live events and rate-limit counters "
-                             "(`make dev`: an embedded Redis on 6390).", kind="URL", validate_default=True)
+    redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Broker, live events, rate-limit counters "
+                             "and locks (`make dev`: an embedded Redis on 6390). Through Redis Sentinel: "
+                             "`sentinel://host:26379,host:26379,host:26379/0?master_name=mymaster` "
+                             "(docs/deployment.md).", kind="URL", validate_default=True)
     storage_url: str = setting("STORAGE_URL", "", "Where outputs go: `s3://bucket/prefix` or `file:///path`.",
                                shown="`file://` under `$GENLINE_VAR_DIR/outputs`", kind="URL", validate_default=True)
     s3_endpoint_url: str | None = setting("S3_ENDPOINT_URL", None, "S3-compatible endpoint (MinIO, R2, moto).",
@@ -263,8 +266,10 @@ class Config(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, url: str, info: ValidationInfo) -> str:
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {redacted(url)!r}")
+        try:
+            redisurl.parse(url)
+        except ValueError as exc:
+            raise ValueError(f"REDIS_URL {exc}, got {redacted(url)!r}") from None
         cert_reqs = info.data.get("redis_ssl_cert_reqs", "").strip()
         if cert_reqs and url.startswith("rediss://") and "ssl_cert_reqs=" not in url:
             # A platform owns REDIS_URL (Heroku refuses to let it be edited), so the

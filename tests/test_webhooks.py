@@ -9,11 +9,15 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from sqlalchemy import delete, update
 
 from pipeline.config import Config
+from pipeline.store.models import Job, WebhookDelivery, db, utcnow
+from pipeline.worker import webhook_tasks
 from tests import services
 from tests.conftest import private_stack
 
@@ -319,5 +323,37 @@ def test_a_retry_due_in_the_delivery_log_is_sent_by_the_sweep(hook_stack):
         assert all(d["next_attempt_at"] is None for d in log)
         time.sleep(0.5)
         assert len(receiver.requests) == 2
+    finally:
+        receiver.stop()
+
+
+def test_a_terminal_event_whose_delivery_message_was_lost_is_sent_by_the_sweep(hook_stack):
+    # Given a completed job whose terminal event has no delivery at all, as when the notify
+    # step's message went with a Redis that restarted empty or failed over, ended a while ago
+    receiver = Receiver().start()
+    tenant = hook_stack.new_tenant()
+    try:
+        job = hook_stack.submit(tenant, {"prompt": "lost notify", "params": {"size": "16x16"},
+                                         "webhook": {"url": receiver.url, "events": ["completed"]}})
+        hook_stack.wait(tenant, job["id"])
+        wait_until(lambda: delivery_log(hook_stack, tenant, job["id"]), what="the first delivery")
+        with hook_stack.app.app_context():
+            db.session.execute(delete(WebhookDelivery).where(WebhookDelivery.job_id == job["id"]))
+            db.session.execute(update(Job).where(Job.id == job["id"]).values(
+                completed_at=utcnow() - timedelta(seconds=webhook_tasks.LOST_FIRST_SETTLE_S + 5)))
+            db.session.commit()
+        before = len(receiver.requests)
+
+        # When the webhook sweep runs (beat sends it every 30 s; here at once)
+        with hook_stack.app.app_context():
+            sent = webhook_tasks.sweep()
+
+        # Then it sends that event, once: the next sweep finds its delivery and sends nothing
+        assert sent >= 1
+        log = wait_until(lambda: delivery_log(hook_stack, tenant, job["id"]), what="the recovered delivery")
+        assert [(d["attempt"], d["delivered"], d["event_type"]) for d in log] == [(1, True, "completed")]
+        assert len(receiver.requests) == before + 1
+        with hook_stack.app.app_context():
+            assert webhook_tasks._send_lost_first() == 0
     finally:
         receiver.stop()

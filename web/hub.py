@@ -21,6 +21,7 @@ import time
 
 import redis
 
+from pipeline.adapters import redisurl
 from pipeline.adapters.events import CHANNEL
 
 log = logging.getLogger("genline.hub")
@@ -128,7 +129,7 @@ class Hub:
         while not self._stop.is_set():
             pubsub = None
             try:
-                client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=2, health_check_interval=15)
+                client = redisurl.client(self.redis_url, socket_connect_timeout=2, health_check_interval=15)
                 pubsub = client.pubsub()
                 pubsub.subscribe(CHANNEL)
                 while not self._stop.is_set():

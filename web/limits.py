@@ -23,6 +23,8 @@ from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits.storage import MovingWindowSupport, RedisStorage, Storage
 
+from pipeline.adapters import redisurl
+
 STORAGE = "genline.rate_limit_storage"
 """``app.extensions`` key of the app's own Redis storage for the counters."""
 
@@ -163,7 +165,8 @@ def _retry_after_only_where_meant(response):
 def init_app(app) -> None:
     """Count ``app``'s limits in its own Redis, answer a breach in the error shape."""
     cfg = app.extensions["genline.config"]
-    app.extensions[STORAGE] = RedisStorage(cfg.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    app.extensions[STORAGE] = redisurl.limits_storage(cfg.redis_url, socket_connect_timeout=2,
+                                                             socket_timeout=2)
     # Registered before the limiter's own after_request, so it runs after it (Flask runs them in reverse).
     app.after_request(_retry_after_only_where_meant)
     limiter.init_app(app)

@@ -1,7 +1,8 @@
 """The Redis broker transport genline's Celery app uses: kombu's, through public hooks only.
 
 Celery names it with ``broker_transport`` (kombu's documented way to plug a
-transport class). It changes two documented things of kombu's Redis transport:
+transport class). It changes two documented things of kombu's Redis transport (and of its
+Sentinel transport, for a ``sentinel://`` ``REDIS_URL``):
 ``Transport.connection_errors`` (a full or read-only Redis is a lost connection,
 see ``pipeline.worker.brokerguard``) and ``Channel.close`` (guarded, below).
 
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 import logging
 
+from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import OutOfMemoryError, ReadOnlyError
 
 log = logging.getLogger("genline.broker")
 
 
-class Channel(kombu_redis.Channel):
+class _GuardedClose:
     def close(self):
         """Close the channel; never let a connection kombu already released end the worker.
 
@@ -40,12 +42,36 @@ class Channel(kombu_redis.Channel):
             log.warning("broker channel closed without restoring unacked messages error=%r", exc)
 
 
+class Channel(_GuardedClose, kombu_redis.Channel):
+    """kombu's Redis channel, closed without ending the worker."""
+
+
+class SentinelChannel(_GuardedClose, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel (it asks the sentinels for the primary on each connect), closed the same way."""
+
+
+# A full (maxmemory, noeviction) or read-only Redis refuses writes: a lost
+# connection for the consumer, which restarts and waits, never an exit
+# (see pipeline.worker.brokerguard). A demoted primary answers READONLY too.
+CONNECTION_ERRORS = kombu_redis.Transport.connection_errors + (OutOfMemoryError, ReadOnlyError)
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
-    # A full (maxmemory, noeviction) or read-only Redis refuses writes: a lost
-    # connection for the consumer, which restarts and waits, never an exit
-    # (see pipeline.worker.brokerguard).
-    connection_errors = kombu_redis.Transport.connection_errors + (OutOfMemoryError, ReadOnlyError)
+    connection_errors = CONNECTION_ERRORS
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
+    connection_errors = CONNECTION_ERRORS
+
+
+# kombu re-reads the transport from the URL's scheme when it moves to the next
+# broker URL after a failed connect (``Connection.switch``): with Sentinel it
+# does, since every sentinel is one ``;``-joined URL, and ``sentinel`` would then
+# name kombu's own transport, without the two changes above. kombu's documented
+# alias table (``kombu.transport.TRANSPORT_ALIASES``) maps the scheme to this one.
+TRANSPORT_ALIASES["sentinel"] = f"{__name__}:SentinelTransport"
 
 
 def queue_depths(celery, queues) -> dict[str, int]:

@@ -97,6 +97,38 @@ def send_step(job, step: Step, countdown: float = 0.0, publish: tuple | list = (
     return True
 
 
+PRIMARY_KEY = "genline:primary"
+"""Redis key: the ``run_id`` of the Redis server the in-flight markers were written to."""
+
+
+def forget_markers_of_another_primary(client) -> int:
+    """Delete every in-flight marker when the Redis answering is not the one that wrote them; returns how many.
+
+    A Redis restarted empty loses markers and messages together. A failover
+    (Sentinel promoting a replica, a managed Redis switching nodes) or a restart
+    from its persistence files does not: a marker can outlive its message,
+    which was fetched by a worker that lost its connection (kombu's unacked
+    copy comes back only after the visibility timeout) or not yet replicated.
+    The reaper would trust such a marker until the job's deadline. So once the
+    server's ``run_id`` differs from the one recorded, no marker is trusted:
+    the reaper sends every unleased job again, and a message that did survive
+    is dropped by the step's claim (compare-and-set).
+    """
+    run_id = client.info("server").get("run_id")
+    if not run_id:
+        return 0  # a Redis that does not tell: markers are trusted as before
+    seen = client.get(PRIMARY_KEY)
+    if seen is not None and seen.decode() == run_id:
+        return 0
+    forgotten = 0
+    if seen is not None:
+        for key in client.scan_iter(match=MARKER.format("*"), count=1000):
+            forgotten += client.delete(key)
+        log.warning("redis primary changed run_id=%s markers_forgotten=%s", run_id, forgotten)
+    client.set(PRIMARY_KEY, run_id)
+    return forgotten
+
+
 def marker_ttl_s(job, countdown: float, lease_s: float) -> int:
     """How long the in-flight marker of a message lives.
 

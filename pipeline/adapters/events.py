@@ -10,6 +10,8 @@ import logging
 
 import redis
 
+from pipeline.adapters import redisurl
+
 log = logging.getLogger("genline.events")
 
 CHANNEL = "genline:events"
@@ -28,7 +30,7 @@ def configure(redis_url: str) -> None:
 def _for(url: str) -> redis.Redis:
     found = _clients.get(url)
     if found is None:
-        found = _clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        found = _clients[url] = redisurl.client(url, socket_timeout=2, socket_connect_timeout=2)
     return found
 
 

@@ -18,13 +18,15 @@ import math
 import random
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 import requests
+from redis.exceptions import LockError, RedisError
 from sqlalchemy import func, select, update
 
-from pipeline.adapters import metrics, ssrf
+from pipeline.adapters import events, metrics, ssrf
 from pipeline.core import budget
 from pipeline.core.errors import InvalidInput
 from pipeline.store import jobs
@@ -36,6 +38,8 @@ SECRET_PREFIX = "whsec_"
 CLAIM_S = 600
 """A claimed retry is sent again by the sweep if its worker vanished for this long."""
 USER_AGENT = "genline-webhooks/1"
+FIRST_ATTEMPT_KEY = "genline:webhook:first:{}:{}"
+"""Redis lock of the first delivery attempt of one event (job id, event seq) while it runs."""
 
 
 # --- secrets and signatures (pure) -------------------------------------------------------------
@@ -177,14 +181,47 @@ def attempt(job_id: str, seq: int, cfg, previous_id: int | None = None, fresh: b
     """
     if previous_id is not None and not claim_retry(previous_id):
         return None, None
-    done = attempts_of(job_id, seq)
-    if previous_id is None and not fresh and done:
-        return None, None
+    if previous_id is None and not fresh:
+        # Two messages of one first attempt (the notify step's, and the sweep's for
+        # one it thought lost) may run at once: one posts, the other skips.
+        with _first_attempt(job_id, seq, cfg) as mine:
+            if not mine or attempts_of(job_id, seq):
+                return None, None
+            return _attempt(job_id, seq, cfg, previous_id, 0)
+    return _attempt(job_id, seq, cfg, previous_id, attempts_of(job_id, seq))
+
+
+@contextmanager
+def _first_attempt(job_id: str, seq: int, cfg):
+    """Yield False while another process holds the first attempt of event ``seq``, else True.
+
+    Without Redis it goes ahead unguarded, as before the guard existed: a
+    duplicate of a message is far rarer than an event never sent.
+    """
+    lock = None
+    try:
+        lock = events.client().lock(FIRST_ATTEMPT_KEY.format(job_id, seq), timeout=cfg.webhook_timeout_s + 30,
+                                    blocking=False)
+        held = lock.acquire()
+    except RedisError as exc:
+        log.warning("webhook first attempt unguarded job_id=%s seq=%s error=%s", job_id, seq, exc.__class__.__name__)
+        lock, held = None, True
+    try:
+        yield held
+    finally:
+        if held and lock is not None:
+            try:
+                lock.release()
+            except (LockError, RedisError):
+                pass  # expired, or Redis went away: it lapses on its own
+
+
+def _attempt(job_id: str, seq: int, cfg, previous_id: int | None, done: int):
     job = jobs.get(job_id)
-    events = jobs.events_after(job_id, seq - 1, limit=1)
-    if job is None or not job.webhook or not events or events[0]["id"] != seq:
+    found = jobs.events_after(job_id, seq - 1, limit=1)
+    if job is None or not job.webhook or not found or found[0]["id"] != seq:
         return None, None
-    event, url, msg_id = events[0], job.webhook["url"], message_id(job_id, seq)
+    event, url, msg_id = found[0], job.webhook["url"], message_id(job_id, seq)
     outcome = post(url, msg_id, payload(job, event, cfg), secret_for(job.tenant_id, cfg), cfg)
     number = done + 1
     delay = None

@@ -29,13 +29,12 @@ from typing import Any
 
 import limits
 from flask import current_app
-from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from redis import RedisError
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import DBAPIError
 
-from pipeline.adapters import broker, dispatch, routing
+from pipeline.adapters import broker, dispatch, redisurl, routing
 from pipeline.core.lifecycle import JobStatus, Step
 from pipeline.store import jobs
 from pipeline.store.models import ApiKey, Job, Tenant, db, utcnow
@@ -62,8 +61,8 @@ def limiter() -> MovingWindowRateLimiter:
     """This app's moving-window limiter on its Redis (made once per app)."""
     ext = current_app.extensions
     if "genline.admission" not in ext:
-        storage = storage_from_string(_config().redis_url, key_prefix="genline",
-                                      socket_connect_timeout=2, socket_timeout=2)
+        storage = redisurl.limits_storage(_config().redis_url, key_prefix="genline",
+                                          socket_connect_timeout=2, socket_timeout=2)
         ext["genline.admission"] = MovingWindowRateLimiter(storage)
     return ext["genline.admission"]
 

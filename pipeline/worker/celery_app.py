@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 from celery import Celery, Task
 from celery.signals import celeryd_after_setup, worker_process_init
 
-from pipeline.adapters import routing
+from pipeline.adapters import broker, redisurl, routing
 
 QUEUES = routing.ALL_QUEUES
 log = logging.getLogger("genline.worker")
@@ -49,11 +49,14 @@ def celery_settings(cfg) -> dict:
     # the longest attempt, at most the deadline cap) or a long job runs twice;
     # lost work is re-dispatched sooner by the reaper from the job row.
     visibility = int(cfg.max_deadline_s + 600)
+    sentinel = redisurl.is_sentinel(cfg.redis_url)
     settings = {
-        "broker_url": cfg.redis_url,
-        "broker_transport": "pipeline.adapters.broker:Transport",  # kombu's Redis transport, two public hooks
+        # kombu's Redis (or Sentinel) transport, two public hooks (pipeline.adapters.broker)
+        "broker_url": redisurl.broker_url(cfg.redis_url),
+        "broker_transport": f"{broker.__name__}:{'SentinelTransport' if sentinel else 'Transport'}",
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": visibility, "queue_order_strategy": "priority"},
+        "broker_transport_options": {"visibility_timeout": visibility, "queue_order_strategy": "priority",
+                                     **redisurl.broker_transport_options(cfg.redis_url)},
         "task_ignore_result": True,
         "result_backend": None,
         "task_acks_late": True,
@@ -78,9 +81,8 @@ def celery_settings(cfg) -> dict:
         # of beats may run (one sends, the others stand by) and none needs a file.
         "beat_scheduler": "pipeline.worker.beat:Scheduler",
         "beat_max_loop_interval": BEAT_MAX_LOOP_S,
-        "redbeat_redis_url": cfg.redis_url,
+        **redisurl.redbeat_settings(cfg.redis_url, socket_timeout=5, socket_connect_timeout=5),
         "redbeat_redis_use_ssl": redis_ssl_options(cfg.redis_url),
-        "redbeat_redis_options": {"socket_timeout": 5, "socket_connect_timeout": 5},
         "redbeat_key_prefix": "genline:beat:",
         "redbeat_lock_timeout": BEAT_LOCK_TIMEOUT_S,
         "beat_schedule": {

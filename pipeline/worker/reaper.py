@@ -7,7 +7,8 @@
 3. An active job with no lease and no in-flight marker of the message its row
    waits for (``dispatch.marker_key``: a marker of an earlier message does not
    count) lost that message (a Redis restart, a send that failed): its step is
-   sent again.
+   sent again. After a Redis failover no marker is trusted
+   (``dispatch.forget_markers_of_another_primary``).
 Every move is a compare-and-set, so a reaper racing a worker changes nothing twice.
 """
 from __future__ import annotations
@@ -100,7 +101,7 @@ def reap_once(now: datetime | None = None) -> dict:
 
 def _reap(now: datetime) -> dict:
     cfg = current_app.extensions["genline.config"]
-    done = {"deadline": 0, "lost_worker": 0, "lost_message": 0, "gave_up": 0}
+    done = {"deadline": 0, "lost_worker": 0, "lost_message": 0, "gave_up": 0, "markers_forgotten": 0}
 
     # A job held for replay admission has no running deadline yet (it starts when admitted).
     for job in _active(Job.deadline_at <= now, or_(Job.held.is_(None), Job.held != "replay")):
@@ -122,6 +123,8 @@ def _reap(now: datetime) -> dict:
             dispatch.send_step(released.job, Step(job.step))
             done["lost_worker"] += 1
 
+    # After a failover the markers may speak for messages the new primary never had.
+    done["markers_forgotten"] = dispatch.forget_markers_of_another_primary(events.client())
     settled = now - timedelta(seconds=SETTLE_S)
     # Held jobs (pipeline.service.admission) have no message on purpose: the admission pass sends them.
     candidates = _unleased(and_(Job.lease_until.is_(None), Job.updated_at < settled, Job.deadline_at > now,
