@@ -44,6 +44,7 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import current_app
+from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import DBAPIError
@@ -200,7 +201,12 @@ def lost_in_transit(marked: list, now: datetime, lease_s: float) -> list:
              if ttl > budget.remaining_s(job.deadline_at, now) + dispatch.PAST_DEADLINE_S / 2]
     if not plain:
         return []
-    depths = broker.queue_depths(current_app.extensions["celery"], routing.ALL_QUEUES)
+    try:
+        depths = broker.queue_depths(current_app.extensions["celery"], routing.ALL_QUEUES)
+    except (BrokerError, RedisError, OSError) as exc:
+        # Unknown depths prove nothing lost: the next pass looks again.
+        log.warning("queue depths unread error=%s", exc.__class__.__name__)
+        return []
     return [job for job in plain if not any(depths.get(queue, 0) for queue in _queues_of(job))]
 
 
