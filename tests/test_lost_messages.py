@@ -5,6 +5,10 @@ although the in-flight marker of its earlier message is still in Redis.
 The message is lost for real: the test's own Redis refuses LPUSH (the command
 kombu queues a message with) through an ACL rule for as long as the move's
 send takes, so the send fails while every other Redis command still works.
+
+A message lost in transit (popped for a worker whose link died) leaves its own
+marker behind: the test takes it off the queue with kombu's ``queue_purge`` and
+moves the reaper's clock past the wait that rule allows (reaper rule 4).
 """
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ from datetime import timedelta
 
 import redis
 
+from pipeline.adapters import broker
 from pipeline.adapters.dispatch import MARKER
 from pipeline.store.models import utcnow
+from pipeline.worker import reaper
 from tests.sends import sends_refused
 from tests.services import wait_for
 
@@ -119,7 +125,6 @@ def test_the_reaper_checks_a_backlog_larger_than_one_pass_batch(make_stack, monk
     # Given five queued jobs whose messages were lost, no worker, and passes that read two jobs each
     from pipeline.adapters import dispatch
     from pipeline.store import jobs
-    from pipeline.worker import reaper
     stack = make_stack()
     headers = stack.new_tenant()
     with sends_refused(stack.env["REDIS_URL"]):
@@ -134,3 +139,85 @@ def test_the_reaper_checks_a_backlog_larger_than_one_pass_batch(make_stack, monk
     # Then every one of them was sent again, each once
     assert sent == 5
     assert all(client.exists(key) for key in keys)
+
+
+QUEUE = "io.normal"
+"""Where a normal-priority job's validate message waits."""
+
+
+def depth(stack) -> int:
+    with stack.app.app_context():
+        return broker.queue_depths(stack.app.extensions["celery"], [QUEUE])[QUEUE]
+
+
+def past_the_unclaimed_wait(stack):
+    """A reaper clock at which every job submitted so far has waited unclaimed longer than rule 4 allows."""
+    lease_s = stack.app.extensions["genline.config"].lease_s
+    return utcnow() + timedelta(seconds=reaper.UNCLAIMED_LEASES * lease_s + 1)
+
+
+def test_a_message_lost_in_transit_is_sent_again_although_its_marker_stays(make_stack):
+    # Given a queued job whose message left its queue without reaching a worker (no worker runs)
+    stack = make_stack()
+    headers = stack.new_tenant()
+    job = stack.submit(headers, {"prompt": "in transit", "params": {"size": "32x32"},
+                                 "budget": {"deadline_s": DEADLINE_S}})
+    assert depth(stack) == 1
+    with stack.app.app_context(), stack.app.extensions["celery"].connection_for_write() as conn:
+        conn.default_channel.queue_purge(QUEUE)
+    assert depth(stack) == 0
+    markers = earlier_markers(stack, job["id"])
+    assert markers, "the lost message's marker should still be in Redis"
+    # When the reaper passes once the job has waited unclaimed past the bound
+    with stack.app.app_context():
+        done = reaper.reap_once(now=past_the_unclaimed_wait(stack))
+    # Then its step is sent again, as a new message with its own marker
+    assert done["lost_in_transit"] == 1, done
+    assert done["lost_message"] == 0, done
+    assert depth(stack) == 1
+    assert set(earlier_markers(stack, job["id"])) - set(markers)
+    # And a worker completes it, long before its deadline
+    stack.start_worker(concurrency=1, name="in-transit")
+    finished = stack.wait(headers, job["id"], timeout=60)
+    assert finished["status"] == "completed", finished["error"]
+
+
+def test_a_short_marker_in_transit_is_left_to_expire(make_stack):
+    # Given a job with no message in any queue whose marker is short, as a countdown (retry) message's is:
+    # a worker holds such a message until its ETA, in no queue
+    stack = make_stack()
+    headers = stack.new_tenant()
+    job = stack.submit(headers, {"prompt": "countdown", "params": {"size": "16x16"},
+                                 "budget": {"deadline_s": DEADLINE_S}})
+    with stack.app.app_context(), stack.app.extensions["celery"].connection_for_write() as conn:
+        conn.default_channel.queue_purge(QUEUE)
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    [marker] = earlier_markers(stack, job["id"])
+    client.expire(marker, 30)
+    # When the reaper passes once the job has waited unclaimed past the bound
+    with stack.app.app_context():
+        done = reaper.reap_once(now=past_the_unclaimed_wait(stack))
+    # Then it is not sent before its marker expires (a countdown message would skip its backoff)
+    assert done["lost_in_transit"] == 0, done
+    assert depth(stack) == 0
+
+
+def test_a_message_waiting_behind_a_backlog_is_not_sent_again(make_stack):
+    # Given three queued jobs whose messages wait in their queue (no worker runs)
+    stack = make_stack()
+    headers = stack.new_tenant()
+    ids = [stack.submit(headers, {"prompt": f"backlog {i}", "params": {"size": "16x16"},
+                                  "budget": {"deadline_s": DEADLINE_S}})["id"] for i in range(3)]
+    assert depth(stack) == 3
+    # When the reaper passes as if they had waited unclaimed past the bound
+    with stack.app.app_context():
+        done = reaper.reap_once(now=past_the_unclaimed_wait(stack))
+    # Then none is sent again: the queue holds the same three messages
+    assert done["lost_in_transit"] == 0, done
+    assert done["lost_message"] == 0, done
+    assert depth(stack) == 3
+    # And a worker completes each of them
+    stack.start_worker(concurrency=1, name="backlog")
+    for job_id in ids:
+        finished = stack.wait(headers, job_id, timeout=60)
+        assert finished["status"] == "completed", finished["error"]

@@ -43,6 +43,9 @@ TOKEN = DISPATCH
 """Key of the dispatch token in ``step_outputs``."""
 ETA_MARGIN_S = 10.0
 """Seconds past a countdown message's ETA before the reaper may consider it lost."""
+PAST_DEADLINE_S = 60
+"""Seconds a plain message's marker outlives the job's deadline: only it does (a reaper
+test tells a plain message's marker from the short ones of countdown and parked jobs)."""
 
 
 def token_of(job) -> str | None:
@@ -142,7 +145,7 @@ def marker_ttl_s(job, countdown: float, lease_s: float) -> int:
     """
     if countdown > 0:
         return max(5, int(countdown + max(ETA_MARGIN_S, 2 * lease_s)))
-    return max(5, int(budget.remaining_s(job.deadline_at, utcnow()) + 60))
+    return max(5, int(budget.remaining_s(job.deadline_at, utcnow()) + PAST_DEADLINE_S))
 
 
 def mark_inflight(job, countdown: float = 0.0, publish: tuple | list = ()) -> None:

@@ -30,9 +30,10 @@ BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800,
 """Seconds: from a quick local step to a job near the longest deadline (GENLINE_MAX_DEADLINE_S)."""
 STEPS = ("validate", "generate", "upload")
 STATUSES = ("completed", "failed", "canceled")
-REAPER_KINDS = ("lease_expired", "message_lost", "deadline", "lost_limit")
-"""What the reaper recovered: a lost worker's step sent again, a lost message sent again, a job
-failed at its deadline, a job failed after GENLINE_MAX_LOST lost workers."""
+REAPER_KINDS = ("lease_expired", "message_lost", "message_lost_in_transit", "deadline", "lost_limit")
+"""What the reaper recovered: a lost worker's step sent again, a lost message sent again (its marker
+gone; its marker left but its queues empty), a job failed at its deadline, a job failed after
+GENLINE_MAX_LOST lost workers."""
 WEBHOOK_OUTCOMES = ("delivered", "http_error", "network_error", "refused")
 NO_ERROR = "none"
 """``error_code`` of a job that did not fail."""

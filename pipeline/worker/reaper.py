@@ -9,6 +9,33 @@
    count) lost that message (a Redis restart, a send that failed): its step is
    sent again. After a Redis failover no marker is trusted
    (``dispatch.forget_markers_of_another_primary``).
+4. An active job with no lease whose marker stays but whose message can no
+   longer be waiting lost that message in transit: its step is sent again.
+
+Why the fourth: kombu's Redis transport pops a message with ``BRPOP`` and
+records it as unacknowledged only once the answer reaches the consumer, so a
+message popped for a worker whose link just died (a host cut off) is gone while
+its marker, for a plain message, lives until past the deadline. A marker cannot
+tell that its own message vanished; the queues can: a message still waiting is
+in one of them. So a job is taken for lost in transit when all of these hold:
+
+- it has waited unclaimed (its row unchanged) for ``UNCLAIMED_LEASES`` lease
+  periods: a message a live worker pops is claimed within milliseconds;
+- its marker is a plain message's (it outlives the deadline, ``PAST_DEADLINE_S``):
+  a countdown (retry backoff) message is held by a worker, in no queue, and a
+  parked job has none, but their markers are short and expire on their own
+  (rule 3 then applies), so sending them early would only skip a backoff;
+- every queue its step can be on is empty (``broker.queue_depths``, read once
+  per pass and only when some job is suspect): a message behind a backlog is
+  left alone, however long it waits.
+
+A message merely slow to start (reserved by a live worker with prefetch) may
+still arrive: the copy sent here and that one race for the claim, a
+compare-and-set on the step and the lease (``jobs.claim``), and the loser is
+dropped. The send is a move like a lost worker's: a fresh dispatch token and
+``updated_at`` in a compare-and-set on the unchanged row, so the job is not
+suspect again for another ``UNCLAIMED_LEASES`` lease periods.
+
 Every move is a compare-and-set, so a reaper racing a worker changes nothing twice.
 """
 from __future__ import annotations
@@ -17,12 +44,14 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import current_app
+from kombu.exceptions import OperationalError as BrokerError
 from redis import RedisError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from pipeline.adapters import dispatch, events, metrics
+from pipeline.adapters import broker, dispatch, events, metrics, routing
+from pipeline.core import budget
 from pipeline.core.errors import DeadlineExceeded, InternalError
 from pipeline.core.lifecycle import Step
 from pipeline.store import jobs
@@ -36,6 +65,9 @@ CURSOR = "genline:reaper:cursor"
 """Redis key: the last job id the previous pass checked for a lost message."""
 SETTLE_S = 2.0
 """A job changed this recently may have its message in flight without a marker yet."""
+UNCLAIMED_LEASES = 4
+"""Lease periods a job waits unclaimed, its queues empty, before its message counts as lost in
+transit (rule 4): 32 s with the default GENLINE_LEASE_S."""
 
 
 def _active(*conditions):
@@ -101,7 +133,8 @@ def reap_once(now: datetime | None = None) -> dict:
 
 def _reap(now: datetime) -> dict:
     cfg = current_app.extensions["genline.config"]
-    done = {"deadline": 0, "lost_worker": 0, "lost_message": 0, "gave_up": 0, "markers_forgotten": 0}
+    done = {"deadline": 0, "lost_worker": 0, "lost_message": 0, "lost_in_transit": 0, "gave_up": 0,
+            "markers_forgotten": 0}
 
     # A job held for replay admission has no running deadline yet (it starts when admitted).
     for job in _active(Job.deadline_at <= now, or_(Job.held.is_(None), Job.held != "replay")):
@@ -136,9 +169,56 @@ def _reap(now: datetime) -> dict:
                 log.warning("message lost job_id=%s step=%s status=%s", job.id, job.step, job.status)
                 dispatch.send_step(job, Step(job.step))
                 done["lost_message"] += 1
+        done["lost_in_transit"] = _send_lost_in_transit(
+            [job for job, marker in zip(candidates, markers) if marker is not None], now, cfg.lease_s)
     for kind, key in (("deadline", "deadline"), ("lease_expired", "lost_worker"), ("message_lost", "lost_message"),
-                      ("lost_limit", "gave_up")):
+                      ("message_lost_in_transit", "lost_in_transit"), ("lost_limit", "gave_up")):
         metrics.reaper_recovered(kind, done[key])
     if any(done.values()):
         log.info("reaper %s", " ".join(f"{k}={v}" for k, v in done.items()))
     return done
+
+
+def _queues_of(job) -> set[str]:
+    """Every queue the message of ``job``'s step can be on (generate: either kind at its priority)."""
+    queues = {routing.step_queue(Step(job.step), job.priority, job.provider)}
+    if Step(job.step) is Step.GENERATE:
+        queues.update(routing.priority_queues(job.priority))
+    return queues
+
+
+def lost_in_transit(marked: list, now: datetime, lease_s: float) -> list:
+    """Of unleased jobs whose marker is set, those whose message can no longer be waiting (rule 4)."""
+    waited = now - timedelta(seconds=UNCLAIMED_LEASES * lease_s)
+    suspects = [job for job in marked if job.updated_at < waited]
+    if not suspects:
+        return []
+    pipe = events.client().pipeline(transaction=False)
+    for job in suspects:
+        pipe.ttl(dispatch.marker_key(job))
+    # A plain message's marker outlives the deadline by PAST_DEADLINE_S; half of it allows for clock and rounding.
+    plain = [job for job, ttl in zip(suspects, pipe.execute())
+             if ttl > budget.remaining_s(job.deadline_at, now) + dispatch.PAST_DEADLINE_S / 2]
+    if not plain:
+        return []
+    try:
+        depths = broker.queue_depths(current_app.extensions["celery"], routing.ALL_QUEUES)
+    except (BrokerError, RedisError, OSError) as exc:
+        # Unknown depths prove nothing lost: the next pass looks again.
+        log.warning("queue depths unread error=%s", exc.__class__.__name__)
+        return []
+    return [job for job in plain if not any(depths.get(queue, 0) for queue in _queues_of(job))]
+
+
+def _send_lost_in_transit(marked: list, now: datetime, lease_s: float) -> int:
+    sent = 0
+    for job in lost_in_transit(marked, now, lease_s):
+        # Only the row as read (unleased, unchanged): a claim or any move since wins.
+        moved = jobs.record(job.id, None, where=(Job.lease_until.is_(None), Job.updated_at == job.updated_at),
+                            step_outputs=dispatch.with_new_token(job.step_outputs))
+        if moved:
+            log.warning("message lost in transit job_id=%s step=%s status=%s waited_s=%.0f", job.id, job.step,
+                        job.status, (now - job.updated_at).total_seconds())
+            dispatch.send_step(moved.job, Step(job.step))
+            sent += 1
+    return sent
