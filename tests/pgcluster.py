@@ -69,11 +69,11 @@ class PrivateCluster:
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres")
         # possible() checked both binaries exist; the name alone is the fallback mypy needs.
-        subprocess.run([*_as_postgres(), binary("initdb") or "initdb", "-D", str(data), "-U", "postgres", "--auth=trust",
+        subprocess.run([*_as_postgres(), binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
                         "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
         log = open(self.dir / "postgres.log", "ab")  # noqa: SIM115 - the server's for its whole life
         self.proc = subprocess.Popen(
-            [*_as_postgres(), binary("postgres") or "postgres", "-D", str(data), "-c", "listen_addresses=127.0.0.1",
+            [*_as_postgres(), binary("postgres"), "-D", str(data), "-c", "listen_addresses=127.0.0.1",
              "-c", f"port={self.port}", "-c", f"unix_socket_directories={self.dir}",
              "-c", f"max_connections={MAX_CONNECTIONS}", "-c", "fsync=off", "-c", "full_page_writes=off",
              "-c", "shared_buffers=128MB"],
