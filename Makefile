@@ -16,9 +16,10 @@ STAMP_DOCS := $(VENV)/.installed-docs
 # CPU build on the machine's disk; a range would download a multi-GB CUDA build. On a
 # GPU box set TORCH to the build that matches its CUDA (docs/diffusers.md).
 TORCH ?= torch==2.13.0
-# Two pytest-xdist workers, a file each at a time: most tests wait on real services,
-# so two stacks side by side (own Redis, own database each) halve the wall time.
-PYTEST_ARGS ?= -n 2 --dist loadfile
+# Three pytest-xdist workers, a file each at a time, longest files first: most tests
+# wait on real services (provider calls, leases, timeouts), so three stacks side by
+# side (own Redis, own database in the run's own Postgres each) fit on two cores.
+PYTEST_ARGS ?= -n 3 --dist loadfile
 # What ruff and mypy check (their settings: .ruff.toml, .mypy.ini).
 LINT_PATHS ?= pipeline web tests clients/python
 

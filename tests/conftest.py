@@ -251,7 +251,7 @@ def make_stack(pg_database, tmp_path, log_dir, worker_layout):
 
 
 SLOWEST_FIRST = (
-    "test_platform_rehearsal.py", "test_recovery.py", "multihost/", "test_worker_kinds.py",
+    "test_platform_rehearsal.py", "test_recovery.py", "multihost/", "test_redis_sentinel.py", "test_worker_kinds.py",
     "test_cancel_retry.py", "test_concurrency.py", "test_replay.py", "test_bench_waiting.py",
     "test_metrics.py", "test_dev_stack.py", "test_recovery_times.py", "test_providers_e2e.py",
     "test_lost_messages.py", "test_events_concurrency.py", "test_bench_smoke.py", "test_fuzz_hostile.py",
