@@ -215,21 +215,26 @@ def private_stack(storage_dir: Path, log_dir: Path, worker: dict | None = None, 
 
     ``worker`` (start_worker's arguments) starts one prefork worker at once.
     """
-    redis = services.RedisServer().start()
-    db_url = services.create_database()
-    s = Stack(base_env(db_url, redis.url, storage_dir.as_uri(), **extra), log_dir, redis, layout)
-    try:
+    # Each piece is torn down even when a later one fails to start (a database that
+    # cannot be made must not leave this Redis running).
+    with ExitStack() as cleanup:
+        redis = services.RedisServer().start()
+        cleanup.callback(redis.stop)
+        db_url = services.create_database()
+        cleanup.callback(services.drop_database, db_url)
+        s = Stack(base_env(db_url, redis.url, storage_dir.as_uri(), **extra), log_dir, redis, layout)
+        cleanup.callback(_dispose_engine, s)
+        cleanup.callback(s.stop)
         s.migrate()
         if worker is not None:
             s.start_worker(**worker)
         yield s
-    finally:
-        s.stop()
-        redis.stop()
-        with s.app.app_context():
-            from pipeline.store.models import db
-            db.engine.dispose()
-        services.drop_database(db_url)
+
+
+def _dispose_engine(s: Stack) -> None:
+    with s.app.app_context():
+        from pipeline.store.models import db
+        db.engine.dispose()
 
 
 @pytest.fixture

@@ -131,8 +131,8 @@ def test_the_platform_rehearsal_loses_and_doubles_nothing(rehearsal, how):
         services.missing("commit first: the rehearsal installs from a clean clone")
     # Given a clean clone installed with plain pip into a new venv, read-only
     rehearsal.install(how)
-    redis = TLSRedisServer().start()
     db_url = services.create_database()
+    redis = TLSRedisServer().start()
     port, flower_port = services.free_port(), services.free_port()
     env = rehearsal.env(
         GENLINE_PRODUCTION="1", SECRET_KEY=SECRET, GENLINE_DEFAULT_PROVIDER="local",
@@ -216,8 +216,8 @@ def test_the_platform_rehearsal_loses_and_doubles_nothing(rehearsal, how):
 @pytest.mark.timeout(300)
 def test_the_deployment_pages_honcho_command_keeps_the_stack_up_after_release(tmp_path, log_dir):
     command = docs_command("honcho start release")
-    redis = services.RedisServer().start()
     db_url = services.create_database()
+    redis = services.RedisServer().start()
     port, flower_port = services.free_port(), services.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GENLINE_", "DATABASE_URL", "REDIS_URL"))}
     env.update(PATH=os.path.dirname(sys.executable) + os.pathsep + env["PATH"], DATABASE_URL=_postgres_url(db_url),
