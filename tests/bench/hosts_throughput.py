@@ -41,12 +41,9 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
-import psycopg2
-import psycopg2.extras
 import redis as redis_lib
 
 from pipeline.adapters import routing
@@ -55,6 +52,7 @@ from tests import services
 from tests.multihost import bed as mh
 from tests.multihost import netns
 from tests.multihost.api import TERMINAL, Api
+from tests.multihost.hostservices import db_cursor
 from web import create_app
 
 TARGET = 0.9
@@ -90,15 +88,8 @@ class Bench:
         self.app = create_app(Config.from_env(self.env))
         self.redis = redis_lib.Redis.from_url(self.env["REDIS_URL"])
 
-    @contextmanager
     def db(self):
-        conn = psycopg2.connect(self.env["DATABASE_URL"], connect_timeout=5,
-                                cursor_factory=psycopg2.extras.RealDictCursor)
-        conn.autocommit = True
-        try:
-            yield conn.cursor()
-        finally:
-            conn.close()
+        return db_cursor(self.env["DATABASE_URL"])
 
     def point(self, hosts: list[mh.Host], consume: bool) -> None:
         """Point ``hosts``' workers at their kinds' queues (``consume``) or back to standby, all at once."""

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import boto3
-import psycopg2
-import psycopg2.extras
 
 from pipeline.adapters import routing
 from pipeline.config import Config
 from pipeline.store.models import db
 from tests.multihost import bed as mh
 from tests.multihost.api import Api
+from tests.multihost.hostservices import db_cursor
 from web import create_app
 
 KINDS = {"io": routing.IO_QUEUES, "compute": routing.COMPUTE_QUEUES}
@@ -94,15 +92,8 @@ class Cluster:
 
     # -- what happened, read from the data host --------------------------------------------
 
-    @contextmanager
     def db(self):
-        conn = psycopg2.connect(self.env["DATABASE_URL"], connect_timeout=5,
-                                cursor_factory=psycopg2.extras.RealDictCursor)
-        conn.autocommit = True
-        try:
-            yield conn.cursor()
-        finally:
-            conn.close()
+        return db_cursor(self.env["DATABASE_URL"])
 
     def rows(self, ids: list[str]) -> dict[str, dict]:
         with self.db() as cur:

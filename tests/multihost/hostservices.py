@@ -5,19 +5,20 @@ address, on a fixed port (each host is its own network namespace).
 """
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import boto3
 import psycopg2
+import psycopg2.extras
 import redis as redis_lib
 import requests
 
-from tests import services
+from tests import pgcluster, services
 from tests.conftest import base_env
 
 if TYPE_CHECKING:
@@ -29,11 +30,21 @@ AWS_CLIENT = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"
 
 
 def _pg_bin(name: str) -> str:
-    versioned = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    found = versioned[-1] if versioned else shutil.which(name)
+    found = pgcluster.find(name)
     if not found:
         services.missing(f"no {name}: apt-get install -y postgresql")
     return str(found)
+
+
+@contextmanager
+def db_cursor(database_url: str):
+    """A dict cursor on the bed's database, autocommit, closed afterwards."""
+    conn = psycopg2.connect(database_url, connect_timeout=5, cursor_factory=psycopg2.extras.RealDictCursor)
+    conn.autocommit = True
+    try:
+        yield conn.cursor()
+    finally:
+        conn.close()
 
 
 def start_postgres(host: Host) -> str:
