@@ -347,7 +347,9 @@ def test_a_terminal_event_whose_delivery_message_was_lost_is_sent_by_the_sweep(h
         # beat's own pass holds the sweep's lock: either pass may be the one that sends it)
         def swept():
             with hook_stack.app.app_context():
-                webhook_tasks.sweep()
+                # .run(): the task's body in this app's context; calling the task itself would
+                # run it in the context of whichever app its Celery instance was made by.
+                webhook_tasks.sweep.run()
             return delivery_log(hook_stack, tenant, job["id"])
 
         # Then that event is sent, once: later sweeps find its delivery and send nothing
