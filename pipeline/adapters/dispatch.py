@@ -125,8 +125,14 @@ def forget_markers_of_another_primary(client) -> int:
         return 0
     forgotten = 0
     if seen is not None:
+        batch: list = []
         for key in client.scan_iter(match=MARKER.format("*"), count=1000):
-            forgotten += client.delete(key)
+            batch.append(key)
+            if len(batch) == 1000:  # one DEL per batch, not a round trip per marker
+                forgotten += client.delete(*batch)
+                batch.clear()
+        if batch:
+            forgotten += client.delete(*batch)
         log.warning("redis primary changed run_id=%s markers_forgotten=%s", run_id, forgotten)
     client.set(PRIMARY_KEY, run_id)
     return forgotten
