@@ -6,10 +6,9 @@ it. Flask's own commands come along: ``genline db upgrade`` (Flask-Migrate, the
 same as the release step's ``flask --app web db upgrade``), ``genline routes``,
 ``genline shell``.
 
-The service stack (the web app, the job store, Celery, SQLAlchemy: about three
-times what the CLI itself imports) is imported inside the commands that use it,
-each such import marked ``# lazy: startup``, so that ``genline --help`` and the
-app-less commands start at once.
+The service stack is imported at the top like any module's (the web app is
+*built* only for the commands that use it); the bench alone is imported when
+``genline bench`` runs, as it needs the dev extra's ``rich``.
 """
 from __future__ import annotations
 
@@ -23,10 +22,25 @@ from types import SimpleNamespace
 import click
 from flask import current_app
 from flask.cli import FlaskGroup
+from flask_migrate.cli import db as migrate_commands
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
+from pipeline.adapters import webhooks as hooks
+from pipeline.cli_jobs import cancel_or_retry, failures, replay, replay_filter_given
 from pipeline.config import Config, ConfigError, dev_env_defaults
+from pipeline.core.lifecycle import JobStatus
+from pipeline.service.representation import job_to_dict
+from pipeline.store import jobs as job_store
+from pipeline.store.models import Job, db
 from pipeline.tooling import configdocs, devserver
 from pipeline.tooling.bench import options as bench_options
+from pipeline.worker.reaper import reap_once
+from web import create_app
+from web import keys as key_store
 
 
 class CliError(Exception):
@@ -41,10 +55,6 @@ OWN_STACK = ("dev", "bench")
 
 def _create_app():
     """The Flask app for commands that use the database; a missing SQLite file is an error, never created."""
-    # lazy: startup
-    from sqlalchemy.engine import make_url
-
-    from web import create_app
     cfg = Config.from_env()
     url = make_url(cfg.database_url)
     making_it = click.get_current_context().find_root().invoked_subcommand == "db"  # `genline db upgrade`
@@ -55,7 +65,6 @@ def _create_app():
 
 def _database_error(exc) -> str:
     """One line for a database that cannot be reached or has no tables yet."""
-    from sqlalchemy.exc import OperationalError, ProgrammingError  # lazy: startup
     reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
     missing_table = "no such table" in reason or ("relation" in reason and "does not exist" in reason)
     if isinstance(exc, (OperationalError, ProgrammingError)) and missing_table:
@@ -85,9 +94,7 @@ class GenlineGroup(FlaskGroup):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name == "db":
-            # Flask-Migrate's commands (the app would add them), imported with Alembic only when asked for.
-            from flask_migrate.cli import db  # lazy: startup (Alembic)
-            return db
+            return migrate_commands  # Flask-Migrate's (the app would add them)
         # An unknown name is a usage error at once, not a reason to build the app.
         return super().get_command(ctx, name) if name in self.list_commands(ctx) else None
 
@@ -111,7 +118,7 @@ def dev() -> int:
              "notify against raw Celery) or waiting (memory per job waiting on a slow provider)")
 @bench_options
 def bench(**options) -> int:
-    from pipeline.tooling.bench.run import run  # lazy: tooling (the bench's stack, rich, a raw Celery app)
+    from pipeline.tooling.bench.run import run  # lazy: optional genline[dev] (rich draws the bench's progress)
     return run(SimpleNamespace(**options))
 
 
@@ -131,9 +138,8 @@ def keys() -> None:
               "(overrides GENLINE_TENANT_THROTTLE; excess jobs wait queued)")
 def keys_create(tenant: str, name: str | None, rate_limit: str | None, concurrency: int | None,
                 throttle: str | None) -> int:
-    from web import keys as store  # lazy: startup
     try:
-        row, secret = store.create_key(tenant, name or "", rate_limit, concurrency, throttle)
+        row, secret = key_store.create_key(tenant, name or "", rate_limit, concurrency, throttle)
     except ValueError as exc:
         print(f"genline keys create: {exc}", file=sys.stderr)
         return 2
@@ -144,8 +150,7 @@ def keys_create(tenant: str, name: str | None, rate_limit: str | None, concurren
 @keys.command("list")
 @click.option("--tenant")
 def keys_list(tenant: str | None) -> int:
-    from web import keys as store  # lazy: startup
-    for row in store.list_keys(tenant):
+    for row in key_store.list_keys(tenant):
         state = "revoked" if row.revoked_at else "active"
         print(f"{row.id}  tenant={row.tenant_id}  prefix={row.prefix}…  {state}  name={row.name!r}")
     return 0
@@ -154,8 +159,7 @@ def keys_list(tenant: str | None) -> int:
 @keys.command("revoke")
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> int:
-    from web import keys as store  # lazy: startup
-    if not store.revoke_key(key_id):
+    if not key_store.revoke_key(key_id):
         print(f"no active key {key_id}", file=sys.stderr)
         return 1
     print(f"revoked {key_id}")
@@ -204,11 +208,6 @@ def jobs() -> None:
 @click.option("--status")
 @click.option("--limit", type=int, default=20, show_default=True)
 def jobs_list(status: str | None, limit: int) -> int:
-    # lazy: startup
-    from sqlalchemy import select
-
-    from pipeline.core.lifecycle import JobStatus
-    from pipeline.store.models import Job, db
     stmt = select(Job).order_by(Job.id.desc()).limit(limit)
     if status:
         stmt = stmt.where(Job.status == status)
@@ -221,10 +220,7 @@ def jobs_list(status: str | None, limit: int) -> int:
 @jobs.command("show", help="one job as JSON, as the API shows it")
 @click.argument("job_id")
 def jobs_show(job_id: str) -> int:
-    # lazy: startup
-    from pipeline.service.representation import job_to_dict
-    from pipeline.store import jobs as store
-    job = store.get(job_id)
+    job = job_store.get(job_id)
     if job is None:
         print(f"no job {job_id}", file=sys.stderr)
         return 1
@@ -238,7 +234,6 @@ def jobs_show(job_id: str) -> int:
 @click.option("--status", help="queued, processing or both (comma-separated)")
 @click.option("--created-before", help="ISO 8601 time")
 def jobs_cancel(job_ids: tuple[str, ...], status: str | None, created_before: str | None) -> int:
-    from pipeline.cli_jobs import cancel_or_retry  # lazy: startup
     return cancel_or_retry(SimpleNamespace(action="cancel", job_ids=list(job_ids), status=status,
                                            created_before=created_before))
 
@@ -259,7 +254,6 @@ def jobs_cancel(job_ids: tuple[str, ...], status: str | None, created_before: st
 @click.option("--all", "all_", is_flag=True, help="go on page after page until nothing matches")
 @click.option("--dry-run", is_flag=True, help="only list what would be replayed")
 def jobs_retry(job_ids: tuple[str, ...], all_: bool, **filters) -> int:
-    from pipeline.cli_jobs import cancel_or_retry, replay, replay_filter_given  # lazy: startup
     args = SimpleNamespace(action="retry", job_ids=list(job_ids), all=all_, **filters)
     if replay_filter_given(args) or not args.job_ids:
         return replay(args, _config().replay_rate)
@@ -273,7 +267,6 @@ def jobs_retry(job_ids: tuple[str, ...], all_: bool, **filters) -> int:
 @click.option("--tenant", help="only this tenant's jobs (default: every tenant)")
 @click.option("--json", "as_json", is_flag=True, help="print the groups as JSON")
 def jobs_failures(as_json: bool, **window) -> int:
-    from pipeline.cli_jobs import failures  # lazy: startup
     return failures(SimpleNamespace(json=as_json, **window))
 
 
@@ -281,7 +274,6 @@ def jobs_failures(as_json: bool, **window) -> int:
 
 @cli.command(help="run the reaper once")
 def reap() -> int:
-    from pipeline.worker.reaper import reap_once  # lazy: startup
     print(json.dumps(reap_once()))
     return 0
 
@@ -295,7 +287,6 @@ def webhooks() -> None:
 @click.option("--tenant", help="a tenant with its own secret (default: the deployment's)")
 def webhooks_secret(tenant: str | None) -> int:
     """Print the secret webhooks of a tenant (or of the deployment) are signed with."""
-    from pipeline.adapters import webhooks as hooks  # lazy: startup
     print(hooks.secret_for(tenant or "", _config()))
     return 0
 
@@ -351,10 +342,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _service_error(exc: Exception) -> str | None:
     """One line for a database or broker that failed, or None for anything else (a bug: its traceback shows)."""
-    # lazy: startup: any failure of any command comes here, the app-less ones' too
-    from kombu.exceptions import KombuError
-    from redis.exceptions import RedisError
-    from sqlalchemy.exc import DBAPIError
     if isinstance(exc, DBAPIError):
         return _database_error(exc)
     if isinstance(exc, (KombuError, RedisError)):

@@ -147,13 +147,10 @@ def test_the_worker_entry_does_not_reach_the_web_app():
 
 LAZY_REASONS = {
     "optional": "a heavy optional dependency (an extra: torch, diffusers, opentelemetry, matplotlib, ...)",
-    "tooling": "tooling the CLI pulls that the service never needs (the bench)",
-    "startup": "the service stack, kept out of the CLI's start (pipeline/cli.py only)",
-    "cycle": "an import cycle that moving code cannot break",
 }
-"""Why an import may sit inside a function: ``# lazy: <reason> ...`` on its line or above its block."""
+"""Why an import may sit inside a function: ``# lazy: <reason> ...`` on its line or above its block.
+One reason only (issue 16): a cycle is broken by moving code, and start-up time is no reason."""
 LAZY_MARKER = re.compile(r"#\s*lazy:\s*(\w+)")
-STARTUP_ONLY_IN = {"pipeline.cli"}
 
 
 def function_level_imports(path: Path) -> list[ast.Import | ast.ImportFrom]:
@@ -194,7 +191,7 @@ def unexplained_lazy_imports(name: str, path: Path) -> list[str]:
     bad = []
     for node in nodes:
         reason = lazy_reason(lines, node, import_lines)
-        if reason not in LAZY_REASONS or (reason == "startup" and name not in STARTUP_ONLY_IN):
+        if reason not in LAZY_REASONS:
             bad.append(f"{name}:{node.lineno}: {lines[node.lineno - 1].strip()} (reason: {reason})")
     return bad
 
@@ -216,8 +213,8 @@ def test_a_function_level_import_without_a_reason_is_found(tmp_path):
 
 def test_every_function_level_import_says_why():
     # Given every module of pipeline/ and web/
-    # Then an import inside a function is there for a heavy optional dependency, the CLI's start,
-    # tooling or a cycle, and says so; anything else belongs at the top of its module
+    # Then an import inside a function is there for a heavy optional dependency, and says so;
+    # anything else belongs at the top of its module
     bad = [line for name, path in sorted(modules().items()) for line in unexplained_lazy_imports(name, path)]
     assert not bad, "imports inside functions without a `# lazy: <reason>` marker (" + ", ".join(
         LAZY_REASONS) + "); move them to the top of the module:\n" + "\n".join(bad)
