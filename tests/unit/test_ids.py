@@ -28,6 +28,15 @@ def test_two_ids_made_in_the_same_millisecond_differ():
     assert len({ids.new_id("upl") for _ in range(1000)}) == 1000
 
 
+def test_ids_made_in_one_millisecond_sort_in_the_order_they_were_made(monkeypatch):
+    # Given a clock that stands still for a thousand ids, then steps back a second
+    stamps = iter([1_767_225_600.0] * 1000 + [1_767_225_599.0])
+    monkeypatch.setattr(ids.time, "time", lambda: next(stamps))
+    made = [ids.new_id("job") for _ in range(1001)]
+    # Then each sorts after the one before it, as a list of jobs submitted in a burst starts
+    assert made == sorted(made) and len(set(made)) == 1001
+
+
 @pytest.mark.parametrize("value, prefix", [
     ("", "job"), (None, "job"), ("job_", "job"), ("job_" + "0" * 25, "job"), ("job_" + "0" * 27, "job"),
     ("job_" + "0" * 25 + "u", "job"),  # u, i, l, o are not in the alphabet
