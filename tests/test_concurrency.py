@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
 
+from pipeline.store import jobs as job_store
 from pipeline.store.models import Job, db
 from tests import services
 
@@ -22,12 +24,38 @@ SLOW = {"prompt": "slow", "params": {"size": "16x16", "simulate": {"latency_s": 
 
 
 def generate_intervals(stack, job_id):
-    """(start, end) of each generate attempt, from the job's event log."""
+    """(start, end) of each generate attempt, from the job's event log and row.
+
+    An attempt that failed ends at its ``retry``/``failed``/``canceled`` event. The one that
+    generated ends where its slot was released, which no event marks: its start plus the
+    step's recorded time (``timing.generate_s``, a little short of the release, never
+    past it). The upload's ``started`` is no end: under load the I/O worker claims it a
+    while after the tenant's next job took the slot.
+    """
     events = stack.events(job_id)
+    with stack.app.app_context():
+        generate_s = (job_store.get(job_id).timing or {}).get("generate_s")
     starts = [e for e in events if e["type"] == "started" and e["data"].get("step") == "generate"]
-    ends = [e for e in events if (e["type"] == "started" and e["data"].get("step") == "upload")
-            or e["type"] in ("retry", "failed", "canceled")]
-    return [(s["created_at"], next((e["created_at"] for e in ends if e["id"] > s["id"]), "9999")) for s in starts]
+    ends = [e for e in events if e["type"] in ("retry", "failed", "canceled")
+            or (e["type"] == "started" and e["data"].get("step") == "upload")]
+    intervals = []
+    for s in starts:
+        end = next((e for e in ends if e["id"] > s["id"]), None)
+        if end is None:
+            intervals.append((s["created_at"], "9999"))  # still generating, or lost: holds its slot
+        elif end["type"] == "started" and generate_s is not None:  # generated: the slot was released at its end
+            intervals.append((s["created_at"], _iso(_when(s["created_at"]) + timedelta(seconds=generate_s))))
+        else:
+            intervals.append((s["created_at"], end["created_at"]))
+    return intervals
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def most_at_once(intervals) -> int:
