@@ -256,18 +256,29 @@ def make_stack(pg_database, tmp_path, log_dir, worker_layout):
 
 
 SLOWEST_FIRST = (
-    "test_platform_rehearsal.py", "test_recovery.py", "multihost/", "test_redis_sentinel.py", "test_worker_kinds.py",
-    "test_cancel_retry.py", "test_concurrency.py", "test_replay.py", "test_bench_waiting.py",
-    "test_metrics.py", "test_dev_stack.py", "test_recovery_times.py", "test_providers_e2e.py",
-    "test_lost_messages.py", "test_events_concurrency.py", "test_bench_smoke.py", "test_fuzz_hostile.py",
-    "test_diffusers_e2e.py", "test_demo_browser.py", "test_client_js.py",
+    "test_recovery.py", "test_platform_sigterm.py", "test_platform_rehearsal.py", "test_providers_e2e.py",
+    "test_worker_kinds.py", "test_concurrency.py", "multihost/test_lost_host.py", "test_recovery_times.py",
+    "test_replay.py", "test_redis_sentinel.py", "test_bench_waiting.py", "test_metrics.py",
+    "multihost/test_database_link_down.py", "test_budgets_e2e.py", "test_lost_messages.py",
+    "multihost/test_fencing.py", "test_demo_browser.py", "test_cancel_retry.py", "test_client_python.py",
+    "test_client_js.py", "test_dev_stack.py", "test_eta.py", "test_full_redis.py",
 )
-"""Test files that take a minute or more, longest first (from `--durations`/junit timings).
+"""Test files that take 20 s or more in all, longest first (``--durations=0``, summed per file).
 
-pytest-xdist's ``--dist loadfile`` hands out whole files in collection order; starting
-with the longest keeps one long file from starting last and running alone at the end
+Tests are handed to pytest-xdist's workers in this order (``--dist loadgroup``), so the
+longest go first and none starts last to run alone at the end
 (longest-processing-time-first scheduling). A file not listed keeps its place after these.
 """
+
+SPLIT_PER_TEST = (
+    "test_recovery.py", "test_platform_sigterm.py", "test_platform_rehearsal.py", "test_worker_kinds.py",
+    "test_concurrency.py", "test_recovery_times.py", "test_replay.py", "test_metrics.py", "test_lost_messages.py",
+    "test_eta.py", "test_full_redis.py",
+)
+"""Long files whose tests each build their own stack (no module-scoped fixture): their
+tests are handed out one by one, so one such file no longer takes one worker for 3-5
+minutes. Every other file is one ``xdist_group``, handed out whole, so that the tests
+sharing a module's stack run beside it."""
 
 
 def _slowness_rank(item) -> int:
@@ -280,3 +291,7 @@ def _slowness_rank(item) -> int:
 
 def pytest_collection_modifyitems(items) -> None:
     items.sort(key=_slowness_rank)  # stable: within a file and among the rest, the order is kept
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        if path.removeprefix("tests/") not in SPLIT_PER_TEST:
+            item.add_marker(pytest.mark.xdist_group(path))
