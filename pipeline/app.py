@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 from flask import Flask
-from flask_migrate import Migrate
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError, OperationalError
 
@@ -20,7 +19,7 @@ from pipeline.store.models import db
 from pipeline.worker.celery_app import celery_init_app
 
 MIGRATIONS = str(Path(__file__).resolve().parent / "store" / "migrations")
-migrate = Migrate()
+"""Alembic's folder; the web app registers Flask-Migrate on it (``web.app``): the worker and beat never migrate."""
 
 PING_AFTER_IDLE_S = 1.0
 """A pooled connection unused for longer than this is pinged before use."""
@@ -100,7 +99,6 @@ def create_app(config: Config | None = None, app: Flask | None = None) -> Flask:
     if cfg.database_url.startswith("sqlite:///"):
         Path(cfg.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     db.init_app(app)
-    migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
     with app.app_context():
         if cfg.database_url.startswith("sqlite"):
             event.listen(db.engine, "connect", _sqlite_pragmas)
