@@ -37,9 +37,11 @@ def engine_options(cfg: Config) -> dict:
     # that sat idle; one that dies while in use fails its statement, the pool is
     # invalidated, and the caller's database-error handling retries.
     # Every wait on the link is bounded (pipeline.store.dblink): a dead link is a
-    # 503 or a retried step within seconds, and so is a pool with no free connection.
+    # 503 or a retried step within seconds. The wait for a free pooled connection has
+    # its own, longer bound: a full pool is usually a burst, not an outage (under
+    # gevent a connection's holder can wait behind hundreds of runnable greenlets).
     args = dblink.connect_args(url, cfg.db_connect_timeout_s, cfg.db_link_timeout_s, cfg.db_server_timeouts)
-    return {"pool_recycle": 1800, "pool_size": 5, "max_overflow": 10, "pool_timeout": cfg.db_connect_timeout_s,
+    return {"pool_recycle": 1800, "pool_size": 5, "max_overflow": 10, "pool_timeout": cfg.db_pool_timeout_s,
             "connect_args": args}
 
 

@@ -104,9 +104,13 @@ class Config(BaseSettings):
                               shown="the request's host (`http://127.0.0.1:8000` outside requests)", kind="URL",
                               validate_default=True)
     # -- the database link (docs/recovery.md#a-database-outage) --
-    db_connect_timeout_s: int = setting("GENLINE_DB_CONNECT_TIMEOUT_S", 3, "How long opening a database connection, "
-                                        "or waiting for a free one in the pool, may take before the request answers "
-                                        "503 (libpq `connect_timeout`, at least 2).", ge=2)
+    db_connect_timeout_s: int = setting("GENLINE_DB_CONNECT_TIMEOUT_S", 3, "How long opening a database connection "
+                                        "may take before the request answers 503 (libpq `connect_timeout`, at "
+                                        "least 2).", ge=2)
+    db_pool_timeout_s: int = setting("GENLINE_DB_POOL_TIMEOUT_S", 10, "How long a request waits for a free "
+                                     "connection of its process's pool before it answers 503: a burst (hundreds of "
+                                     "event streams opened at once) queues within it, while on a dead link the "
+                                     "pool's connections are freed within `GENLINE_DB_LINK_TIMEOUT_S`.", ge=1)
     db_link_timeout_s: int = setting("GENLINE_DB_LINK_TIMEOUT_S", 5, "How long a database connection may go "
                                      "unanswered before it is dropped (TCP keepalives and `tcp_user_timeout`): a "
                                      "request on a dead link answers 503 within about this; 0 leaves the OS's "
