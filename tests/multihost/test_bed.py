@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from tests import services
 from tests.multihost.bed import Host
 
 
@@ -42,7 +43,10 @@ def test_a_link_down_carries_nothing_until_it_is_back(hosts):
         assert not _reach(client, server.address, 7000)
     finally:
         client.link_up()
-    assert _reach(client, server.address, 7000)
+    # and once it is back it carries again, within seconds though not always on the first
+    # connect: one CI run at load 10 had the first 2-s connect after link_up time out (the
+    # client's neighbour entry for the server failed while the link was down and is resolved anew)
+    services.wait_for(lambda: _reach(client, server.address, 7000), 15, "the link to carry again", interval=0.2)
 
 
 def test_kill_all_leaves_no_process_of_the_host(bed):
