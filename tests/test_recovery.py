@@ -9,6 +9,8 @@ import os
 import re
 import signal
 import time
+from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -61,6 +63,10 @@ def test_pool_child_killed_mid_generate_the_job_still_completes(make_stack):
     headers = stack.new_tenant()
     job = stack.submit(headers, BODY)
     wait_generating(stack, job["id"])
+    # (and an upload attempt's folder that nothing points to, as a pool child killed mid-upload leaves)
+    folder = Path(urlparse(stack.env["STORAGE_URL"]).path) / "outputs" / job["id"]
+    (folder / "0123456789abcdef").mkdir(parents=True)
+    (folder / "0123456789abcdef" / "0.png").write_bytes(b"an earlier attempt's half-written output")
     # When that pool child is SIGKILLed
     (child,) = children(worker.pid)
     os.kill(child, signal.SIGKILL)
@@ -69,6 +75,10 @@ def test_pool_child_killed_mid_generate_the_job_still_completes(make_stack):
     assert done["status"] == "completed", done["error"]
     assert generate_starts(stack, job["id"]) == 2
     assert done["attempt"] == 2
+    # And of the job's folder only its outputs stay: the job with a lost attempt removed the other folders
+    wait_for(lambda: not (folder / "0123456789abcdef").exists() and len(list(folder.rglob("*.png"))) == 1, 10,
+             "the earlier attempt's folder removed, the job's own output kept")
+    assert stack.client.get(f"/v1/jobs/{job['id']}/outputs/0", headers=headers).status_code == 200
 
 
 def test_whole_worker_killed_the_reaper_gives_the_job_to_another_worker(make_stack):

@@ -119,6 +119,13 @@ def test_delete_prefix_and_errors(s3_endpoint, bucket):
     # When a job's prefix is deleted, only its objects go
     assert storage.delete_prefix("outputs/job_del/") == 3
     assert list(listing(s3_endpoint, bucket)) == ["r/outputs/job_keep/0.png"]
+    # When a job's earlier attempts are deleted, the kept keys stay
+    for attempt in ("a1", "a2"):
+        for n in range(2):
+            storage.put(output_key("job_two", n, "image/png", attempt), b"x", "image/png")
+    kept = [output_key("job_two", n, "image/png", "a2") for n in range(2)]
+    assert storage.delete_prefix("outputs/job_two/", keep=kept) == 2
+    assert sorted(listing(s3_endpoint, bucket)) == ["r/outputs/job_keep/0.png", *[f"r/{key}" for key in kept]]
     # A missing bucket or key is a StorageError naming it, never a raw botocore error
     storage.check()
     with pytest.raises(StorageError, match="no-such-bucket"):

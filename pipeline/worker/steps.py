@@ -217,6 +217,8 @@ def finish(job, step: Step, owner: str, output, seconds: float) -> None:
              JobStatus.COMPLETED.value if step is Step.UPLOAD else job.status, seconds)
     if step is Step.UPLOAD:
         metrics.job_finished(JobStatus.COMPLETED.value, None, job.operation, timing["total_s"], job.tenant_id)
+        if job.lost_count or RunState.of(job).upload_tries:
+            slot.after(_remove_other_attempts_outputs, job.id, [o["key"] for o in output])
     # On a compute slot these run behind the task, which returns now (pipeline.worker.slot).
     slot.after(_record_eta, job, step, seconds)
     slot.send_after(dispatch.send_step, replace(job, step=following.value, step_outputs=step_outputs), following)
@@ -229,6 +231,24 @@ def _remove_attempt_outputs(job_id: str, owner: str) -> None:
         open_storage(config()).delete_prefix(f"outputs/{job_id}/{attempt_dir(owner)}/")
     except StorageError as exc:
         log.warning("fenced outputs kept job_id=%s error=%s", job_id, exc)
+
+
+def _remove_other_attempts_outputs(job_id: str, kept: list[str]) -> None:
+    """Delete what earlier upload attempts of a completed job stored, beside its outputs.
+
+    An attempt that ended without reaching its end wrote to its own folder and nothing
+    points to it: a pool process killed mid-upload (or terminated by Celery when the
+    broker connection drops under a late-ack task), or a retried attempt that stored
+    some of its outputs before its error. Only jobs with a lost or retried attempt look.
+    Best effort, like ``_remove_attempt_outputs``.
+    """
+    try:
+        removed = open_storage(config()).delete_prefix(f"outputs/{job_id}/", keep=kept)
+    except StorageError as exc:
+        log.warning("earlier attempts' outputs kept job_id=%s error=%s", job_id, exc)
+        return
+    if removed:
+        log.info("earlier attempts' outputs removed job_id=%s objects=%s", job_id, removed)
 
 
 def _record_eta(job, step: Step, seconds: float) -> None:

@@ -1,6 +1,7 @@
 """The storage interface every backend implements."""
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,7 +24,8 @@ class Storage(Protocol):
     def signed_url(self, key: str, expires_s: int) -> str | None:
         """A URL anyone may fetch until it expires, or None when the API must serve it."""
 
-    def delete_prefix(self, prefix: str) -> int: ...
+    def delete_prefix(self, prefix: str, keep: Collection[str] = ()) -> int:
+        """Delete every object under ``prefix`` except the keys in ``keep``; returns how many."""
 
     def check(self) -> None:
         """Raise ``StorageError`` when the backend cannot be reached (readiness)."""

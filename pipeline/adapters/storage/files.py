@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -57,8 +58,19 @@ class FileStorage:
     def signed_url(self, key: str, expires_s: int) -> str | None:
         return None
 
-    def delete_prefix(self, prefix: str) -> int:
+    def delete_prefix(self, prefix: str, keep: Collection[str] = ()) -> int:
         target = self._path(prefix.rstrip("/"))
+        if keep and target.is_dir():
+            kept = {self._path(key) for key in keep}
+            count = 0
+            for path in sorted(target.rglob("*"), reverse=True):  # a folder's files before the folder
+                if path.is_dir():
+                    if not any(path.iterdir()):
+                        path.rmdir()
+                elif path not in kept:
+                    path.unlink(missing_ok=True)
+                    count += 1
+            return count
         if target.is_dir():
             count = sum(1 for p in target.rglob("*") if p.is_file())
             shutil.rmtree(target, ignore_errors=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Collection
 from urllib.parse import urlparse
 
 import boto3
@@ -95,13 +96,14 @@ class S3Storage:
         except (BotoCoreError, ClientError) as exc:
             raise _error("sign", key, exc) from exc
 
-    def delete_prefix(self, prefix: str) -> int:
-        """Delete every object under ``prefix``; returns how many."""
+    def delete_prefix(self, prefix: str, keep: Collection[str] = ()) -> int:
+        """Delete every object under ``prefix`` except the keys in ``keep``; returns how many."""
         count = 0
+        kept = {self._key(key) for key in keep}
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix))
             for page in pages:
-                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                keys = [{"Key": o["Key"]} for o in page.get("Contents", []) if o["Key"] not in kept]
                 if keys:
                     self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
                     count += len(keys)
