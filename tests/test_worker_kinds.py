@@ -4,6 +4,7 @@ and a whole I/O worker SIGKILLed with a hundred remote jobs in flight."""
 from __future__ import annotations
 
 import subprocess
+from datetime import datetime
 
 import pytest
 
@@ -59,6 +60,22 @@ def _generated(stack, job_id: str) -> bool:
         return "generate" in (jobs.get(job_id).step_outputs or {})
 
 
+def _after_generate_s(stack, job_id: str) -> float:
+    """Seconds from the end of the job's generate to its failure (events and ``timing.generate_s``).
+
+    Under load the generates of a backlog end later than their 2 s each, and one may end
+    a moment before the deadline: its upload then fails however promptly it runs.
+    """
+    from pipeline.store import jobs
+    events = stack.events(job_id)
+    with stack.app.app_context():
+        generate_s = jobs.get(job_id).timing["generate_s"]
+    started = [e for e in events if e["type"] == "started" and e["data"].get("step") == "generate"][-1]
+    failed = next(e for e in events if e["type"] == "failed")
+    when = lambda e: datetime.fromisoformat(e["created_at"].replace("Z", "+00:00"))  # noqa: E731
+    return (when(failed) - when(started)).total_seconds() - generate_s
+
+
 @pytest.mark.parametrize("layout", ["kinds", "all"])
 def test_a_backlog_never_makes_a_generated_job_miss_its_deadline_at_upload(make_stack, layout):
     # Given 2 compute slots (an I/O worker beside them, or one worker on every queue)
@@ -74,10 +91,15 @@ def test_a_backlog_never_makes_a_generated_job_miss_its_deadline_at_upload(make_
             "budget": {"deadline_s": 7, "timeout_s": 3, "max_attempts": 1}}
     ids = [stack.submit(headers, body)["id"] for _ in range(8)]
     done = [stack.wait(headers, i, timeout=60) for i in ids]
-    # Then every job that generated also completed: its upload never waited behind the backlog
+    # Then every job that generated completed, unless its generate ended so close to the deadline
+    # that the upload could not: no upload waited behind a generate of the backlog (2 s each)
     generated = [d for d in done if _generated(stack, d["id"])]
     assert len(generated) >= 4, [d["status"] for d in done]
-    assert all(d["status"] == "completed" for d in generated), [(d["status"], d["error"]) for d in generated]
+    assert sum(d["status"] == "completed" for d in generated) >= 4, [(d["status"], d["error"]) for d in generated]
+    for d in generated:
+        if d["status"] != "completed":
+            assert d["error"]["code"] == "deadline_exceeded" and d["error"]["step"] == "upload", d["error"]
+            assert _after_generate_s(stack, d["id"]) < 2, (d["id"], _after_generate_s(stack, d["id"]))
     failed = [d for d in done if d["status"] != "completed"]
     assert all(d["error"]["step"] == "generate" for d in failed), [d["error"] for d in failed]
 
