@@ -18,10 +18,11 @@ STAMP_DOCS := $(VENV)/.installed-docs
 TORCH ?= torch==2.13.0
 # Six pytest-xdist workers, longest tests first: most tests wait on real services
 # (provider calls, leases, timeouts; the CPU is 60% idle at -n 3), so six stacks side
-# by side (own Redis, own database in the run's own Postgres each) fit on two cores.
-# A file is handed out whole unless its tests each build their own stack
-# (tests/conftest.py: SPLIT_PER_TEST).
-PYTEST_ARGS ?= -n 6 --dist loadgroup
+# by side (own Redis, own database in the run's own Postgres each) fit on two cores;
+# at -n 8 the cores saturate and the run ends no sooner. A file is handed out whole
+# unless its tests each build their own stack (tests/conftest.py: SPLIT_PER_TEST);
+# --no-loadscope-reorder keeps tests/conftest.py's longest-first order.
+PYTEST_ARGS ?= -n 6 --dist loadgroup --no-loadscope-reorder
 # What ruff and mypy check (their settings: .ruff.toml, .mypy.ini).
 LINT_PATHS ?= pipeline web tests clients/python
 

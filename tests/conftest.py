@@ -256,18 +256,30 @@ def make_stack(pg_database, tmp_path, log_dir, worker_layout):
 
 
 SLOWEST_FIRST = (
-    "test_recovery.py", "test_platform_sigterm.py", "test_platform_rehearsal.py", "test_providers_e2e.py",
-    "test_worker_kinds.py", "test_concurrency.py", "multihost/test_lost_host.py", "test_recovery_times.py",
-    "test_replay.py", "test_redis_sentinel.py", "test_bench_waiting.py", "test_metrics.py",
-    "multihost/test_database_link_down.py", "test_budgets_e2e.py", "test_lost_messages.py",
-    "multihost/test_fencing.py", "test_demo_browser.py", "test_cancel_retry.py", "test_client_python.py",
-    "test_client_js.py", "test_dev_stack.py", "test_eta.py", "test_full_redis.py",
+    "test_platform_sigterm.py::test_sigterm_to_every_process", "test_platform_rehearsal.py::test_the_platform_rehearsal",
+    "test_providers_e2e.py", "test_redis_sentinel.py",
+    "test_dev_stack.py", "multihost/test_lost_host.py", "test_cancel_retry.py", "multihost/test_fencing.py",
+    "test_bench_waiting.py", "test_worker_kinds.py::test_a_whole_io_worker_killed", "test_platform_rehearsal.py",
+    "test_demo_browser.py", "test_recovery_times.py::test_whole_worker_sigkilled", "multihost/test_database_link_down.py",
+    "test_budgets_e2e.py", "test_client_python.py", "test_client_js.py", "test_diffusers_e2e.py",
+    "test_full_redis.py::test_a_full_redis", "test_recovery.py::test_paas_sigterm", "test_events_resilience.py",
+    "test_observability.py", "test_production_config.py", "test_worker_kinds.py::test_jobs_waiting_on_the_io_worker",
+    "test_recovery.py::test_countdown_retry", "multihost/test_hosts_throughput_smoke.py", "test_events_concurrency.py",
+    "test_recovery.py::test_whole_worker_killed", "test_recovery.py::test_redis_restarted", "test_replay.py::test_an_outage",
+    "test_flower_states.py", "test_recovery_times.py::test_active_beat", "test_recovery.py::test_graceful_sigterm",
+    "test_openapi.py", "test_replay.py::test_a_replay_survives", "test_recovery.py::test_worker_rides_out",
+    "test_redis_tls.py", "test_concurrency.py::test_a_tenant_never", "test_metrics.py::test_a_worker_serves",
+    "test_bench_smoke.py", "test_webhooks.py", "test_worker_kinds.py::test_a_backlog", "test_secrets.py",
+    "test_periodic.py", "test_eta.py::test_estimates",
 )
-"""Test files that take 20 s or more in all, longest first (``--durations=0``, summed per file).
+"""The units of work that take 17 s or more, longest first (``--durations=0``: a grouped
+file's tests summed, a test of a ``SPLIT_PER_TEST`` file on its own, each parameter apart).
 
-Tests are handed to pytest-xdist's workers in this order (``--dist loadgroup``), so the
-longest go first and none starts last to run alone at the end
-(longest-processing-time-first scheduling). A file not listed keeps its place after these.
+pytest-xdist hands units out in this order (``--dist loadgroup --no-loadscope-reorder``;
+its default reorder puts the units with the most tests first), so the longest go first
+and none starts last to run alone at the end (longest-processing-time-first
+scheduling). An entry is a file or a ``file::test`` prefix; what is not listed keeps its
+place after these.
 """
 
 SPLIT_PER_TEST = (
@@ -282,9 +294,9 @@ sharing a module's stack run beside it."""
 
 
 def _slowness_rank(item) -> int:
-    path = item.nodeid.split("::", 1)[0]
+    nodeid = item.nodeid.removeprefix("tests/")
     for rank, name in enumerate(SLOWEST_FIRST):
-        if path.removeprefix("tests/").startswith(name):
+        if nodeid.startswith(name):
             return rank
     return len(SLOWEST_FIRST)
 

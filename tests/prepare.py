@@ -1,10 +1,12 @@
-"""Run by `make test` before pytest: make sure the services the suite needs can start.
+"""Run by `make test` before pytest: make sure the services the suite needs can start,
+and compile the checkout's bytecode once.
 
 Postgres is started with pg_ctlcluster when it is installed but down; a missing
 service is reported with what to install (in CI that fails the run).
 """
 from __future__ import annotations
 
+import compileall
 import os
 import shutil
 import subprocess
@@ -35,7 +37,20 @@ def ensure_tools() -> list[str]:
     return [f"{cmd} is missing: apt-get install -y {pkg}" for cmd, pkg in TOOLS.items() if shutil.which(cmd) is None]
 
 
+def compile_bytecode() -> None:
+    """Compile the checkout's modules once.
+
+    The suite starts some 300 Python processes from this checkout (workers, beats, web
+    servers, CLIs); where ``PYTHONDONTWRITEBYTECODE`` is set, as on this project's CI
+    machine, each of them compiled genline's modules again: 60 ms of CPU per start
+    (`import pipeline.worker.celery`: 0.89 s without the bytecode, 0.83 s with it).
+    """
+    for folder in ("pipeline", "web", "tests", "clients/python"):
+        compileall.compile_dir(services.ROOT / folder, quiet=1)
+
+
 def main() -> int:
+    compile_bytecode()
     problems = []
     if not pgcluster.PrivateCluster.possible():  # else the suite starts its own cluster (tests/conftest.py)
         try:
