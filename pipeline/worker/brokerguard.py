@@ -78,9 +78,14 @@ class BrokerGuard(bootsteps.StartStopStep):
 
     @staticmethod
     def _stuck(c) -> bool:
-        """True when no task runs, yet the channel takes no more messages (refused acks hold the slots)."""
+        """True when no task runs or waits, yet the channel takes no more messages (refused acks hold the slots).
+
+        A received task waiting for a pool process (``reserved_requests``, say while the
+        pool replaces a process Celery terminated on a lost connection) holds its slot
+        rightly: reconnecting then would restore its message while the worker still holds it.
+        """
         channel = getattr(c.task_consumer, "channel", None)
-        return channel is not None and not state.active_requests and not channel.qos.can_consume()
+        return channel is not None and not state.reserved_requests and not channel.qos.can_consume()
 
     def _pause(self, c, exc) -> None:
         if self.paused or c.task_consumer is None:
