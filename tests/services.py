@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import psycopg2
@@ -44,6 +45,14 @@ def assert_stays(condition, for_s: float, what: str, interval: float = 0.05):
         if time.monotonic() - start >= for_s:
             return value
         time.sleep(interval)
+
+
+def instant(text: str) -> datetime:
+    """A timestamp of the API or of an event (``2026-12-07T05:21:25.733000Z``) as an aware datetime.
+
+    Python 3.10's ``fromisoformat`` does not read the ``Z``.
+    """
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class ServiceMissing(RuntimeError):

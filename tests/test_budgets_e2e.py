@@ -1,9 +1,11 @@
 """Budgets on real prefork workers: timeouts (soft and hard), deadlines, retries with backoff."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
+
+from tests.services import instant
 
 
 @pytest.fixture(scope="module", params=["all", "kinds"])
@@ -11,10 +13,6 @@ def stack(request, stack):
     """Each test on both worker layouts: one prefork worker on every queue (the session's
     ``stack``), and the compute + I/O worker kinds (``kinds_stack``, docs/workers.md)."""
     return stack if request.param == "all" else request.getfixturevalue("kinds_stack")
-
-
-def parse(ts: str) -> datetime:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
 def generate_starts(stack, job_id):
@@ -56,7 +54,7 @@ def test_deadline_shorter_than_the_attempts_ends_the_job_by_the_deadline(stack, 
     done = stack.wait(tenant, job["id"], timeout=30)
     # Then it ends with deadline_exceeded no later than deadline_at + 5 s
     assert done["status"] == "failed" and done["error"]["code"] == "deadline_exceeded", done["error"]
-    assert parse(done["completed_at"]) <= parse(done["deadline_at"]) + timedelta(seconds=5)
+    assert instant(done["completed_at"]) <= instant(done["deadline_at"]) + timedelta(seconds=5)
     assert done["error"]["retryable"] is False
 
 
@@ -69,7 +67,7 @@ def test_a_backoff_past_the_deadline_is_not_taken(stack, tenant):
     # Then it fails with deadline_exceeded at once, before the deadline, instead of waiting past it
     assert done["status"] == "failed" and done["error"]["code"] == "deadline_exceeded", done["error"]
     assert "no time left" in done["error"]["message"]
-    assert parse(done["completed_at"]) < parse(done["deadline_at"])
+    assert instant(done["completed_at"]) < instant(done["deadline_at"])
 
 
 def test_fail_twice_then_succeed_completes_on_attempt_three(stack, tenant):

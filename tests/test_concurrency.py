@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from pipeline.store import jobs as job_store
 from pipeline.store.models import Job, db
 from tests import services
+from tests.services import instant
 
 
 @pytest.fixture(params=["all", "kinds"])
@@ -44,14 +45,10 @@ def generate_intervals(stack, job_id):
         if end is None:
             intervals.append((s["created_at"], "9999"))  # still generating, or lost: holds its slot
         elif end["type"] == "started" and generate_s is not None:  # generated: the slot was released at its end
-            intervals.append((s["created_at"], _iso(_when(s["created_at"]) + timedelta(seconds=generate_s))))
+            intervals.append((s["created_at"], _iso(instant(s["created_at"]) + timedelta(seconds=generate_s))))
         else:
             intervals.append((s["created_at"], end["created_at"]))
     return intervals
-
-
-def _when(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _iso(when: datetime) -> str:

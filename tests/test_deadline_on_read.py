@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from tests.services import assert_stays, wait_for
+from tests.services import assert_stays, instant, wait_for
 
 
 def test_a_lost_job_fails_at_its_deadline_when_read_with_no_beat_running(make_stack):
@@ -27,8 +27,7 @@ def test_a_lost_job_fails_at_its_deadline_when_read_with_no_beat_running(make_st
     finished = time.time()
     assert done["status"] == "failed"
     assert done["error"]["code"] == "deadline_exceeded"
-    from datetime import datetime
-    deadline = datetime.fromisoformat(done["deadline_at"].replace("Z", "+00:00")).timestamp()
+    deadline = instant(done["deadline_at"]).timestamp()
     assert finished - deadline < 5
 
 

@@ -6,9 +6,7 @@ process takes the next high-priority message before any low one.
 """
 from __future__ import annotations
 
-from datetime import datetime
-
-from tests.services import wait_for
+from tests.services import instant, wait_for
 
 RUN_S = 1.0
 
@@ -16,7 +14,7 @@ RUN_S = 1.0
 def generate_started(stack, job_id):
     for e in stack.events(job_id):
         if e["type"] == "started" and e["data"].get("step") == "generate":
-            return datetime.fromisoformat(e["created_at"].replace("Z", "+00:00"))
+            return instant(e["created_at"])
     return None
 
 
@@ -32,7 +30,7 @@ def test_a_high_priority_job_starts_within_one_jobs_run_time_behind_50_low_ones(
     # When a high-priority job of another tenant is submitted
     user = stack.new_tenant("interactive")
     high = stack.submit(user, {"prompt": "now", "params": {"size": "16x16"}, "priority": "high"})
-    submitted = datetime.fromisoformat(high["created_at"].replace("Z", "+00:00"))
+    submitted = instant(high["created_at"])
     done = stack.wait(user, high["id"], timeout=60)
 
     # Then it completed while most low jobs still wait, starting within one job's run time

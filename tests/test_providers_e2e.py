@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -14,6 +14,7 @@ from tests import services
 from tests.conftest import private_stack
 from tests.fake_providers import TOKEN, ImageServer
 from tests.images import open_image, png_bytes
+from tests.services import instant
 
 
 @pytest.fixture(scope="module", params=["all", "io"])
@@ -40,10 +41,6 @@ def remote_stack(kind, pg_database, server, tmp_path_factory, log_dir):
                        OPENAI_API_KEY=TOKEN, OPENAI_BASE_URL=server.url + "/v1",
                        GENLINE_HTTP_PROVIDER_URL=server.url + "/infer", GENLINE_HTTP_PROVIDER_TOKEN=TOKEN) as stack:
         yield stack
-
-
-def parse(ts: str) -> datetime:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
 def test_an_openai_job_completes_and_records_provider_and_model(remote_stack, server):
@@ -96,7 +93,7 @@ def test_a_hung_provider_still_ends_the_job_by_its_deadline(remote_stack, server
                                         "budget": {"timeout_s": 3, "deadline_s": 8, "max_attempts": 5}})
     done = remote_stack.wait(headers, job["id"], timeout=40)
     assert done["status"] == "failed" and done["error"]["code"] in ("timeout", "deadline_exceeded"), done["error"]
-    assert parse(done["completed_at"]) <= parse(done["deadline_at"]) + timedelta(seconds=5)
+    assert instant(done["completed_at"]) <= instant(done["deadline_at"]) + timedelta(seconds=5)
 
 
 def test_failover_from_a_failing_to_a_working_provider_within_one_job(remote_stack, server):
@@ -131,7 +128,7 @@ def test_rate_limited_waits_for_retry_after(remote_stack, server):
     assert retry["delay_s"] >= 2 and retry["error"]["code"] == "rate_limited"
     times = [e["created_at"] for e in remote_stack.events(job["id"])
              if e["type"] == "started" and e["data"]["step"] == "generate"]
-    assert parse(times[1]) - parse(times[0]) >= timedelta(seconds=2)
+    assert instant(times[1]) - instant(times[0]) >= timedelta(seconds=2)
 
 
 def test_a_retry_after_past_the_deadline_moves_to_the_next_provider(remote_stack, server):

@@ -4,7 +4,6 @@ and a whole I/O worker SIGKILLed with a hundred remote jobs in flight."""
 from __future__ import annotations
 
 import subprocess
-from datetime import datetime
 
 import pytest
 
@@ -72,8 +71,7 @@ def _after_generate_s(stack, job_id: str) -> float:
         generate_s = jobs.get(job_id).timing["generate_s"]
     started = [e for e in events if e["type"] == "started" and e["data"].get("step") == "generate"][-1]
     failed = next(e for e in events if e["type"] == "failed")
-    when = lambda e: datetime.fromisoformat(e["created_at"].replace("Z", "+00:00"))  # noqa: E731
-    return (when(failed) - when(started)).total_seconds() - generate_s
+    return (services.instant(failed["created_at"]) - services.instant(started["created_at"])).total_seconds() - generate_s
 
 
 @pytest.mark.parametrize("layout", ["kinds", "all"])
