@@ -301,13 +301,19 @@ def _slowness_rank(item) -> int:
     return len(SLOWEST_FIRST)
 
 
+def _group(nodeid: str) -> str | None:
+    """The ``xdist_group`` of a test: its file, unless the file is in ``SPLIT_PER_TEST``."""
+    path = nodeid.split("::", 1)[0]
+    return None if path.removeprefix("tests/") in SPLIT_PER_TEST else path
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the node ids
 def pytest_collection_modifyitems(items) -> None:
     items.sort(key=_slowness_rank)  # stable: within a file and among the rest, the order is kept
     for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        if path.removeprefix("tests/") not in SPLIT_PER_TEST:
-            item.add_marker(pytest.mark.xdist_group(path))
+        group = _group(item.nodeid)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_xdist_node_collection_finished(node, ids) -> None:
@@ -317,7 +323,9 @@ def pytest_xdist_node_collection_finished(node, ids) -> None:
     working (pytest-xdist#1386) and nothing failed: the tests were spread one by one, each
     worker built its own copy of a module's stack, and the suite ran a third longer.
     """
-    grouped = [nodeid for nodeid in ids if nodeid.split("::", 1)[0].removeprefix("tests/") not in SPLIT_PER_TEST]
-    if node.config.getoption("dist") == "loadgroup" and grouped and not any("@" in nodeid for nodeid in grouped):
+    if node.config.getoption("dist") != "loadgroup":
+        return
+    grouped = [nodeid for nodeid in ids if _group(nodeid) is not None]
+    if grouped and not any("@" in nodeid for nodeid in grouped):
         pytest.exit("pytest-xdist's --dist loadgroup is not grouping tests on this pytest (pytest-xdist#1386): "
                     "install what setup.cfg's test extra pins (pytest<9.2)", returncode=4)

@@ -14,8 +14,8 @@ from web.api import events as events_api
 MIGRATIONS = pipeline_app.MIGRATIONS
 migrate = Migrate()
 """Flask-Migrate (Alembic) on the web app only: ``flask --app web db upgrade`` is the release
-step. The worker's and beat's app (``pipeline.app``) leave it out: importing Alembic was
-a fifth of their start (0.2 of 0.74 s, ``python -X importtime``)."""
+step. The worker's and beat's app (``pipeline.app``) leave it out: without Alembic their
+app imports in 0.57 s instead of 0.67 s (``python -X importtime``, 3 runs each)."""
 
 
 def create_app(config: Config | None = None) -> Flask:
