@@ -132,7 +132,7 @@ def test_a_whole_io_worker_killed_with_a_hundred_jobs_in_flight_all_resume_elsew
 
     # Then every job resumes there and completes
     done = [stack.wait(headers, i, timeout=120) for i in ids]
-    assert all(d["status"] == "completed" for d in done), {d["status"] for d in done}
+    assert all(d["status"] == "completed" for d in done), [(d["id"], d["error"]) for d in done if d["status"] != "completed"]
     assert len(server.seen("slow:30 fleet")) >= 200  # each was called again after the loss
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pipeline.service import eta
 from pipeline.store.models import utcnow
-from pipeline.store.queue import queue_position, queue_positions, tenant_ahead
+from pipeline.store.queue import queue_position, queue_positions, tenant_ahead, with_positions
 
-__all__ = ["estimates", "queue_position", "queue_positions", "tenant_ahead"]
+__all__ = ["estimates", "queue_position", "queue_positions", "tenant_ahead", "with_positions"]
 
 
 def estimates(jobs: list, positions: dict, cfg) -> dict:

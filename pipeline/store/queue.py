@@ -55,15 +55,23 @@ def _tenant_filter(by_tenant: bool) -> tuple:
     return (_JOBS.c.tenant_id == bindparam("tenant"),) if by_tenant else ()
 
 
-# Several jobs at once: number the queued jobs in starting order, keep those asked for.
+# A list's positions: number the queued jobs in starting order, joined onto the list's rows.
 _RANKED = select(
     _JOBS.c.id,
     func.row_number().over(order_by=(case(priorities.RANK, value=_JOBS.c.priority),
                                      case((_JOBS.c.held.is_(None), 0), else_=1), _JOBS.c.admit_at,
                                      _JOBS.c.id)).label("position"),
 ).where(_JOBS.c.status == QUEUED, _JOBS.c.priority.in_(list(priorities.PRIORITIES))).subquery()
-_POSITIONS = select(_RANKED.c.id, _RANKED.c.position).where(_RANKED.c.id.in_(bindparam("ids", expanding=True)))
 
+
+def with_positions(stmt):
+    """``stmt``, a select of jobs, with each row's queue position beside it (None unless queued).
+
+    Read in the rows' own statement, so a row and its position are one reading of
+    the table: with the positions read after the rows, a job that started in between
+    was counted alone and took a position another listed job also had.
+    """
+    return stmt.add_columns(_RANKED.c.position).outerjoin(_RANKED, _RANKED.c.id == _JOBS.c.id)
 
 def _ahead(priority: str) -> list[str]:
     return priorities.ahead_of(priority)
@@ -89,15 +97,5 @@ def tenant_ahead(job) -> int:
 
 
 def queue_positions(jobs: list) -> dict[str, int | None]:
-    """``queue_position`` of each job by id, with one query however many are queued."""
-    positions: dict[str, int | None] = {job.id: None for job in jobs}
-    queued = [job for job in jobs if job.status == QUEUED]
-    if len(queued) > 1:
-        rows = autocommit.rows(_POSITIONS, {"ids": [job.id for job in queued]})
-        positions.update({row.id: row.position for row in rows})
-    # One job (a count is cheaper than the window), one with a priority the window
-    # leaves out, or one no longer queued when the window was read: counted alone.
-    for job in queued:
-        if positions[job.id] is None:
-            positions[job.id] = queue_position(job)
-    return positions
+    """``queue_position`` of each job by id (a list reads them with ``with_positions`` instead)."""
+    return {job.id: queue_position(job) for job in jobs}

@@ -10,7 +10,7 @@ from flask import Blueprint, jsonify, request, url_for
 from sqlalchemy import select
 
 from pipeline.core.ids import is_id
-from pipeline.core.lifecycle import STATUSES
+from pipeline.core.lifecycle import STATUSES, JobStatus
 from pipeline.service.representation import job_to_dict
 from pipeline.store import jobs
 from pipeline.store.models import Job, db, utcnow
@@ -18,7 +18,7 @@ from pipeline.worker import reaper
 from web import limits, waiting
 from web.api.errors import ApiError
 from web.auth import config, reader_for_job, require_tenant
-from web.queueing import estimates, queue_positions
+from web.queueing import estimates, queue_position, queue_positions, with_positions
 from web.requests import json_body, parse_time, preference_applied, query, wait_seconds
 from web.schemas import JobCreate, JobList
 from web.submit import submit
@@ -142,12 +142,14 @@ def list_jobs():
         stmt = stmt.where(Job.created_at < before)
     if q.cursor:
         stmt = stmt.where(Job.id < _cursor_id(q.cursor))
-    rows = db.session.execute(stmt.order_by(Job.id.desc()).limit(q.limit + 1)).scalars().all()
-    page = [jobs.snapshot(r) for r in rows[: q.limit]]
+    rows = db.session.execute(with_positions(stmt).order_by(Job.id.desc()).limit(q.limit + 1)).all()
+    page = [jobs.snapshot(row[0]) for row in rows[: q.limit]]
     db.session.rollback()
     next_cursor = None
     if len(rows) > q.limit:
         next_cursor = base64.urlsafe_b64encode(page[-1].id.encode()).decode().rstrip("=")
-    positions = queue_positions(page)
+    # A queued job outside the ranking (a priority no longer known) is counted alone.
+    positions = {job.id: row[1] if row[1] is not None or job.status != JobStatus.QUEUED.value else queue_position(job)
+                 for job, row in zip(page, rows)}
     etas = estimates(page, positions, config())
     return jsonify({"data": [render(j, positions, etas=etas) for j in page], "next_cursor": next_cursor})
