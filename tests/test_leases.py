@@ -83,3 +83,28 @@ def test_a_held_lease_is_renewed_until_released_and_lost_once_the_job_is_cancele
     finally:
         renewer.release(held_c)
     assert _lease_until(stack, kept.id) == released_until
+
+
+def test_leases_held_at_different_times_are_renewed_together_and_a_lost_one_among_them_is_reported(stack):
+    # Given a renewer with a lease held now, one held 4 s later, and one whose owner is not the job's
+    clock = Clock()
+    renewer = leases.Renewer(stack.app, clock=clock)
+    first, second, taken = (_claimed(stack, owner, LEASE_S) for owner in ("owner-d", "owner-e", "owner-f"))
+    held_first = renewer.hold(first.id, "owner-d", LEASE_S)
+    clock.now += 4
+    held_second = renewer.hold(second.id, "owner-e", LEASE_S)
+    held_taken = renewer.hold(taken.id, "owner-someone-else", LEASE_S)
+    try:
+        before = {job.id: _lease_until(stack, job.id) for job in (first, second)}
+        # When the first falls due (the others are 4 s short of it, within half a renewal period)
+        clock.now += LEASE_S / 3 - 4
+        renewer.wake()
+        # Then one pass renews both held leases, reports the other lost, and from then on they fall due together
+        wait_for(lambda: all(_lease_until(stack, job_id) > until for job_id, until in before.items()), 30,
+                 "both leases renewed")
+        assert held_taken.lost.wait(30)
+        assert held_first.due == held_second.due
+        assert not held_first.lost.is_set() and not held_second.lost.is_set()
+    finally:
+        for held in (held_first, held_second, held_taken):
+            renewer.release(held)
