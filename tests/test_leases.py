@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from pipeline.core.lifecycle import JobStatus, Step
 from pipeline.store import jobs
 from pipeline.worker import leases
@@ -85,8 +87,10 @@ def test_a_held_lease_is_renewed_until_released_and_lost_once_the_job_is_cancele
     assert _lease_until(stack, kept.id) == released_until
 
 
-def test_leases_held_at_different_times_are_renewed_together_and_a_lost_one_among_them_is_reported(stack):
+@pytest.mark.parametrize("database", ["stack", "sqlite_stack"])  # one statement, on both databases
+def test_leases_held_at_different_times_are_renewed_together_and_a_lost_one_among_them_is_reported(request, database):
     # Given a renewer with a lease held now, one held 4 s later, and one whose owner is not the job's
+    stack = request.getfixturevalue(database)
     clock = Clock()
     renewer = leases.Renewer(stack.app, clock=clock)
     first, second, taken = (_claimed(stack, owner, LEASE_S) for owner in ("owner-d", "owner-e", "owner-f"))
