@@ -7,7 +7,7 @@ import hashlib
 import json
 
 from flask import Blueprint, jsonify, request, url_for
-from sqlalchemy import select
+from sqlalchemy import null, select
 
 from pipeline.core.ids import is_id
 from pipeline.core.lifecycle import STATUSES, JobStatus
@@ -142,7 +142,9 @@ def list_jobs():
         stmt = stmt.where(Job.created_at < before)
     if q.cursor:
         stmt = stmt.where(Job.id < _cursor_id(q.cursor))
-    rows = db.session.execute(with_positions(stmt).order_by(Job.id.desc()).limit(q.limit + 1)).all()
+    # The ranking reads every queued job: only where the page can hold one.
+    ranked = with_positions(stmt) if not q.status or JobStatus.QUEUED.value in statuses else stmt.add_columns(null())
+    rows = db.session.execute(ranked.order_by(Job.id.desc()).limit(q.limit + 1)).all()
     page = [jobs.snapshot(row[0]) for row in rows[: q.limit]]
     db.session.rollback()
     next_cursor = None
