@@ -73,6 +73,7 @@ def with_positions(stmt):
     """
     return stmt.add_columns(_RANKED.c.position).outerjoin(_RANKED, _RANKED.c.id == _JOBS.c.id)
 
+
 def _ahead(priority: str) -> list[str]:
     return priorities.ahead_of(priority)
 

@@ -150,8 +150,9 @@ def list_jobs():
     next_cursor = None
     if len(rows) > q.limit:
         next_cursor = base64.urlsafe_b64encode(page[-1].id.encode()).decode().rstrip("=")
-    # A queued job outside the ranking (a priority no longer known) is counted alone.
-    positions = {job.id: row[1] if row[1] is not None or job.status != JobStatus.QUEUED.value else queue_position(job)
-                 for job, row in zip(page, rows)}
+    positions = {job.id: row[1] for job, row in zip(page, rows)}
+    for job in page:  # a queued job the ranking leaves out (a priority no longer known) is counted alone
+        if job.status == JobStatus.QUEUED.value and positions[job.id] is None:
+            positions[job.id] = queue_position(job)
     etas = estimates(page, positions, config())
     return jsonify({"data": [render(j, positions, etas=etas) for j in page], "next_cursor": next_cursor})
