@@ -29,13 +29,15 @@ def test_a_reaped_child_and_a_live_one_count_in_the_tree():
     before = _children_cpu(me)
     subprocess.run([sys.executable, "-c", BURN], check=True)  # ended and reaped
     reaped = _children_cpu(me) - before
-    assert reaped >= 0.35
+    assert reaped >= 0.3  # it burnt 0.4 s
     live = subprocess.Popen([sys.executable, "-c", BURN + "import time; time.sleep(30)"])
     try:
         child = psutil.Process(live.pid)
         while _own(child) < 0.35:
             time.sleep(0.05)
-        assert _children_cpu(me) - before - reaped >= 0.35
+        # Below what was waited for: tree_cpu and _own read this process's CPU one after
+        # the other, and a clock tick of its own between them counts against the child.
+        assert _children_cpu(me) - before - reaped >= 0.3
     finally:
         live.kill()
         live.wait()
