@@ -5,8 +5,10 @@ position is 1 + the queued jobs of a higher priority + the queued jobs of its
 own priority with a smaller id. A held job (``pipeline.service.admission``: a replay
 waiting for admission, or a start waiting for its tenant's throttle) comes
 after every job of its priority that is not held, in the order of its
-``admit_at``; the jobs not held do not count the held ones. Every statement is built once, with bound
-parameters: building it cost more than running it.
+``admit_at``; the jobs not held do not count the held ones. The counts of one
+job are built once, with bound parameters: building one cost more than running it.
+A list's positions come with its rows (``with_positions``: the ranking, built once,
+joined onto the list's own statement).
 """
 from __future__ import annotations
 
