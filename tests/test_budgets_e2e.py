@@ -1,10 +1,14 @@
 """Budgets on real prefork workers: timeouts (soft and hard), deadlines, retries with backoff."""
 from __future__ import annotations
 
+import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
+from pipeline.store.models import db
 from tests.services import instant
 
 
@@ -94,3 +98,43 @@ def test_non_retryable_errors_are_never_retried(stack, tenant):
     done = stack.wait(tenant, job["id"], timeout=30)
     assert done["status"] == "failed" and done["error"]["code"] == "unsafe_content"
     assert done["attempt"] == 1 and not [e for e in stack.events(job["id"]) if e["type"] == "retry"]
+
+
+@contextmanager
+def slow_generate_ends(stack, prompt: str, seconds: float):
+    """Every write that ends a generate attempt of the job with ``prompt`` (it releases the
+    lease) takes ``seconds`` in Postgres, as a write stalled under load does."""
+    name = f"slow_end_{uuid.uuid4().hex[:8]}"
+    with stack.app.app_context():
+        db.session.execute(text(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+                                f"$$ BEGIN PERFORM pg_sleep({seconds}); RETURN NEW; END $$"))
+        db.session.execute(text(f"CREATE TRIGGER {name} BEFORE UPDATE ON jobs FOR EACH ROW WHEN "
+                                f"(OLD.prompt = '{prompt}' AND OLD.step = 'generate' AND OLD.lease_owner IS NOT NULL "
+                                f"AND NEW.lease_owner IS NULL) EXECUTE FUNCTION {name}()"))
+        db.session.commit()
+    try:
+        yield
+    finally:
+        with stack.app.app_context():
+            db.session.execute(text(f"DROP TRIGGER {name} ON jobs"))
+            db.session.execute(text(f"DROP FUNCTION {name}()"))
+            db.session.commit()
+
+
+def test_a_soft_limit_landing_while_an_attempts_end_is_written_does_not_abandon_it(stack, tenant):
+    # Given a provider that fails its first attempt after 0.5 s and then succeeds, a 4-s
+    # timeout (Celery's soft limit at 4 s, its hard limit at 6 s), and a database in which
+    # the write that ends each generate attempt takes 4.5 s: Celery's soft limit lands
+    # while the end of each attempt is being written
+    prompt = f"stalled end {uuid.uuid4().hex[:8]}"
+    with slow_generate_ends(stack, prompt, 4.5):
+        job = stack.submit(tenant, {"prompt": prompt, "params": {"size": "32x32", "simulate": {
+            "latency_s": 0.5, "fail_attempts": 1}}, "budget": {"timeout_s": 4, "deadline_s": 90, "max_attempts": 2}})
+        # When it runs
+        done = stack.wait(tenant, job["id"], timeout=60)
+    # Then the first attempt's failure was recorded and retried, and the second one's
+    # image was recorded and uploaded: the soft limit abandoned neither end halfway
+    assert done["status"] == "completed", done["error"]
+    assert done["attempt"] == 2
+    retries = [e["data"] for e in stack.events(job["id"]) if e["type"] == "retry"]
+    assert [(r["attempt"], r["error"]["code"]) for r in retries] == [(1, "provider_error")]

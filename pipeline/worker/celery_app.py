@@ -12,7 +12,7 @@ from celery.signals import celeryd_after_setup, worker_process_init
 from pipeline.adapters import broker, redisurl, routing
 from pipeline.adapters.providers import diffusers_model
 from pipeline.adapters.redis_tls import ssl_options
-from pipeline.worker import observe, slot
+from pipeline.worker import observe, slot, softlimit
 from pipeline.worker.brokerguard import BrokerGuard
 
 QUEUES = routing.ALL_QUEUES
@@ -135,6 +135,7 @@ def celery_init_app(app) -> Celery:
         # Then it opens its own before its first task, and hands step follow-ups to a thread
         # so that its slot takes the next message at once (pipeline.worker.slot).
         slot.enable(app)
+        softlimit.enable(app)  # an attempt's end is written past a late soft time limit
         slot.warm_briefly(app)
 
     if cfg.diffusers_model:

@@ -29,7 +29,7 @@ from pipeline.core.runstate import RunState
 from pipeline.service import admission, concurrency, eta
 from pipeline.store import jobs
 from pipeline.store.models import db, utcnow
-from pipeline.worker import failover, leases, slot, taskstate
+from pipeline.worker import failover, leases, slot, softlimit, taskstate
 from pipeline.worker.failing import fail
 
 __all__ = ["StepResult", "fail", "fail_attempt", "finish", "generate_tries", "hard_timeout", "run_step"]
@@ -106,12 +106,15 @@ def run_step(task, job_id: str, step: Step, work) -> None:
         # outcome below propagate instead; the lease then expires and the reaper acts.
         raise _retry_later(task, job_id, step, exc) from exc
     except GenlineError as exc:
-        ending = fail_attempt(job, step, owner, exc, started)
+        # The work is over, its soft limit maybe not: the end is written where the limit
+        # cannot land (pipeline.worker.softlimit). A limit that landed above does not again.
+        ending = softlimit.shielded(job_id, fail_attempt, job, step, owner, exc, started)
     except Exception as exc:  # noqa: BLE001 - a bug must still end the job, with a log line
         log.exception("step crashed job_id=%s step=%s", job_id, step.value)
-        ending = fail_attempt(job, step, owner, InternalError(f"{exc.__class__.__name__}: {exc}"), started)
+        error = InternalError(f"{exc.__class__.__name__}: {exc}")
+        ending = softlimit.shielded(job_id, fail_attempt, job, step, owner, error, started)
     else:
-        finish(job, step, owner, output, time.monotonic() - started)
+        softlimit.shielded(job_id, finish, job, step, owner, output, time.monotonic() - started)
     if step is Step.GENERATE:
         with tracing.detached():  # the jobs it wakes are not this job's
             slot.after(concurrency.wake, job.tenant_id)  # this job's slot may be free now
