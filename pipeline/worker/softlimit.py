@@ -37,7 +37,12 @@ T = TypeVar("T")
 
 
 class _EndWriter:
-    """The thread of one pool process that writes its attempts' ends, each in a fresh app context."""
+    """The thread of one pool process that writes its attempts' ends, each in a fresh app context.
+
+    Not the process's write-behind thread (``pipeline.worker.progress``): that one runs
+    in one long-lived app context and holds the previous task's follow-ups, which an end
+    would wait behind; an end gets its own context and session, as its task has.
+    """
 
     def __init__(self, app):
         self.app = app
